@@ -1,0 +1,150 @@
+// The backend interface: what the engine asks of a compute device.
+//
+// Nouns: a Backend (one device, owning its memory), Tensors (weights uploaded
+// once, activations, step inputs) and KvCaches (one per session). Ops are
+// *enqueued* between begin_step() and end_step(): a device backend may record
+// them into a CUDA graph or a Vulkan command buffer and submit the whole step at
+// once. Only read() brings data back to the host (logits, or debug captures), and
+// it waits for the step to finish. Step inputs that change per step (token ids,
+// positions) live in device tensors written with write(), so a recorded step can
+// be replayed with new inputs.
+//
+// The ops are coarse and fitted to the DeepSeek V2/V3 family (MLA + MoE), not a
+// general graph: every op here has one obvious kernel on every backend.
+// Every tensor is 2-D: rows (tokens, or a weight's output features) × cols.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+
+namespace sibyl::backend {
+
+class Tensor {
+ public:
+  Tensor(DType dtype, int64_t rows, int64_t cols) : dtype_(dtype), rows_(rows), cols_(cols) {}
+  virtual ~Tensor() = default;
+  DType dtype() const { return dtype_; }
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  size_t nbytes() const { return static_cast<size_t>(rows_ * cols_) * dtype_size(dtype_); }
+
+ private:
+  DType dtype_;
+  int64_t rows_, cols_;
+};
+
+// Host data to upload as a weight: `rows × cols` elements of `dtype` at `data`.
+// `data` stays valid for the backend's lifetime (it is the model's memory map), so
+// a host backend may use it in place instead of copying.
+struct HostWeight {
+  std::string name;
+  DType dtype;
+  int64_t rows, cols;
+  const void* data;
+};
+
+// The latent MLA cache of one session: per layer, per token, one row of
+// [c_kv (kv_lora_rank, RMS-normed) | k_pe (qk_rope_head_dim, after RoPE)].
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+  // Make room for `tokens` positions (keeps the contents). Throws Errc::out_of_memory.
+  virtual void reserve(int64_t tokens) = 0;
+  virtual int64_t capacity() const = 0;
+};
+
+struct RopeParams {
+  const Tensor* inv_freq = nullptr;  // f32 [1, rope_dim/2]: per-pair frequency (YaRN blended)
+  float attention_factor = 1.0f;     // cos/sin multiplier
+  bool interleaved = true;           // pairs (2i, 2i+1); false: (i, i + rope_dim/2)
+};
+
+struct MlaShape {
+  int64_t n_heads, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim;
+  float softmax_scale;  // 1/sqrt(qk_head_dim) · mscale²
+};
+
+// How attention reads the latent cache. Both give the same result.
+enum class MlaPath {
+  absorbed,  // fold W_UK into q, attend in latent space, then W_UV (decode)
+  expanded,  // expand k_nope, v for every cached token, plain causal attention (prefill)
+};
+
+enum class ScoreFunc { softmax, sigmoid };
+enum class ExpertSelect { greedy, group_limited, noaux_tc };
+
+struct RouterParams {
+  ScoreFunc score;
+  ExpertSelect select;
+  int64_t n_experts, top_k, n_group, topk_group;
+  bool normalize;  // divide the chosen weights by their sum
+  float scaling;   // routed_scaling_factor
+};
+
+// One MoE layer's routed experts: weights [moe_intermediate, hidden] (gate, up)
+// and [hidden, moe_intermediate] (down), one tensor each per expert.
+struct ExpertWeights {
+  std::vector<const Tensor*> gate, up, down;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- memory
+  virtual std::unique_ptr<Tensor> upload(const HostWeight& w) = 0;
+  virtual std::unique_ptr<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
+  virtual void write(Tensor& dst, const void* src, size_t bytes) = 0;
+  virtual void read(const Tensor& src, void* dst, size_t bytes) = 0;  // waits for the step
+  virtual std::unique_ptr<KvCache> create_kv_cache(int64_t n_layers, int64_t row_width) = 0;
+
+  // ---- step boundaries
+  virtual void begin_step() = 0;
+  virtual void end_step() = 0;  // submit; results are ready for read()
+
+  // ---- ops (dst may alias src where noted)
+  // dst[i] = table[tokens[i]]; tokens i32 [n, 1].
+  virtual void embed(Tensor& dst, const Tensor& table, const Tensor& tokens) = 0;
+  // Row-wise RMSNorm over the first `cols` columns of src (all when cols == 0); dst may be src.
+  virtual void rmsnorm(Tensor& dst, const Tensor& src, const Tensor& weight, float eps, int64_t cols = 0) = 0;
+  // dst[n, N] = src[n, K] · weightᵀ, weight [N, K].
+  virtual void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) = 0;
+  // acc += x.
+  virtual void add(Tensor& acc, const Tensor& x) = 0;
+  // dst = silu(gate) * up.
+  virtual void swiglu(Tensor& dst, const Tensor& gate, const Tensor& up) = 0;
+  // dst[0, :] = src[row, :].
+  virtual void copy_row(Tensor& dst, const Tensor& src, int64_t row) = 0;
+
+  // MLA, part 1: from kv_a = [c_kv | k_pe] rows, RMS-norm c_kv, rotate k_pe, and store
+  // both into `layer` of the cache at positions (i32 [n, 1]).
+  virtual void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                         const Tensor& positions, const RopeParams& rope) = 0;
+  // MLA, part 2: q [n, heads·(nope+rope)] (rope part not yet rotated) attends causally to
+  // cache positions [0, positions[i]]; dst [n, heads·v_head_dim]. kv_b [heads·(nope+v), kv_lora_rank].
+  virtual void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer,
+                             const Tensor& positions, const Tensor& kv_b, const MlaShape& shape,
+                             const RopeParams& rope, MlaPath path) = 0;
+
+  // MoE router: logits = x · gateᵀ in float32, scores, group-limited top-k.
+  // ids i32 [n, top_k], weights f32 [n, top_k]; raw_logits f32 [n, n_experts] if non-null.
+  virtual void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
+                         const Tensor* score_bias, const RouterParams& params) = 0;
+  // dst = Σ_k weights[i,k] · Expert_{ids[i,k]}(x[i]), SwiGLU experts; only chosen experts run.
+  virtual void moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids, const Tensor& weights,
+                           const ExpertWeights& experts) = 0;
+};
+
+struct BackendOptions {
+  int n_threads = 0;  // CPU: 0 = all hardware threads
+};
+
+// The CPU backend: float32 compute from the stored weights; the oracle for the others.
+std::unique_ptr<Backend> create_cpu_backend(const BackendOptions& options);
+
+}  // namespace sibyl::backend

@@ -1,0 +1,164 @@
+// The CPU backend: float32 arithmetic on the stored weights (bf16/fp16/fp32 are
+// converted row by row inside the kernels), parallel over a thread pool. Ops run
+// eagerly, so begin_step/end_step only bracket them.
+#include "cpu_backend.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "failure.h"
+
+namespace sibyl::backend::cpu {
+
+CpuTensor::CpuTensor(DType dtype, int64_t rows, int64_t cols)
+    : Tensor(dtype, rows, cols), owned_((nbytes() + 7) / 8, 0), data_(reinterpret_cast<uint8_t*>(owned_.data())) {}
+
+CpuTensor::CpuTensor(DType dtype, int64_t rows, int64_t cols, const void* borrowed)
+    : Tensor(dtype, rows, cols), data_(static_cast<const uint8_t*>(borrowed)) {}
+
+void CpuKvCache::reserve(int64_t tokens) {
+  if (tokens <= capacity_) return;
+  int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(capacity_ * 2, capacity_ + 4096));
+  cap = std::max<int64_t>(cap, 64);
+  for (auto& layer : layers_) layer.resize(static_cast<size_t>(cap * width_));
+  capacity_ = cap;
+}
+
+void gemm(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {
+  pool.parallel_for(w.n_rows, n * w.k, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(w.k));
+    for (int64_t j = begin; j < end; ++j) {
+      const float* wr = w.row(j, scratch.data());
+      for (int64_t i = 0; i < n; ++i) out[i * ldo + j] = dot(x + i * ldx, wr, w.k);
+    }
+  });
+}
+
+void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope) {
+  const float* inv_freq = cpu(*rope.inv_freq).f32();
+  const int64_t half = dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    // Same float32 angle as the reference (inv_freq · position in float32).
+    float angle = inv_freq[i] * static_cast<float>(pos);
+    float c = static_cast<float>(std::cos(static_cast<double>(angle))) * rope.attention_factor;
+    float s = static_cast<float>(std::sin(static_cast<double>(angle))) * rope.attention_factor;
+    int64_t a = rope.interleaved ? 2 * i : i;
+    int64_t b = rope.interleaved ? 2 * i + 1 : i + half;
+    float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x1 * c + x0 * s;
+  }
+}
+
+void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols) {
+  double ss = 0.0;
+  for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(src[j]) * src[j];
+  float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
+  std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(cols));
+  const float* wr = w.row(0, scratch.data());
+  for (int64_t j = 0; j < cols; ++j) dst[j] = wr[j] * (src[j] * inv);
+}
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options) : pool_(options.n_threads) {}
+  const char* name() const override { return "cpu"; }
+
+  std::unique_ptr<Tensor> upload(const HostWeight& w) override {
+    // Weights stay in the memory map (zero copy) unless misaligned for their dtype.
+    if (reinterpret_cast<uintptr_t>(w.data) % dtype_size(w.dtype) == 0)
+      return std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols, w.data);
+    auto t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols);
+    std::memcpy(t->mutable_bytes(), w.data, t->nbytes());
+    return t;
+  }
+  std::unique_ptr<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override {
+    return std::make_unique<CpuTensor>(dtype, rows, cols);
+  }
+  void write(Tensor& dst, const void* src, size_t bytes) override {
+    if (bytes > dst.nbytes()) fail(Errc::internal, "cpu backend: write past the end of a tensor");
+    std::memcpy(cpu(dst).mutable_bytes(), src, bytes);
+  }
+  void read(const Tensor& src, void* dst, size_t bytes) override {
+    if (bytes > src.nbytes()) fail(Errc::internal, "cpu backend: read past the end of a tensor");
+    std::memcpy(dst, cpu(src).bytes(), bytes);
+  }
+  std::unique_ptr<KvCache> create_kv_cache(int64_t n_layers, int64_t row_width) override {
+    return std::make_unique<CpuKvCache>(n_layers, row_width);
+  }
+  void begin_step() override {}
+  void end_step() override {}
+
+  void embed(Tensor& dst, const Tensor& table, const Tensor& tokens) override {
+    const int32_t* ids = cpu(tokens).i32();
+    WeightRows rows = cpu(table).weight_rows();
+    float* out = cpu(dst).f32();
+    for (int64_t i = 0; i < dst.rows(); ++i)
+      to_f32(out + i * dst.cols(), rows.data + static_cast<size_t>(ids[i] * rows.k) * dtype_size(rows.dtype),
+             rows.dtype, rows.k);
+  }
+
+  void rmsnorm(Tensor& dst, const Tensor& src, const Tensor& weight, float eps, int64_t cols) override {
+    if (cols == 0) cols = src.cols();
+    const float* in = cpu(src).f32();
+    float* out = cpu(dst).f32();
+    WeightRows w = cpu(weight).weight_rows();
+    pool_.parallel_for(src.rows(), cols, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) rmsnorm_row(out + i * dst.cols(), in + i * src.cols(), w, eps, cols);
+    });
+  }
+
+  void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) override {
+    gemm(pool_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).weight_rows(), cpu(dst).f32(), dst.cols());
+  }
+
+  void add(Tensor& acc, const Tensor& x) override {
+    float* a = cpu(acc).f32();
+    const float* b = cpu(x).f32();
+    for (int64_t i = 0, n = acc.rows() * acc.cols(); i < n; ++i) a[i] += b[i];
+  }
+
+  void swiglu(Tensor& dst, const Tensor& gate, const Tensor& up) override {
+    float* out = cpu(dst).f32();
+    const float* g = cpu(gate).f32();
+    const float* u = cpu(up).f32();
+    for (int64_t i = 0, n = dst.rows() * dst.cols(); i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  }
+
+  void copy_row(Tensor& dst, const Tensor& src, int64_t row) override {
+    std::memcpy(cpu(dst).f32(), cpu(src).f32() + row * src.cols(), static_cast<size_t>(src.cols()) * 4);
+  }
+
+  void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                 const Tensor& positions, const RopeParams& rope) override {
+    cpu::mla_store(pool_, static_cast<CpuKvCache&>(cache), layer, cpu(kv_a), cpu(kv_norm), eps, cpu(positions), rope);
+  }
+  void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer, const Tensor& positions,
+                     const Tensor& kv_b, const MlaShape& shape, const RopeParams& rope, MlaPath path) override {
+    cpu::mla_attention(pool_, cpu(dst), cpu(q), static_cast<const CpuKvCache&>(cache), layer, cpu(positions),
+                       cpu(kv_b), shape, rope, path);
+  }
+  void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
+                 const Tensor* score_bias, const RouterParams& params) override {
+    cpu::moe_route(pool_, cpu(ids), cpu(weights), raw_logits ? &cpu(*raw_logits) : nullptr, cpu(x), cpu(gate),
+                   score_bias ? &cpu(*score_bias) : nullptr, params);
+  }
+  void moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids, const Tensor& weights,
+                   const ExpertWeights& experts) override {
+    cpu::moe_experts(pool_, cpu(dst), cpu(x), cpu(ids), cpu(weights), experts);
+  }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace
+}  // namespace sibyl::backend::cpu
+
+namespace sibyl::backend {
+std::unique_ptr<Backend> create_cpu_backend(const BackendOptions& options) {
+  return std::make_unique<cpu::CpuBackend>(options);
+}
+}  // namespace sibyl::backend

@@ -1,0 +1,122 @@
+// Mixture-of-Experts on the CPU: the router (three selection rules) and the
+// routed experts, run only for the tokens that chose them.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "cpu_backend.h"
+
+namespace sibyl::backend::cpu {
+namespace {
+
+// Indices of the k largest values, largest first; ties keep the lower index.
+std::vector<int64_t> top_k_indices(const std::vector<float>& v, int64_t k) {
+  std::vector<int64_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int64_t a, int64_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); });
+  idx.resize(static_cast<size_t>(k));
+  return idx;
+}
+
+// Route one token: logits [E] → chosen experts and their weights.
+void route_token(const float* logits, const float* bias, const RouterParams& p, int32_t* ids, float* weights) {
+  const int64_t E = p.n_experts;
+  std::vector<float> scores(static_cast<size_t>(E));
+  if (p.score == ScoreFunc::softmax) {
+    float m = *std::max_element(logits, logits + E);
+    double sum = 0.0;
+    for (int64_t e = 0; e < E; ++e) sum += (scores[e] = std::exp(logits[e] - m));
+    for (auto& s : scores) s = static_cast<float>(s / sum);
+  } else {
+    for (int64_t e = 0; e < E; ++e) scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+  }
+  // Scores used to choose; noaux_tc adds the correction bias for the choice only.
+  std::vector<float> choice = scores;
+  if (p.select == ExpertSelect::noaux_tc && bias)
+    for (int64_t e = 0; e < E; ++e) choice[e] += bias[e];
+
+  if (p.select != ExpertSelect::greedy && p.n_group > 1) {
+    const int64_t per_group = E / p.n_group;
+    std::vector<float> group_score(static_cast<size_t>(p.n_group));
+    for (int64_t g = 0; g < p.n_group; ++g) {
+      std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
+      if (p.select == ExpertSelect::group_limited) {
+        group_score[g] = *std::max_element(members.begin(), members.end());
+      } else {  // noaux_tc: sum of the group's two best biased scores
+        auto best = top_k_indices(members, std::min<int64_t>(2, per_group));
+        float s = 0.0f;
+        for (int64_t b : best) s += members[b];
+        group_score[g] = s;
+      }
+    }
+    std::vector<bool> keep(static_cast<size_t>(p.n_group), false);
+    for (int64_t g : top_k_indices(group_score, p.topk_group)) keep[g] = true;
+    // Experts of dropped groups get score 0 (not -inf), exactly as the reference does.
+    for (int64_t e = 0; e < E; ++e)
+      if (!keep[e / per_group]) choice[e] = 0.0f;
+  }
+
+  auto chosen = top_k_indices(choice, p.top_k);
+  float sum = 0.0f;
+  for (int64_t k = 0; k < p.top_k; ++k) {
+    ids[k] = static_cast<int32_t>(chosen[k]);
+    weights[k] = scores[chosen[k]];  // unbiased score
+    sum += weights[k];
+  }
+  for (int64_t k = 0; k < p.top_k; ++k) {
+    if (p.normalize) weights[k] /= (sum + 1e-20f);
+    weights[k] *= p.scaling;
+  }
+}
+
+}  // namespace
+
+void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
+               const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params) {
+  const int64_t n = x.rows(), E = params.n_experts, K = params.top_k;
+  std::vector<float> logits(static_cast<size_t>(n * E));
+  gemm(pool, x.f32(), n, x.cols(), gate.weight_rows(), logits.data(), E);
+  std::vector<float> bias;
+  if (score_bias) {
+    bias.resize(static_cast<size_t>(E));
+    to_f32(bias.data(), score_bias->bytes(), score_bias->dtype(), E);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    route_token(logits.data() + i * E, bias.empty() ? nullptr : bias.data(), params, ids.i32() + i * K,
+                weights.f32() + i * K);
+  if (raw_logits) std::copy(logits.begin(), logits.end(), raw_logits->f32());
+}
+
+void moe_experts(ThreadPool& pool, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
+                 const ExpertWeights& experts) {
+  const int64_t n = x.rows(), H = x.cols(), K = ids.cols();
+  const int64_t n_experts = static_cast<int64_t>(experts.gate.size());
+  std::vector<std::vector<int64_t>> slots(static_cast<size_t>(n_experts));  // (token·K + k) per expert
+  for (int64_t s = 0; s < n * K; ++s) slots[ids.i32()[s]].push_back(s);
+
+  float* out = dst.f32();
+  std::fill(out, out + n * H, 0.0f);
+  std::vector<float> xs, g, u, d;
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const auto& list = slots[e];
+    if (list.empty()) continue;
+    const int64_t m = static_cast<int64_t>(list.size());
+    const WeightRows wg = cpu(*experts.gate[e]).weight_rows(), wu = cpu(*experts.up[e]).weight_rows(),
+                     wd = cpu(*experts.down[e]).weight_rows();
+    const int64_t I = wg.n_rows;
+    xs.resize(static_cast<size_t>(m * H));
+    for (int64_t r = 0; r < m; ++r) std::copy_n(x.f32() + (list[r] / K) * H, H, xs.data() + r * H);
+    g.resize(static_cast<size_t>(m * I));
+    u.resize(static_cast<size_t>(m * I));
+    d.resize(static_cast<size_t>(m * H));
+    gemm(pool, xs.data(), m, H, wg, g.data(), I);
+    gemm(pool, xs.data(), m, H, wu, u.data(), I);
+    for (int64_t j = 0; j < m * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+    gemm(pool, g.data(), m, I, wd, d.data(), H);
+    for (int64_t r = 0; r < m; ++r) axpy(out + (list[r] / K) * H, weights.f32()[list[r]], d.data() + r * H, H);
+  }
+}
+
+}  // namespace sibyl::backend::cpu

@@ -1,0 +1,22 @@
+// Scalar building blocks of the CPU backend. Hot loops are compiled for several
+// SIMD levels (AVX-512, AVX2, baseline) and the best is picked at run time.
+#pragma once
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace sibyl::backend::cpu {
+
+float dot(const float* a, const float* b, int64_t n);
+void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
+void to_f32(float* dst, const void* src, DType dtype, int64_t n);
+
+// A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time.
+struct WeightRows {
+  const uint8_t* data;
+  DType dtype;
+  int64_t n_rows, k;
+  const float* row(int64_t j, float* scratch) const;  // f32 view of row j
+};
+
+}  // namespace sibyl::backend::cpu

@@ -1,0 +1,45 @@
+// A fixed pool of worker threads running one parallel loop at a time. Callers from
+// several threads (sessions on different threads) take turns; the calling thread
+// works too. Loops must not nest.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace sibyl::backend::cpu {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);  // total threads including the caller; 0 = hardware
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) over chunks covering [0, n). `cost` is the work per item
+  // (e.g. multiply-adds); small loops run inline on the caller.
+  void parallel_for(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void worker_loop();
+  void run_chunks();
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mutex_;  // one loop at a time
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  uint64_t generation_ = 0;
+  int active_ = 0;
+  bool stop_ = false;
+
+  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  int64_t n_ = 0, chunk_ = 1;
+  std::atomic<int64_t> next_{0};
+};
+
+}  // namespace sibyl::backend::cpu

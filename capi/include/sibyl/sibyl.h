@@ -1,0 +1,356 @@
+/*
+ * sibyl.h — the stable C ABI of Sibyl, an embeddable inference engine for
+ * DeepSeek-architecture (MLA + MoE) reasoning models.
+ *
+ * C99-compatible. Everything the library exports is declared here; nothing
+ * else is visible. A complete program:
+ *
+ *     #include <sibyl/sibyl.h>
+ *     #include <stdio.h>
+ *
+ *     static int on_token(int32_t token, void* user_data) {
+ *         (void)user_data;
+ *         printf("%d ", token);
+ *         return 0;                          // non-zero would stop generation
+ *     }
+ *
+ *     int main(void) {
+ *         sibyl_model* model = NULL;
+ *         if (sibyl_model_load("models/tiny-v3", NULL, &model) != SIBYL_OK) {
+ *             fprintf(stderr, "load failed: %s\n", sibyl_last_error_message());
+ *             return 1;
+ *         }
+ *         sibyl_session* session = NULL;
+ *         sibyl_session_create(model, NULL, &session);
+ *         const int32_t prompt[] = {0, 17, 42};
+ *         sibyl_generate_options gen;
+ *         sibyl_generate_options_init(&gen);
+ *         gen.max_new_tokens = 16;
+ *         size_t n = 0;
+ *         sibyl_status st = sibyl_session_generate(session, prompt, 3, &gen, on_token, NULL, &n);
+ *         if (st != SIBYL_OK) fprintf(stderr, "%s\n", sibyl_last_error_message());
+ *         sibyl_session_destroy(session);
+ *         sibyl_model_destroy(model);
+ *         return st == SIBYL_OK ? 0 : 1;
+ *     }
+ *
+ * Rules that hold for every function (docs/C_API.md explains them):
+ *  - Fallible calls return sibyl_status (SIBYL_OK == 0); results go through
+ *    trailing `out` pointers, which are written only on success.
+ *  - After a call fails, sibyl_last_error_message() on the same thread says why.
+ *  - Options structs begin with `struct_size`; fill them with the matching
+ *    `_init` function first. Passing NULL for an options pointer means defaults.
+ *  - Destroy functions accept NULL.
+ *  - Strings are UTF-8. Returned strings and arrays are owned by the library and
+ *    stay valid for as long as the text of the function says.
+ *  - Threads: a sibyl_model may be used by any number of threads at once; a
+ *    sibyl_session by one thread at a time (different sessions of one model on
+ *    different threads are fine). Global functions are thread-safe.
+ *  - No C++ exception, abort() or exit() ever leaves the library. Allocation
+ *    failure is SIBYL_ERR_OUT_OF_MEMORY.
+ */
+#ifndef SIBYL_SIBYL_H
+#define SIBYL_SIBYL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  if defined(SIBYL_BUILDING_LIBRARY) && !defined(SIBYL_STATIC)
+#    define SIBYL_API __declspec(dllexport)
+#  elif !defined(SIBYL_STATIC)
+#    define SIBYL_API __declspec(dllimport)
+#  else
+#    define SIBYL_API
+#  endif
+#else
+#  define SIBYL_API __attribute__((visibility("default")))
+#endif
+
+/* Documentation markers for pointer arguments. */
+#define SIBYL_NONNULL  /* must not be NULL: NULL gives SIBYL_ERR_INVALID_ARGUMENT */
+#define SIBYL_NULLABLE /* may be NULL (meaning documented per argument) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- handles */
+
+/** A loaded model: configuration and weights on a backend. Shareable across threads. */
+typedef struct sibyl_model sibyl_model;
+/** One conversation over a model: its tokens, latent KV cache, logits and RNG. */
+typedef struct sibyl_session sibyl_session;
+
+/* ---------------------------------------------------------------- versions */
+
+/** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
+#define SIBYL_ABI_VERSION_MAJOR 0
+#define SIBYL_ABI_VERSION_MINOR 1
+#define SIBYL_ABI_VERSION_PATCH 0
+#define SIBYL_ABI_VERSION \
+    (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
+
+/** The ABI version the library was built with (compare with SIBYL_ABI_VERSION). */
+SIBYL_API uint32_t sibyl_abi_version(void);
+/** Human-readable library version, e.g. "0.1.0". Static storage. */
+SIBYL_API const char* sibyl_version_string(void);
+
+/* ---------------------------------------------------------------- status */
+
+/** Every fallible call returns one of these. Numbers are never reused. */
+typedef enum sibyl_status {
+    SIBYL_OK = 0,                      /* success */
+    SIBYL_ERR_INVALID_ARGUMENT = 1,    /* a NULL handle/pointer or an out-of-range value */
+    SIBYL_ERR_STRUCT_SIZE = 2,         /* options struct_size smaller than any known version */
+    SIBYL_ERR_IO = 3,                  /* a file is missing or cannot be read / mapped */
+    SIBYL_ERR_FORMAT = 4,              /* a file is corrupt, truncated or inconsistent */
+    SIBYL_ERR_UNSUPPORTED = 5,         /* valid input Sibyl does not support (model type, dtype…) */
+    SIBYL_ERR_OUT_OF_MEMORY = 6,       /* an allocation failed */
+    SIBYL_ERR_INVALID_TOKEN = 7,       /* a token id outside [0, vocab_size) */
+    SIBYL_ERR_CONTEXT_FULL = 8,        /* the session reached its max_context */
+    SIBYL_ERR_MODEL_DESTROYED = 9,     /* the session's model was destroyed */
+    SIBYL_ERR_NO_LOGITS = 10,          /* logits/sample asked for but none are available */
+    SIBYL_ERR_BACKEND = 11,            /* the compute backend failed or is not built in */
+    SIBYL_ERR_INTERNAL = 12            /* a bug in Sibyl: please report it */
+} sibyl_status;
+
+/** Short English name of a status, e.g. "invalid argument". Static storage; never NULL. */
+SIBYL_API const char* sibyl_status_string(sibyl_status status);
+
+/**
+ * The message of the last failed call on this thread (thread-local storage).
+ * Valid until the next failing call on the same thread. Never NULL; "" if no
+ * call has failed on this thread.
+ */
+SIBYL_API const char* sibyl_last_error_message(void);
+
+/* ---------------------------------------------------------------- logging */
+
+typedef enum sibyl_log_level {
+    SIBYL_LOG_DEBUG = 0,
+    SIBYL_LOG_INFO = 1,
+    SIBYL_LOG_WARN = 2,
+    SIBYL_LOG_ERROR = 3,
+    SIBYL_LOG_OFF = 4
+} sibyl_log_level;
+
+/** Receives one complete message (no trailing newline), UTF-8. May be called from any thread. */
+typedef void (*sibyl_log_fn)(sibyl_log_level level, const char* message, void* user_data);
+
+/**
+ * Route the library's log messages of `min_level` and above to `fn`
+ * (NULL: to stderr, the default, with min_level WARN). Thread-safe; the
+ * callback may run concurrently on several threads and must not call back
+ * into sibyl_set_log_callback.
+ */
+SIBYL_API void sibyl_set_log_callback(SIBYL_NULLABLE sibyl_log_fn fn, SIBYL_NULLABLE void* user_data,
+                                      sibyl_log_level min_level);
+
+/* ---------------------------------------------------------------- model */
+
+typedef enum sibyl_backend_kind {
+    SIBYL_BACKEND_AUTO = 0, /* the best backend built in and available (today: CPU) */
+    SIBYL_BACKEND_CPU = 1,
+    SIBYL_BACKEND_CUDA = 2,  /* not built in yet: SIBYL_ERR_BACKEND */
+    SIBYL_BACKEND_VULKAN = 3 /* not built in yet: SIBYL_ERR_BACKEND */
+} sibyl_backend_kind;
+
+typedef struct sibyl_model_options {
+    uint32_t struct_size;       /* sizeof(sibyl_model_options) — set by _init */
+    sibyl_backend_kind backend; /* default SIBYL_BACKEND_AUTO */
+    int32_t n_threads;          /* CPU worker threads; 0 (default) = all hardware threads */
+} sibyl_model_options;
+
+/** Fill `options` with defaults (including struct_size). NULL is ignored. */
+SIBYL_API void sibyl_model_options_init(SIBYL_NULLABLE sibyl_model_options* options);
+
+/**
+ * Load a model from `path`: a Hugging Face directory (config.json plus
+ * model.safetensors or model.safetensors.index.json with its shards; bf16,
+ * fp16 or fp32 weights). Files are memory-mapped and validated before use
+ * (header, dtypes, shapes against the config, offsets inside the file,
+ * missing/extra tensors named in the error).
+ *
+ * Ownership: on success *out_model is a new model the caller must pass to
+ * sibyl_model_destroy. `options` may be NULL (defaults); it is not retained.
+ * Thread-safety: any thread; loads of different models may run concurrently.
+ */
+SIBYL_API sibyl_status sibyl_model_load(SIBYL_NONNULL const char* path,
+                                        SIBYL_NULLABLE const sibyl_model_options* options,
+                                        SIBYL_NONNULL sibyl_model** out_model);
+
+/**
+ * Destroy a model. NULL is a no-op. Sessions created from it stay valid handles
+ * that must still be destroyed, but every other call on them returns
+ * SIBYL_ERR_MODEL_DESTROYED. Must not race with calls on the same model handle
+ * (calls already running on its sessions finish safely first).
+ */
+SIBYL_API void sibyl_model_destroy(SIBYL_NULLABLE sibyl_model* model);
+
+/** What a loaded model is. Output struct: set struct_size = sizeof(sibyl_model_info) first. */
+typedef struct sibyl_model_info {
+    uint32_t struct_size;           /* in: sizeof(sibyl_model_info) */
+    const char* architecture;       /* "deepseek_v2" or "deepseek_v3"; owned by the model */
+    const char* backend;            /* backend name, e.g. "cpu"; owned by the model */
+    int32_t vocab_size;
+    int32_t hidden_size;
+    int32_t n_layers;               /* num_hidden_layers (MTP layers not counted) */
+    int32_t n_dense_layers;         /* leading dense layers (first_k_dense_replace) */
+    int32_t n_heads;
+    int32_t q_lora_rank;            /* 0 when q is full rank (V2-Lite) */
+    int32_t kv_lora_rank;
+    int32_t qk_rope_head_dim;
+    int32_t n_routed_experts;
+    int32_t n_shared_experts;
+    int32_t n_experts_per_token;
+    int32_t max_position_embeddings;
+    int32_t bos_token_id;           /* -1 when none */
+    int32_t eos_token_id;           /* first end-of-sequence id, -1 when none */
+    uint64_t n_parameters;          /* stored parameters that are used */
+    uint64_t kv_bytes_per_token;    /* latent KV cache bytes per token, all layers */
+} sibyl_model_info;
+
+/**
+ * Describe `model`. Fields beyond info->struct_size are not written.
+ * Strings are owned by the model and live as long as it does. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_model_get_info(SIBYL_NONNULL const sibyl_model* model,
+                                            SIBYL_NONNULL sibyl_model_info* info);
+
+/* ---------------------------------------------------------------- session */
+
+typedef struct sibyl_session_options {
+    uint32_t struct_size; /* sizeof(sibyl_session_options) — set by _init */
+    uint32_t max_context; /* max tokens in the session; 0 (default) = the model's max_position_embeddings */
+    uint64_t seed;        /* seed of the session's sampling RNG; default 0 */
+} sibyl_session_options;
+
+SIBYL_API void sibyl_session_options_init(SIBYL_NULLABLE sibyl_session_options* options);
+
+/**
+ * Create an empty session on `model`. The KV cache grows on demand up to
+ * max_context tokens. Ownership: destroy with sibyl_session_destroy.
+ * Thread-safety: any thread, concurrently with other calls on the model.
+ */
+SIBYL_API sibyl_status sibyl_session_create(SIBYL_NONNULL sibyl_model* model,
+                                            SIBYL_NULLABLE const sibyl_session_options* options,
+                                            SIBYL_NONNULL sibyl_session** out_session);
+
+/** Destroy a session and free its cache. NULL is a no-op. Works after the model was destroyed. */
+SIBYL_API void sibyl_session_destroy(SIBYL_NULLABLE sibyl_session* session);
+
+/** Which logits an append keeps. */
+typedef enum sibyl_logits_mode {
+    SIBYL_LOGITS_LAST = 0, /* the last appended position only (what sampling needs) */
+    SIBYL_LOGITS_ALL = 1,  /* every appended position */
+    SIBYL_LOGITS_NONE = 2  /* none (e.g. a prompt chunk that is followed by more) */
+} sibyl_logits_mode;
+
+/**
+ * Run the model over `n_tokens` more tokens at the end of the session (one
+ * forward step; n_tokens may be 1 or thousands). On failure the session is
+ * unchanged. n_tokens == 0 is allowed and changes nothing.
+ * Errors: SIBYL_ERR_INVALID_TOKEN, SIBYL_ERR_CONTEXT_FULL, SIBYL_ERR_OUT_OF_MEMORY.
+ * Thread-safety: one thread at a time per session.
+ */
+SIBYL_API sibyl_status sibyl_session_append(SIBYL_NONNULL sibyl_session* session,
+                                            SIBYL_NULLABLE const int32_t* tokens, size_t n_tokens,
+                                            sibyl_logits_mode mode);
+
+/**
+ * The logits kept by the last append: `*out_rows` rows of `*out_vocab` floats,
+ * row-major, row i for the i-th kept position. The array is owned by the
+ * session and valid until the next call that changes the session (append,
+ * generate, rewind, reset, destroy). SIBYL_ERR_NO_LOGITS if none are kept.
+ */
+SIBYL_API sibyl_status sibyl_session_logits(SIBYL_NONNULL sibyl_session* session,
+                                            SIBYL_NONNULL const float** out_logits,
+                                            SIBYL_NONNULL size_t* out_rows,
+                                            SIBYL_NONNULL size_t* out_vocab);
+
+/** Number of tokens in the session's context. */
+SIBYL_API sibyl_status sibyl_session_position(SIBYL_NONNULL const sibyl_session* session,
+                                              SIBYL_NONNULL size_t* out_position);
+
+/**
+ * Forget every token from `position` on (0 <= position <= current position);
+ * the cache keeps the rest. Logits are dropped: append at least one token
+ * before sampling again.
+ */
+SIBYL_API sibyl_status sibyl_session_rewind(SIBYL_NONNULL sibyl_session* session, size_t position);
+
+/** Empty the session and re-seed its RNG with the seed it was created with. */
+SIBYL_API sibyl_status sibyl_session_reset(SIBYL_NONNULL sibyl_session* session);
+
+/** Re-seed the session's sampling RNG. */
+SIBYL_API sibyl_status sibyl_session_set_seed(SIBYL_NONNULL sibyl_session* session, uint64_t seed);
+
+/* ---------------------------------------------------------------- sampling */
+
+/**
+ * How the next token is chosen from the last logits. Applied in this order:
+ * repetition penalty, temperature, top-k, top-p, min-p, then a draw from the
+ * session's RNG. temperature <= 0 means greedy (argmax after the penalty).
+ */
+typedef struct sibyl_sampler_options {
+    uint32_t struct_size;      /* sizeof(sibyl_sampler_options) — set by _init */
+    float temperature;         /* default 0 (greedy) */
+    int32_t top_k;             /* keep the k most likely; 0 (default) = off */
+    float top_p;               /* nucleus: smallest set with mass >= top_p; 1 (default) = off */
+    float min_p;               /* drop tokens with p < min_p * p_max; 0 (default) = off */
+    float repetition_penalty;  /* CTRL-style, > 0; 1 (default) = off */
+    int32_t repetition_last_n; /* penalise the last n context tokens; 0 (default) = the whole context */
+} sibyl_sampler_options;
+
+SIBYL_API void sibyl_sampler_options_init(SIBYL_NULLABLE sibyl_sampler_options* options);
+
+/**
+ * Choose a token from the session's last logits (the last kept row). Does not
+ * append it. `options` NULL = greedy. Same seed and calls → same tokens.
+ * Errors: SIBYL_ERR_NO_LOGITS when the last append kept none.
+ */
+SIBYL_API sibyl_status sibyl_session_sample(SIBYL_NONNULL sibyl_session* session,
+                                            SIBYL_NULLABLE const sibyl_sampler_options* options,
+                                            SIBYL_NONNULL int32_t* out_token);
+
+/* ---------------------------------------------------------------- generation */
+
+/**
+ * Called with each generated token, on the thread that called generate.
+ * Return 0 to continue, non-zero to stop after this token.
+ */
+typedef int (*sibyl_token_fn)(int32_t token, void* user_data);
+
+typedef struct sibyl_generate_options {
+    uint32_t struct_size;    /* sizeof(sibyl_generate_options) — set by _init */
+    uint32_t max_new_tokens; /* default 256 */
+    int32_t stop_at_eos;     /* non-zero (default 1): stop after the model's end-of-sequence token */
+    int32_t reseed;          /* non-zero: re-seed the session RNG with `seed` first; default 0 */
+    uint64_t seed;
+    const sibyl_sampler_options* sampler; /* how tokens are chosen; NULL (default) = greedy.
+                                             Read during the call only. */
+} sibyl_generate_options;
+
+SIBYL_API void sibyl_generate_options_init(SIBYL_NULLABLE sibyl_generate_options* options);
+
+/**
+ * Append `prompt` (may be empty when the session already holds logits), then
+ * sample, report and append tokens until max_new_tokens, end-of-sequence, or
+ * the callback returns non-zero. Every token passed to `on_token` is in the
+ * session's context when this returns, so the conversation can go on.
+ * `on_token` may be NULL. `*out_n_generated` (may be NULL) receives the count
+ * of generated tokens, also on failure.
+ */
+SIBYL_API sibyl_status sibyl_session_generate(SIBYL_NONNULL sibyl_session* session,
+                                              SIBYL_NULLABLE const int32_t* prompt, size_t n_prompt,
+                                              SIBYL_NULLABLE const sibyl_generate_options* options,
+                                              SIBYL_NULLABLE sibyl_token_fn on_token,
+                                              SIBYL_NULLABLE void* user_data,
+                                              SIBYL_NULLABLE size_t* out_n_generated);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SIBYL_SIBYL_H */

@@ -1,0 +1,54 @@
+// A loaded model: config, weights on a backend, RoPE tables, and the forward pass.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "checkpoint.h"
+#include "rope.h"
+#include "weights.h"
+
+namespace sibyl {
+
+enum class LogitsMode { last, all, none };
+enum class AttentionPath { automatic, absorbed, expanded };
+
+// Optional debug taps of one forward step (tests compare them with the reference).
+struct StepObserver {
+  virtual ~StepObserver() = default;
+  // index 0: embeddings; l + 1: output of layer l; n_layers: after the final norm.
+  virtual void hidden(int64_t index, const std::vector<float>& rows) = 0;
+  // MoE layer l: chosen experts [n, top_k], their weights, raw router logits [n, n_experts].
+  virtual void route(int64_t layer, const std::vector<int32_t>& ids, const std::vector<float>& weights,
+                     const std::vector<float>& raw_logits) = 0;
+};
+
+struct ModelLoadOptions {
+  int n_threads = 0;
+};
+
+class Model {
+ public:
+  static std::shared_ptr<Model> load(const std::string& path, const ModelLoadOptions& options);
+  ~Model();
+
+  const ModelConfig& config() const { return checkpoint_->config(); }
+  const ModelWeights& weights() const { return weights_; }
+  const std::shared_ptr<backend::Backend>& backend() const { return backend_; }
+
+  // Runs `n` tokens at positions [pos0, pos0 + n) against `cache` (which must hold
+  // pos0 + n rows) and returns the requested logits rows [rows, vocab].
+  void forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, int64_t pos0, LogitsMode mode,
+               AttentionPath path, std::vector<float>& logits, StepObserver* observer = nullptr) const;
+
+ private:
+  Model() = default;
+  std::shared_ptr<backend::Backend> backend_;
+  std::unique_ptr<Checkpoint> checkpoint_;  // keeps the weight memory maps alive
+  ModelWeights weights_;
+  RopeSetup rope_;
+  std::unique_ptr<backend::Tensor> inv_freq_;
+};
+
+}  // namespace sibyl

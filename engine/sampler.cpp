@@ -1,0 +1,87 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <unordered_set>
+
+namespace sibyl {
+
+void Rng::seed_with(uint64_t seed) {
+  for (auto& s : s_) {  // splitmix64
+    seed += 0x9e3779b97f4a7c15ull;
+    uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t Rng::next() {
+  auto rotl = [](uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history,
+                     Rng& rng) {
+  std::vector<float> score(logits, logits + vocab);
+  if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
+    size_t from = p.repetition_last_n > 0 && history.size() > static_cast<size_t>(p.repetition_last_n)
+                      ? history.size() - static_cast<size_t>(p.repetition_last_n)
+                      : 0;
+    std::unordered_set<int32_t> seen(history.begin() + static_cast<std::ptrdiff_t>(from), history.end());
+    for (int32_t t : seen) {
+      if (t < 0 || t >= vocab) continue;
+      score[t] = score[t] < 0 ? score[t] * p.repetition_penalty : score[t] / p.repetition_penalty;
+    }
+  }
+  if (p.temperature <= 0.0f)
+    return static_cast<int32_t>(std::max_element(score.begin(), score.end()) - score.begin());
+
+  // Candidates by descending score (ties: lower id first) — a fixed order makes draws reproducible.
+  std::vector<int32_t> order(static_cast<size_t>(vocab));
+  std::iota(order.begin(), order.end(), 0);
+  size_t keep = order.size();
+  if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
+  auto by_score = [&](int32_t a, int32_t b) { return score[a] > score[b] || (score[a] == score[b] && a < b); };
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(), by_score);
+  order.resize(keep);
+
+  std::vector<double> prob(keep);
+  const double top = score[order[0]] / p.temperature;
+  double sum = 0.0;
+  for (size_t i = 0; i < keep; ++i) sum += (prob[i] = std::exp(score[order[i]] / p.temperature - top));
+  for (auto& x : prob) x /= sum;
+
+  if (p.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p (at least one token)
+    double mass = 0.0;
+    size_t n = 0;
+    while (n < keep && mass < p.top_p) mass += prob[n++];
+    keep = std::max<size_t>(n, 1);
+  }
+  if (p.min_p > 0.0f) {
+    size_t n = 1;
+    while (n < keep && prob[n] >= p.min_p * prob[0]) ++n;
+    keep = n;
+  }
+  double total = std::accumulate(prob.begin(), prob.begin() + static_cast<std::ptrdiff_t>(keep), 0.0);
+  double u = rng.uniform() * total;
+  for (size_t i = 0; i < keep; ++i) {
+    u -= prob[i];
+    if (u < 0) return order[i];
+  }
+  return order[keep - 1];
+}
+
+}  // namespace sibyl

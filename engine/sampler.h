@@ -1,0 +1,33 @@
+// Token sampling: repetition penalty, temperature, top-k, top-p, min-p, seeded draw.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace sibyl {
+
+// xoshiro256** seeded through splitmix64: same seed, same stream, on every platform.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) { seed_with(seed); }
+  void seed_with(uint64_t seed);
+  uint64_t next();
+  double uniform();  // [0, 1)
+
+ private:
+  uint64_t s_[4];
+};
+
+struct SamplerParams {
+  float temperature = 0.0f;  // <= 0: greedy
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  int32_t repetition_last_n = 0;  // 0: whole history
+};
+
+// Chooses a token from `logits` [vocab]; `history` is the session's context.
+int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& params,
+                     const std::vector<int32_t>& history, Rng& rng);
+
+}  // namespace sibyl

@@ -1,0 +1,139 @@
+#include "weights.h"
+
+#include <set>
+#include <string>
+
+#include "failure.h"
+
+namespace sibyl {
+namespace {
+
+struct Expected {
+  std::string name;
+  int64_t rows, cols;  // rows == 0: a 1-D tensor of `cols`
+  const Tensor** slot;
+};
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string s;
+  const size_t shown = std::min<size_t>(names.size(), 8);
+  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > shown) s += " and " + std::to_string(names.size() - shown) + " more";
+  return s;
+}
+
+// Tensors a checkpoint may carry that this engine does not use.
+bool ignorable(const std::string& name, const ModelConfig& c) {
+  if (name.ends_with(".rotary_emb.inv_freq")) return true;
+  const std::string prefix = "model.layers.";
+  if (!name.starts_with(prefix)) return false;
+  size_t end = name.find('.', prefix.size());
+  if (end == std::string::npos) return false;
+  std::string num = name.substr(prefix.size(), end - prefix.size());
+  if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 9) return false;
+  int64_t layer = std::stoll(num);  // multi-token-prediction layers follow the main stack
+  return layer >= c.n_layers && layer < c.n_layers + c.num_nextn_predict_layers;
+}
+
+std::vector<Expected> expected_tensors(const ModelConfig& c, ModelWeights& w) {
+  std::vector<Expected> e;
+  const int64_t H = c.hidden_size, heads = c.n_heads;
+  e.push_back({"model.embed_tokens.weight", c.vocab_size, H, &w.embed});
+  e.push_back({"model.norm.weight", 0, H, &w.norm});
+  if (!c.tie_word_embeddings) e.push_back({"lm_head.weight", c.vocab_size, H, &w.lm_head});
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights& L = w.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    e.push_back({p + "input_layernorm.weight", 0, H, &L.input_norm});
+    e.push_back({p + "post_attention_layernorm.weight", 0, H, &L.post_norm});
+    const std::string a = p + "self_attn.";
+    if (c.q_lora_rank > 0) {
+      e.push_back({a + "q_a_proj.weight", c.q_lora_rank, H, &L.q_a});
+      e.push_back({a + "q_a_layernorm.weight", 0, c.q_lora_rank, &L.q_a_norm});
+      e.push_back({a + "q_b_proj.weight", heads * c.qk_head_dim(), c.q_lora_rank, &L.q_b});
+    } else {
+      e.push_back({a + "q_proj.weight", heads * c.qk_head_dim(), H, &L.q});
+    }
+    e.push_back({a + "kv_a_proj_with_mqa.weight", c.kv_width(), H, &L.kv_a});
+    e.push_back({a + "kv_a_layernorm.weight", 0, c.kv_lora_rank, &L.kv_a_norm});
+    e.push_back({a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, &L.kv_b});
+    e.push_back({a + "o_proj.weight", H, heads * c.v_head_dim, &L.o});
+    const std::string m = p + "mlp.";
+    L.moe = c.is_moe_layer(l);
+    int64_t mlp_width = c.intermediate_size;
+    std::string mlp_prefix = m;
+    if (L.moe) {
+      e.push_back({m + "gate.weight", c.n_routed_experts, H, &L.router});
+      if (c.topk_method == TopkMethod::noaux_tc)
+        e.push_back({m + "gate.e_score_correction_bias", 0, c.n_routed_experts, &L.router_bias});
+      L.experts.gate.resize(static_cast<size_t>(c.n_routed_experts));
+      L.experts.up.resize(L.experts.gate.size());
+      L.experts.down.resize(L.experts.gate.size());
+      for (int64_t x = 0; x < c.n_routed_experts; ++x) {
+        const std::string ex = m + "experts." + std::to_string(x) + ".";
+        e.push_back({ex + "gate_proj.weight", c.moe_intermediate_size, H, &L.experts.gate[x]});
+        e.push_back({ex + "up_proj.weight", c.moe_intermediate_size, H, &L.experts.up[x]});
+        e.push_back({ex + "down_proj.weight", H, c.moe_intermediate_size, &L.experts.down[x]});
+      }
+      mlp_width = c.n_shared_experts * c.moe_intermediate_size;
+      mlp_prefix = m + "shared_experts.";
+    }
+    if (mlp_width > 0) {
+      e.push_back({mlp_prefix + "gate_proj.weight", mlp_width, H, &L.gate});
+      e.push_back({mlp_prefix + "up_proj.weight", mlp_width, H, &L.up});
+      e.push_back({mlp_prefix + "down_proj.weight", H, mlp_width, &L.down});
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
+  const ModelConfig& c = ckpt.config();
+  ModelWeights w;
+  std::vector<Expected> expected = expected_tensors(c, w);
+
+  std::vector<std::string> missing, unexpected;
+  std::set<std::string> known;
+  for (const Expected& x : expected) {
+    known.insert(x.name);
+    auto it = ckpt.tensors().find(x.name);
+    if (it == ckpt.tensors().end()) {
+      missing.push_back(x.name);
+      continue;
+    }
+    const TensorView& t = *it->second;
+    bool shape_ok = x.rows == 0 ? (t.shape.size() == 1 && t.shape[0] == x.cols)
+                                : (t.shape.size() == 2 && t.shape[0] == x.rows && t.shape[1] == x.cols);
+    if (!shape_ok)
+      fail(Errc::format, "tensor \"" + x.name + "\" in " + t.file + " has shape " + t.shape_string() +
+                             " but config.json implies " +
+                             (x.rows ? "[" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "]"
+                                     : "[" + std::to_string(x.cols) + "]"));
+    if (t.dtype != DType::f32 && t.dtype != DType::f16 && t.dtype != DType::bf16)
+      fail(Errc::unsupported, "tensor \"" + x.name + "\" has dtype " + dtype_name(t.dtype) +
+                                  "; weights must be F32, F16 or BF16");
+  }
+  for (const auto& [name, view] : ckpt.tensors())
+    if (!known.count(name) && !ignorable(name, c)) unexpected.push_back(name);
+  if (!missing.empty() || !unexpected.empty()) {
+    std::string msg = ckpt.dir() + " does not match config.json:";
+    if (!missing.empty()) msg += " missing tensors: " + join_names(missing) + ".";
+    if (!unexpected.empty()) msg += " unexpected tensors: " + join_names(unexpected) + ".";
+    fail(Errc::format, msg);
+  }
+
+  for (const Expected& x : expected) {
+    const TensorView& t = *ckpt.tensors().at(x.name);
+    backend::HostWeight hw{x.name, t.dtype, x.rows ? x.rows : 1, x.cols, t.data};
+    w.storage.push_back(backend.upload(hw));
+    *x.slot = w.storage.back().get();
+    w.n_parameters += static_cast<uint64_t>(t.numel());
+  }
+  if (c.tie_word_embeddings) w.lm_head = w.embed;
+  return w;
+}
+
+}  // namespace sibyl

@@ -1,0 +1,50 @@
+// The model's tensors on the backend, found by their Hugging Face names and checked
+// against the config before anything is uploaded.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "checkpoint.h"
+
+namespace sibyl {
+
+using backend::Tensor;
+
+struct LayerWeights {
+  const Tensor* input_norm = nullptr;  // [1, hidden]
+  const Tensor* post_norm = nullptr;   // [1, hidden]
+  // MLA
+  const Tensor* q_a = nullptr;       // [q_lora_rank, hidden]      (q-LoRA)
+  const Tensor* q_a_norm = nullptr;  // [1, q_lora_rank]
+  const Tensor* q_b = nullptr;       // [heads·qk_head, q_lora_rank]
+  const Tensor* q = nullptr;         // [heads·qk_head, hidden]     (full-rank q)
+  const Tensor* kv_a = nullptr;      // [kv_lora_rank + rope, hidden]
+  const Tensor* kv_a_norm = nullptr; // [1, kv_lora_rank]
+  const Tensor* kv_b = nullptr;      // [heads·(nope + v), kv_lora_rank]
+  const Tensor* o = nullptr;         // [hidden, heads·v]
+  // dense MLP, or the shared experts of an MoE layer
+  const Tensor* gate = nullptr;
+  const Tensor* up = nullptr;
+  const Tensor* down = nullptr;
+  // MoE
+  bool moe = false;
+  const Tensor* router = nullptr;       // [n_experts, hidden]
+  const Tensor* router_bias = nullptr;  // [1, n_experts] (noaux_tc)
+  backend::ExpertWeights experts;
+};
+
+struct ModelWeights {
+  const Tensor* embed = nullptr;    // [vocab, hidden]
+  const Tensor* norm = nullptr;     // [1, hidden]
+  const Tensor* lm_head = nullptr;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  uint64_t n_parameters = 0;
+  std::vector<std::unique_ptr<Tensor>> storage;
+};
+
+// Validates names, shapes and dtypes of every tensor (missing and unexpected ones are
+// named in the error), then uploads them. The checkpoint must outlive the backend tensors.
+ModelWeights load_weights(const Checkpoint& checkpoint, backend::Backend& backend);
+
+}  // namespace sibyl
