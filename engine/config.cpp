@@ -76,8 +76,6 @@ RopeConfig parse_rope(const json& root, const Reader& top, const std::string& so
   if (type != "yarn")
     r.unsupported("rope_type", "is \"" + type + "\"; this model family uses only \"yarn\" or \"default\"");
   rope.yarn = true;
-  rope.factor = r.number_or("factor", 1.0);
-  if (!(rope.factor > 0)) r.bad("factor", "must be positive");
   rope.beta_fast = r.number_or("beta_fast", 32.0);
   rope.beta_slow = r.number_or("beta_slow", 1.0);
   rope.mscale = r.number_or("mscale", 0.0);
@@ -87,6 +85,10 @@ RopeConfig parse_rope(const json& root, const Reader& top, const std::string& so
   rope.original_max_position_embeddings =
       r.integer_or("original_max_position_embeddings", top.integer_or("max_position_embeddings", 0));
   if (rope.original_max_position_embeddings <= 0) r.bad("original_max_position_embeddings", "must be positive");
+  // Without an explicit factor, YaRN's is the context extension ratio (as transformers does).
+  rope.factor = r.number_or("factor", static_cast<double>(top.integer_or("max_position_embeddings", 0)) /
+                                          static_cast<double>(rope.original_max_position_embeddings));
+  if (!(rope.factor > 0)) r.bad("factor", "must be positive");
   return rope;
 }
 

@@ -38,6 +38,9 @@ class Session {
   int64_t position() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& tokens() const { return tokens_; }
 
+  // Throws Errc::model_destroyed once the model is gone.
+  void ensure_model_alive() const { lock_model(); }
+
   void rewind(int64_t position);
   void reset();
   void set_seed(uint64_t seed) { rng_.seed_with(seed); }

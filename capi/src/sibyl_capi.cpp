@@ -75,8 +75,11 @@ T read_options(const T* given, void (*init)(T*), const char* what) {
   return out;
 }
 
-sibyl::Session& live(sibyl_session* s) {
+// The session behind a handle, checked to still have its model.
+template <class Handle>
+auto& live(Handle* s) {
   require(s, "session");
+  s->session->ensure_model_alive();
   return *s->session;
 }
 
@@ -250,9 +253,9 @@ sibyl_status sibyl_session_logits(sibyl_session* session, const float** out_logi
 
 sibyl_status sibyl_session_position(const sibyl_session* session, size_t* out_position) {
   return guarded([&] {
-    require(session, "session");
+    const sibyl::Session& s = live(session);
     require(out_position, "out_position");
-    *out_position = static_cast<size_t>(session->session->position());
+    *out_position = static_cast<size_t>(s.position());
   });
 }
 

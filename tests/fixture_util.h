@@ -1,0 +1,41 @@
+// Helpers for comparing the engine with the reference fixtures in tests/data.
+#pragma once
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "safetensors.h"
+
+namespace sibyl::test {
+
+inline std::string data_dir() {
+  const char* d = std::getenv("SIBYL_TEST_DATA");
+  return d ? d : SIBYL_TEST_DATA_DEFAULT;
+}
+
+inline std::vector<float> f32_of(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 4);
+  return v;
+}
+
+inline std::vector<int32_t> i32_of(const TensorView& t) {
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 4);
+  return v;
+}
+
+// ‖got − ref‖ / ‖ref‖; infinite when sizes differ or any value is not finite.
+inline double relative_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  if (got.size() != ref.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (static_cast<double>(got[i]) - ref[i]) * (static_cast<double>(got[i]) - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+}  // namespace sibyl::test

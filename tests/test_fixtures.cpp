@@ -1,0 +1,238 @@
+// The engine against the Hugging Face reference of every fixture: logits of all
+// positions through every attention path and step shape, greedy continuations,
+// per-layer hidden states and router choices.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+
+#include "fixture_util.h"
+#include "failure.h"
+#include "session.h"
+
+namespace sibyl::test {
+namespace {
+
+constexpr double kTolerance = 1e-4;
+
+struct Fixture {
+  std::shared_ptr<Model> model;
+  std::unique_ptr<SafetensorsFile> ref;
+  std::vector<int32_t> tokens(int seq) const { return i32_of(ref->at("seq" + std::to_string(seq) + ".tokens")); }
+  std::vector<float> logits(int seq) const { return f32_of(ref->at("seq" + std::to_string(seq) + ".logits")); }
+};
+
+const Fixture& fixture(const std::string& name) {
+  static std::map<std::string, Fixture> cache;
+  auto it = cache.find(name);
+  if (it == cache.end()) {
+    Fixture f;
+    f.model = Model::load(data_dir() + "/" + name, {});
+    f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + name + "/reference.safetensors");
+    it = cache.emplace(name, std::move(f)).first;
+  }
+  return it->second;
+}
+
+// Ways to feed a sequence through a session; all must give the same logits.
+enum class Feed { prefill_expanded, prefill_absorbed, decode_absorbed, decode_expanded, chunks };
+
+std::vector<float> run(const Fixture& f, const std::vector<int32_t>& toks, Feed feed) {
+  Session s(f.model, {});
+  const int64_t n = static_cast<int64_t>(toks.size());
+  std::vector<float> all;
+  auto step = [&](int64_t begin, int64_t count, AttentionPath path) {
+    s.append(toks.data() + begin, count, LogitsMode::all, path);
+    all.insert(all.end(), s.logits().begin(), s.logits().end());
+  };
+  switch (feed) {
+    case Feed::prefill_expanded: step(0, n, AttentionPath::expanded); break;
+    case Feed::prefill_absorbed: step(0, n, AttentionPath::absorbed); break;
+    case Feed::decode_absorbed:
+      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::absorbed);
+      break;
+    case Feed::decode_expanded:
+      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::expanded);
+      break;
+    case Feed::chunks:  // uneven chunks exercise prefill on top of a filled cache
+      for (int64_t i = 0, c = 1; i < n; i += c, c = c * 2 + 1) step(i, std::min(c, n - i), AttentionPath::automatic);
+      break;
+  }
+  return all;
+}
+
+struct Case {
+  std::string fixture;
+  Feed feed;
+};
+
+class FixtureLogits : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FixtureLogits, MatchReferenceForEverySequence) {
+  const Fixture& f = fixture(GetParam().fixture);
+  for (int seq = 0; seq < 4; ++seq) {
+    double err = relative_error(run(f, f.tokens(seq), GetParam().feed), f.logits(seq));
+    EXPECT_LT(err, kTolerance) << GetParam().fixture << " seq" << seq;
+  }
+}
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  static const char* feeds[] = {"PrefillExpanded", "PrefillAbsorbed", "DecodeAbsorbed", "DecodeExpanded", "Chunks"};
+  std::string n = info.param.fixture + "_" + feeds[static_cast<int>(info.param.feed)];
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2"})
+    for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
+                      Feed::chunks})
+      cases.push_back({fx, feed});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureLogits, ::testing::ValuesIn(all_cases()), case_name);
+
+class FixtureGreedy : public ::testing::TestWithParam<std::string> {};
+
+// The reference sequences end in 16 greedy tokens: generate them from the prompt.
+TEST_P(FixtureGreedy, ContinuationEqualsReferenceWhereMarginIsClear) {
+  const Fixture& f = fixture(GetParam());
+  const int64_t vocab = f.model->config().vocab_size;
+  for (int seq = 0; seq < 4; ++seq) {
+    std::vector<int32_t> toks = f.tokens(seq);
+    std::vector<float> ref = f.logits(seq);
+    const int64_t prompt = static_cast<int64_t>(toks.size()) - 16;
+    Session s(f.model, {});
+    GenerateParams gp;
+    gp.max_new_tokens = 16;
+    gp.stop_at_eos = false;
+    std::vector<int32_t> out;
+    int64_t generated = 0;
+    s.generate(toks.data(), prompt, gp, [&](int32_t t) { out.push_back(t); return false; }, generated);
+    ASSERT_EQ(generated, 16);
+    for (int64_t k = 0; k < 16; ++k) {
+      const float* row = ref.data() + (prompt - 1 + k) * vocab;  // logits that chose token prompt + k
+      std::vector<float> sorted(row, row + vocab);
+      std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+      if (sorted[0] - sorted[1] <= 1e-3f) break;  // a near-tie: later tokens may legitimately differ
+      ASSERT_EQ(out[k], toks[prompt + k]) << GetParam() << " seq" << seq << " generated token " << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureGreedy, ::testing::Values("tiny-v3", "tiny-v2-lite", "tiny-v2"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+struct Capture : StepObserver {
+  std::map<int64_t, std::vector<float>> hidden_rows;
+  std::map<int64_t, std::vector<int32_t>> ids;
+  std::map<int64_t, std::vector<float>> weights, raw;
+  void hidden(int64_t index, const std::vector<float>& rows) override { hidden_rows[index] = rows; }
+  void route(int64_t layer, const std::vector<int32_t>& i, const std::vector<float>& w,
+             const std::vector<float>& r) override {
+    ids[layer] = i;
+    weights[layer] = w;
+    raw[layer] = r;
+  }
+};
+
+class FixtureInternals : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FixtureInternals, HiddenStatesAndRoutesOfSeq1) {
+  const Fixture& f = fixture(GetParam());
+  const ModelConfig& c = f.model->config();
+  Session s(f.model, {});
+  Capture cap;
+  std::vector<int32_t> toks = f.tokens(1);
+  s.append(toks.data(), static_cast<int64_t>(toks.size()), LogitsMode::all, AttentionPath::automatic, &cap);
+  for (int64_t l = 0; l <= c.n_layers; ++l) {
+    auto ref = f32_of(f.ref->at("seq1.hidden." + std::to_string(l)));
+    EXPECT_LT(relative_error(cap.hidden_rows[l], ref), kTolerance) << "hidden." << l;
+  }
+  const int64_t K = c.n_experts_per_tok, n = static_cast<int64_t>(toks.size());
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    if (!c.is_moe_layer(l)) continue;
+    const std::string p = "seq1.route." + std::to_string(l) + ".";
+    EXPECT_LT(relative_error(cap.raw[l], f32_of(f.ref->at(p + "values0"))), kTolerance) << "router logits " << l;
+    auto ref_ids = i32_of(f.ref->at(p + "experts"));
+    auto ref_w = f32_of(f.ref->at(p + "values1"));
+    for (int64_t i = 0; i < n; ++i) {
+      std::map<int32_t, float> got, want;  // the reference's order is unspecified: compare by expert
+      for (int64_t k = 0; k < K; ++k) {
+        got[cap.ids[l][i * K + k]] = cap.weights[l][i * K + k];
+        want[ref_ids[i * K + k]] = ref_w[i * K + k];
+      }
+      ASSERT_EQ(got.size(), want.size());
+      for (const auto& [e, w] : want) {
+        ASSERT_TRUE(got.count(e)) << "layer " << l << " token " << i << " misses expert " << e;
+        EXPECT_NEAR(got[e], w, 1e-4 * std::max(1.0f, std::fabs(w))) << "layer " << l << " token " << i;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureInternals, ::testing::Values("tiny-v3", "tiny-v2-lite", "tiny-v2"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+// Rewinding and re-appending must reproduce the logits of a fresh run.
+TEST(Session, RewindThenAppendMatchesFreshRun) {
+  const Fixture& f = fixture("tiny-v3");
+  std::vector<int32_t> toks = f.tokens(2);
+  std::vector<float> ref = f.logits(2);
+  const int64_t vocab = f.model->config().vocab_size, n = static_cast<int64_t>(toks.size());
+  Session s(f.model, {});
+  s.append(toks.data(), n, LogitsMode::none);
+  std::vector<int32_t> junk = {5, 6, 7};
+  s.rewind(20);
+  s.append(junk.data(), 3, LogitsMode::none);  // overwrite cache rows 20..22 with other tokens
+  s.rewind(20);
+  s.append(toks.data() + 20, n - 20, LogitsMode::all);
+  std::vector<float> tail(ref.begin() + 20 * vocab, ref.end());
+  EXPECT_LT(relative_error(s.logits(), tail), kTolerance);
+  EXPECT_EQ(s.position(), n);
+  s.reset();
+  EXPECT_EQ(s.position(), 0);
+  EXPECT_EQ(s.logits_rows(), 0);
+}
+
+TEST(Session, LastLogitsEqualLastRowOfAll) {
+  const Fixture& f = fixture("tiny-v2");
+  std::vector<int32_t> toks = f.tokens(1);
+  std::vector<float> ref = f.logits(1);
+  const int64_t vocab = f.model->config().vocab_size, n = static_cast<int64_t>(toks.size());
+  Session s(f.model, {});
+  s.append(toks.data(), n, LogitsMode::last);
+  ASSERT_EQ(s.logits_rows(), 1);
+  std::vector<float> last(ref.end() - vocab, ref.end());
+  EXPECT_LT(relative_error(s.logits(), last), kTolerance);
+}
+
+TEST(Session, FailedAppendLeavesSessionUnchanged) {
+  const Fixture& f = fixture("tiny-v3");
+  SessionOptions so;
+  so.max_context = 8;
+  Session s(f.model, so);
+  std::vector<int32_t> ok = {1, 2, 3};
+  s.append(ok.data(), 3, LogitsMode::last);
+  std::vector<float> before = s.logits();
+  std::vector<int32_t> bad = {4, 1024};
+  EXPECT_THROW(s.append(bad.data(), 2, LogitsMode::last), Failure);
+  std::vector<int32_t> many(6, 3);
+  EXPECT_THROW(s.append(many.data(), 6, LogitsMode::last), Failure);
+  EXPECT_EQ(s.position(), 3);
+  EXPECT_EQ(s.logits(), before);
+}
+
+}  // namespace
+}  // namespace sibyl::test
