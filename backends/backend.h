@@ -23,6 +23,9 @@
 
 namespace sibyl::backend {
 
+using engine::DType;
+using engine::dtype_size;
+
 class Tensor {
  public:
   Tensor(DType dtype, int64_t rows, int64_t cols) : dtype_(dtype), rows_(rows), cols_(cols) {}

@@ -6,7 +6,7 @@
 
 #include "failure.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace fs = std::filesystem;
 
 Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
@@ -56,4 +56,4 @@ void Checkpoint::add_file(const std::string& file_name) {
   }
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -8,7 +8,7 @@
 #include "config.h"
 #include "safetensors.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 class Checkpoint {
  public:
@@ -28,4 +28,4 @@ class Checkpoint {
   std::map<std::string, const TensorView*> tensors_;
 };
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -5,7 +5,7 @@
 #include "failure.h"
 #include "file_util.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace {
 
 using nlohmann::json;
@@ -208,4 +208,4 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
 
 ModelConfig load_model_config(const std::string& path) { return parse_model_config(read_text_file(path), path); }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

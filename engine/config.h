@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 enum class Family { deepseek_v2, deepseek_v3 };
 enum class ScoringFunc { softmax, sigmoid };
@@ -73,4 +73,4 @@ struct ModelConfig {
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source);
 ModelConfig load_model_config(const std::string& path);
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -6,7 +6,7 @@
 #include "failure.h"
 #include "model.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace {
 
 using backend::Backend;
@@ -146,4 +146,4 @@ void Model::forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, i
   }
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -1,6 +1,6 @@
 #include "dtype.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 const char* dtype_name(DType t) {
   switch (t) {
@@ -37,4 +37,4 @@ float f16_to_f32(uint16_t h) {
   return f;
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

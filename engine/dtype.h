@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 enum class DType : uint8_t { f32, f16, bf16, i32, i64 };
 
@@ -30,4 +30,4 @@ inline float bf16_to_f32(uint16_t h) {
 
 float f16_to_f32(uint16_t h);
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

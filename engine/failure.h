@@ -4,7 +4,7 @@
 #include <exception>
 #include <string>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 enum class Errc : int {
   invalid_argument = 1,
@@ -34,4 +34,4 @@ class Failure : public std::exception {
 
 [[noreturn]] inline void fail(Errc code, std::string message) { throw Failure(code, std::move(message)); }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -12,7 +12,7 @@
 
 #include "failure.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -47,4 +47,4 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

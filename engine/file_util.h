@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 // Reads a whole text file; Errc::io naming the path when it cannot.
 std::string read_text_file(const std::string& path);
@@ -27,4 +27,4 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

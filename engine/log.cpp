@@ -1,13 +1,13 @@
 #include "log.h"
 
 #include <cstdio>
+#include <memory>
 #include <mutex>
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace {
 std::mutex g_mutex;
-LogSink g_sink = nullptr;
-void* g_user_data = nullptr;
+std::shared_ptr<const LogSink> g_sink;  // copied out under the lock, called outside it
 LogLevel g_min_level = LogLevel::warn;
 const char* level_name(LogLevel l) {
   switch (l) {
@@ -20,26 +20,24 @@ const char* level_name(LogLevel l) {
 }
 }  // namespace
 
-void set_log_sink(LogSink sink, void* user_data, LogLevel min_level) {
+void set_log_sink(LogSink sink, LogLevel min_level) {
+  auto shared = sink ? std::make_shared<const LogSink>(std::move(sink)) : nullptr;
   std::lock_guard lock(g_mutex);
-  g_sink = sink;
-  g_user_data = user_data;
+  g_sink = std::move(shared);
   g_min_level = min_level;
 }
 
 void log(LogLevel level, const std::string& message) {
-  LogSink sink;
-  void* user_data;
+  std::shared_ptr<const LogSink> sink;
   {
     std::lock_guard lock(g_mutex);
     if (level < g_min_level || level == LogLevel::off) return;
     sink = g_sink;
-    user_data = g_user_data;
   }
   if (sink)
-    sink(static_cast<int>(level), message.c_str(), user_data);
+    (*sink)(level, message.c_str());
   else
     std::fprintf(stderr, "sibyl %s: %s\n", level_name(level), message.c_str());
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

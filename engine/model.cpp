@@ -3,7 +3,7 @@
 #include "failure.h"
 #include "log.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
@@ -23,4 +23,4 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
 
 Model::~Model() = default;
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -9,7 +9,7 @@
 #include "rope.h"
 #include "weights.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 enum class LogitsMode { last, all, none };
 enum class AttentionPath { automatic, absorbed, expanded };
@@ -51,4 +51,4 @@ class Model {
   std::unique_ptr<backend::Tensor> inv_freq_;
 };
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <numbers>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 double yarn_mscale(double scale, double m) { return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; }
 
@@ -64,4 +64,4 @@ RopeSetup compute_rope(const ModelConfig& c) {
   return s;
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

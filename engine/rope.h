@@ -5,7 +5,7 @@
 
 #include "config.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 struct RopeSetup {
   std::vector<float> inv_freq;   // [qk_rope_head_dim / 2], frequency of pair i
@@ -18,4 +18,4 @@ RopeSetup compute_rope(const ModelConfig& config);
 // 0.1 · m · ln(scale) + 1, or 1 when scale <= 1 (YaRN's magnitude correction).
 double yarn_mscale(double scale, double m);
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -4,7 +4,7 @@
 
 #include "failure.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit
@@ -100,4 +100,4 @@ const TensorView& SafetensorsFile::at(const std::string& name) const {
   return *t;
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

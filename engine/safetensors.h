@@ -8,7 +8,7 @@
 #include "dtype.h"
 #include "file_util.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 struct TensorView {
   std::string name;
@@ -37,4 +37,4 @@ class SafetensorsFile {
   std::map<std::string, TensorView> tensors_;
 };
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <unordered_set>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 void Rng::seed_with(uint64_t seed) {
   for (auto& s : s_) {  // splitmix64
@@ -84,4 +84,4 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p,
   return order[keep - 1];
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

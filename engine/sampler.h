@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace sibyl {
+namespace sibyl::engine {
 
 // xoshiro256** seeded through splitmix64: same seed, same stream, on every platform.
 class Rng {
@@ -30,4 +30,4 @@ struct SamplerParams {
 int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& params,
                      const std::vector<int32_t>& history, Rng& rng);
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

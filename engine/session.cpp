@@ -4,7 +4,7 @@
 
 #include "failure.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 Session::Session(const std::shared_ptr<Model>& model, const SessionOptions& options)
     : model_(model), backend_(model->backend()), rng_(options.seed) {
@@ -84,4 +84,4 @@ void Session::generate(const int32_t* prompt, int64_t n_prompt, const GeneratePa
   }
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

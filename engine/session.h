@@ -9,7 +9,7 @@
 #include "model.h"
 #include "sampler.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 struct SessionOptions {
   int64_t max_context = 0;  // 0: the model's max_position_embeddings
@@ -66,4 +66,4 @@ class Session {
   Rng rng_;
 };
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

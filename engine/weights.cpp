@@ -5,7 +5,7 @@
 
 #include "failure.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 namespace {
 
 struct Expected {
@@ -136,4 +136,4 @@ ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
   return w;
 }
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -7,7 +7,7 @@
 #include "backend.h"
 #include "checkpoint.h"
 
-namespace sibyl {
+namespace sibyl::engine {
 
 using backend::Tensor;
 
@@ -47,4 +47,4 @@ struct ModelWeights {
 // named in the error), then uploads them. The checkpoint must outlive the backend tensors.
 ModelWeights load_weights(const Checkpoint& checkpoint, backend::Backend& backend);
 
-}  // namespace sibyl
+}  // namespace sibyl::engine

@@ -7,7 +7,7 @@
 
 #include "safetensors.h"
 
-namespace sibyl::test {
+namespace sibyl::engine::test {
 
 inline std::string data_dir() {
   const char* d = std::getenv("SIBYL_TEST_DATA");
@@ -38,4 +38,4 @@ inline double relative_error(const std::vector<float>& got, const std::vector<fl
   return std::sqrt(num / den);
 }
 
-}  // namespace sibyl::test
+}  // namespace sibyl::engine::test

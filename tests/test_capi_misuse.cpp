@@ -298,8 +298,13 @@ TEST(CapiGlobal, StatusStringsAreNonEmptyAndDistinct) {
         EXPECT_GT(std::strlen(s), 0u) << code;
         EXPECT_TRUE(names.insert(s).second) << "duplicate status string \"" << s << "\" for " << code;
     }
-    EXPECT_NE(sibyl_status_string(static_cast<sibyl_status>(999)), nullptr);
-    EXPECT_NE(sibyl_status_string(static_cast<sibyl_status>(-1)), nullptr);
+    // Codes a newer library may add. (Every enum is 32-bit wide through its
+    // *_MAX_ENUM value, so these are valid values of the type, also in C++.)
+    for (int code : {13, 999, 0x7fffffff}) {
+        const char* s = sibyl_status_string(static_cast<sibyl_status>(code));
+        ASSERT_NE(s, nullptr) << code;
+        EXPECT_GT(std::strlen(s), 0u) << code;
+    }
 }
 
 TEST(CapiGlobal, Versions) {
@@ -475,17 +480,26 @@ TEST_F(CapiMisuse, NullWhereNullIsAllowed) {
 
 TEST_F(CapiMisuse, OutOfRangeEnumValues) {
     append_prompt();
+    const int32_t next = greedy();
     const int32_t token = 3;
-    EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT,
-                      sibyl_session_append(session_, &token, 1, static_cast<sibyl_logits_mode>(7)));
+    for (int mode : {3, 7, static_cast<int>(SIBYL_LOGITS_MAX_ENUM)}) {
+        SCOPED_TRACE("logits mode " + std::to_string(mode));
+        EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT,
+                          sibyl_session_append(session_, &token, 1, static_cast<sibyl_logits_mode>(mode)));
+    }
     EXPECT_EQ(position(), kPromptLen);
+    EXPECT_EQ(greedy(), next);  // the logits are still there
 
-    sibyl_model_options options;
-    sibyl_model_options_init(&options);
-    options.backend = static_cast<sibyl_backend_kind>(42);
-    sibyl_model* m = kModelSentinel;
-    EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT, sibyl_model_load(tiny_v3_dir().string().c_str(), &options, &m));
-    EXPECT_EQ(m, kModelSentinel);
+    for (int backend : {4, 42, static_cast<int>(SIBYL_BACKEND_MAX_ENUM)}) {
+        SCOPED_TRACE("backend " + std::to_string(backend));
+        sibyl_model_options options;
+        sibyl_model_options_init(&options);
+        options.backend = static_cast<sibyl_backend_kind>(backend);
+        sibyl_model* m = kModelSentinel;
+        EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT,
+                          sibyl_model_load(tiny_v3_dir().string().c_str(), &options, &m));
+        EXPECT_EQ(m, kModelSentinel);
+    }
 }
 
 TEST_F(CapiMisuse, BackendNotBuiltInIsABackendError) {

@@ -9,7 +9,7 @@
 #include "file_util.h"
 #include "rope.h"
 
-namespace sibyl::test {
+namespace sibyl::engine::test {
 namespace {
 
 nlohmann::json fixture_config(const std::string& name) {
@@ -153,4 +153,4 @@ TEST(Rope, YarnMscaleRules) {
 }
 
 }  // namespace
-}  // namespace sibyl::test
+}  // namespace sibyl::engine::test

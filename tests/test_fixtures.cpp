@@ -11,7 +11,7 @@
 #include "failure.h"
 #include "session.h"
 
-namespace sibyl::test {
+namespace sibyl::engine::test {
 namespace {
 
 constexpr double kTolerance = 1e-4;
@@ -235,4 +235,4 @@ TEST(Session, FailedAppendLeavesSessionUnchanged) {
 }
 
 }  // namespace
-}  // namespace sibyl::test
+}  // namespace sibyl::engine::test

@@ -6,7 +6,7 @@
 
 #include "sampler.h"
 
-namespace sibyl::test {
+namespace sibyl::engine::test {
 namespace {
 
 const std::vector<float> kLogits = {1.0f, 3.0f, 2.0f, 0.5f, 2.9f};
@@ -103,4 +103,4 @@ TEST(Rng, KnownStreamIsStableAcrossPlatforms) {
 }
 
 }  // namespace
-}  // namespace sibyl::test
+}  // namespace sibyl::engine::test

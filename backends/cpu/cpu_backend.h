@@ -4,10 +4,14 @@
 #include <vector>
 
 #include "backend.h"
+#include "failure.h"
 #include "kernels.h"
 #include "thread_pool.h"
 
 namespace sibyl::backend::cpu {
+
+using engine::Errc;
+using engine::fail;
 
 class CpuTensor final : public Tensor {
  public:

@@ -45,7 +45,7 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
       return;
     case DType::f16: {
       auto* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      for (int64_t i = 0; i < n; ++i) dst[i] = engine::f16_to_f32(s[i]);
       return;
     }
     default:

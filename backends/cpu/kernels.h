@@ -7,6 +7,9 @@
 
 namespace sibyl::backend::cpu {
 
+using engine::DType;
+using engine::dtype_size;
+
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);

@@ -2,6 +2,7 @@
 // here beyond argument checks, option structs and turning exceptions into statuses.
 #include "sibyl/sibyl.h"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string>
@@ -12,18 +13,18 @@
 #include "session.h"
 
 struct sibyl_model {
-  std::shared_ptr<sibyl::Model> model;
+  std::shared_ptr<sibyl::engine::Model> model;
   std::string architecture;
 };
 
 struct sibyl_session {
-  std::unique_ptr<sibyl::Session> session;
+  std::unique_ptr<sibyl::engine::Session> session;
 };
 
 namespace {
 
-using sibyl::Errc;
-using sibyl::fail;
+using sibyl::engine::Errc;
+using sibyl::engine::fail;
 
 static_assert(static_cast<int>(Errc::internal) == SIBYL_ERR_INTERNAL, "status codes must match");
 static_assert(static_cast<int>(Errc::invalid_argument) == SIBYL_ERR_INVALID_ARGUMENT, "status codes must match");
@@ -45,7 +46,7 @@ sibyl_status guarded(Body&& body) noexcept {
   try {
     body();
     return SIBYL_OK;
-  } catch (const sibyl::Failure& e) {
+  } catch (const sibyl::engine::Failure& e) {
     return record(static_cast<sibyl_status>(e.code()), e.what());
   } catch (const std::bad_alloc&) {
     return record(SIBYL_ERR_OUT_OF_MEMORY, "out of memory");
@@ -83,7 +84,7 @@ auto& live(Handle* s) {
   return *s->session;
 }
 
-sibyl::SamplerParams sampler_params(const sibyl_sampler_options* given) {
+sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) {
   sibyl_sampler_options o = read_options(given, sibyl_sampler_options_init, "sibyl_sampler_options");
   if (o.top_k < 0) fail(Errc::invalid_argument, "top_k must not be negative");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail(Errc::invalid_argument, "top_p must be in (0, 1]");
@@ -91,7 +92,7 @@ sibyl::SamplerParams sampler_params(const sibyl_sampler_options* given) {
   if (!(o.repetition_penalty > 0.0f)) fail(Errc::invalid_argument, "repetition_penalty must be positive");
   if (o.repetition_last_n < 0) fail(Errc::invalid_argument, "repetition_last_n must not be negative");
   if (o.temperature != o.temperature) fail(Errc::invalid_argument, "temperature is NaN");
-  sibyl::SamplerParams p;
+  sibyl::engine::SamplerParams p;
   p.temperature = o.temperature;
   p.top_k = o.top_k;
   p.top_p = o.top_p;
@@ -123,6 +124,7 @@ const char* sibyl_status_string(sibyl_status status) {
     case SIBYL_ERR_NO_LOGITS: return "no logits available";
     case SIBYL_ERR_BACKEND: return "backend failure or backend not available";
     case SIBYL_ERR_INTERNAL: return "internal error";
+    case SIBYL_STATUS_MAX_ENUM: break;
   }
   return "unknown status";
 }
@@ -130,8 +132,15 @@ const char* sibyl_status_string(sibyl_status status) {
 const char* sibyl_last_error_message(void) { return t_last_error.c_str(); }
 
 void sibyl_set_log_callback(sibyl_log_fn fn, void* user_data, sibyl_log_level min_level) {
-  sibyl::set_log_sink(reinterpret_cast<sibyl::LogSink>(fn), user_data,
-                      fn ? static_cast<sibyl::LogLevel>(min_level) : sibyl::LogLevel::warn);
+  using sibyl::engine::LogLevel;
+  if (!fn) {
+    sibyl::engine::set_log_sink(nullptr, LogLevel::warn);
+    return;
+  }
+  int level = std::clamp(static_cast<int>(min_level), 0, static_cast<int>(LogLevel::off));
+  sibyl::engine::set_log_sink(
+      [fn, user_data](LogLevel l, const char* message) { fn(static_cast<sibyl_log_level>(l), message, user_data); },
+      static_cast<LogLevel>(level));
 }
 
 void sibyl_model_options_init(sibyl_model_options* o) {
@@ -153,11 +162,11 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
     if (o.backend != SIBYL_BACKEND_AUTO && o.backend != SIBYL_BACKEND_CPU)
       fail(Errc::invalid_argument, "unknown backend " + std::to_string(static_cast<int>(o.backend)));
     if (o.n_threads < 0) fail(Errc::invalid_argument, "n_threads must not be negative");
-    sibyl::ModelLoadOptions lo;
+    sibyl::engine::ModelLoadOptions lo;
     lo.n_threads = o.n_threads;
     auto m = std::make_unique<sibyl_model>();
-    m->model = sibyl::Model::load(path, lo);
-    m->architecture = m->model->config().family == sibyl::Family::deepseek_v2 ? "deepseek_v2" : "deepseek_v3";
+    m->model = sibyl::engine::Model::load(path, lo);
+    m->architecture = m->model->config().family == sibyl::engine::Family::deepseek_v2 ? "deepseek_v2" : "deepseek_v3";
     *out_model = m.release();
   });
 }
@@ -171,7 +180,7 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     if (info->struct_size < sizeof(sibyl_model_info))
       fail(Errc::struct_size, "sibyl_model_info.struct_size is " + std::to_string(info->struct_size) +
                                   "; set it to sizeof(sibyl_model_info)");
-    const sibyl::ModelConfig& c = model->model->config();
+    const sibyl::engine::ModelConfig& c = model->model->config();
     sibyl_model_info r{};
     r.struct_size = sizeof r;
     r.architecture = model->architecture.c_str();
@@ -211,11 +220,11 @@ sibyl_status sibyl_session_create(sibyl_model* model, const sibyl_session_option
     require(model, "model");
     require(out_session, "out_session");
     sibyl_session_options o = read_options(options, sibyl_session_options_init, "sibyl_session_options");
-    sibyl::SessionOptions so;
+    sibyl::engine::SessionOptions so;
     so.max_context = o.max_context;
     so.seed = o.seed;
     auto s = std::make_unique<sibyl_session>();
-    s->session = std::make_unique<sibyl::Session>(model->model, so);
+    s->session = std::make_unique<sibyl::engine::Session>(model->model, so);
     *out_session = s.release();
   });
 }
@@ -225,12 +234,12 @@ void sibyl_session_destroy(sibyl_session* session) { delete session; }
 sibyl_status sibyl_session_append(sibyl_session* session, const int32_t* tokens, size_t n_tokens,
                                   sibyl_logits_mode mode) {
   return guarded([&] {
-    sibyl::Session& s = live(session);
-    sibyl::LogitsMode m;
+    sibyl::engine::Session& s = live(session);
+    sibyl::engine::LogitsMode m;
     switch (mode) {
-      case SIBYL_LOGITS_LAST: m = sibyl::LogitsMode::last; break;
-      case SIBYL_LOGITS_ALL: m = sibyl::LogitsMode::all; break;
-      case SIBYL_LOGITS_NONE: m = sibyl::LogitsMode::none; break;
+      case SIBYL_LOGITS_LAST: m = sibyl::engine::LogitsMode::last; break;
+      case SIBYL_LOGITS_ALL: m = sibyl::engine::LogitsMode::all; break;
+      case SIBYL_LOGITS_NONE: m = sibyl::engine::LogitsMode::none; break;
       default: fail(Errc::invalid_argument, "unknown logits mode " + std::to_string(static_cast<int>(mode)));
     }
     s.append(tokens, static_cast<int64_t>(n_tokens), m);
@@ -240,7 +249,7 @@ sibyl_status sibyl_session_append(sibyl_session* session, const int32_t* tokens,
 sibyl_status sibyl_session_logits(sibyl_session* session, const float** out_logits, size_t* out_rows,
                                   size_t* out_vocab) {
   return guarded([&] {
-    sibyl::Session& s = live(session);
+    sibyl::engine::Session& s = live(session);
     require(out_logits, "out_logits");
     require(out_rows, "out_rows");
     require(out_vocab, "out_vocab");
@@ -253,7 +262,7 @@ sibyl_status sibyl_session_logits(sibyl_session* session, const float** out_logi
 
 sibyl_status sibyl_session_position(const sibyl_session* session, size_t* out_position) {
   return guarded([&] {
-    const sibyl::Session& s = live(session);
+    const sibyl::engine::Session& s = live(session);
     require(out_position, "out_position");
     *out_position = static_cast<size_t>(s.position());
   });
@@ -261,7 +270,7 @@ sibyl_status sibyl_session_position(const sibyl_session* session, size_t* out_po
 
 sibyl_status sibyl_session_rewind(sibyl_session* session, size_t position) {
   return guarded([&] {
-    sibyl::Session& s = live(session);
+    sibyl::engine::Session& s = live(session);
     if (position > static_cast<size_t>(INT64_MAX)) fail(Errc::invalid_argument, "position out of range");
     s.rewind(static_cast<int64_t>(position));
   });
@@ -289,7 +298,7 @@ void sibyl_sampler_options_init(sibyl_sampler_options* o) {
 
 sibyl_status sibyl_session_sample(sibyl_session* session, const sibyl_sampler_options* options, int32_t* out_token) {
   return guarded([&] {
-    sibyl::Session& s = live(session);
+    sibyl::engine::Session& s = live(session);
     require(out_token, "out_token");
     *out_token = s.sample(sampler_params(options));
   });
@@ -311,9 +320,9 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
                                     size_t* out_n_generated) {
   int64_t generated = 0;
   sibyl_status st = guarded([&] {
-    sibyl::Session& s = live(session);
+    sibyl::engine::Session& s = live(session);
     sibyl_generate_options o = read_options(options, sibyl_generate_options_init, "sibyl_generate_options");
-    sibyl::GenerateParams p;
+    sibyl::engine::GenerateParams p;
     p.max_new_tokens = o.max_new_tokens;
     p.stop_at_eos = o.stop_at_eos != 0;
     p.reseed = o.reseed != 0;

@@ -97,6 +97,9 @@ SIBYL_API uint32_t sibyl_abi_version(void);
 SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
+/* Every enum ends in a *_MAX_ENUM value that only fixes its size at 32 bits, so
+   any int32 a caller passes is a valid value to check (values outside the listed
+   ones give SIBYL_ERR_INVALID_ARGUMENT). */
 
 /** Every fallible call returns one of these. Numbers are never reused. */
 typedef enum sibyl_status {
@@ -112,7 +115,8 @@ typedef enum sibyl_status {
     SIBYL_ERR_MODEL_DESTROYED = 9,     /* the session's model was destroyed */
     SIBYL_ERR_NO_LOGITS = 10,          /* logits/sample asked for but none are available */
     SIBYL_ERR_BACKEND = 11,            /* the compute backend failed or is not built in */
-    SIBYL_ERR_INTERNAL = 12            /* a bug in Sibyl: please report it */
+    SIBYL_ERR_INTERNAL = 12,           /* a bug in Sibyl: please report it */
+    SIBYL_STATUS_MAX_ENUM = 0x7fffffff /* not a status: keeps the enum 32-bit wide */
 } sibyl_status;
 
 /** Short English name of a status, e.g. "invalid argument". Static storage; never NULL. */
@@ -132,7 +136,8 @@ typedef enum sibyl_log_level {
     SIBYL_LOG_INFO = 1,
     SIBYL_LOG_WARN = 2,
     SIBYL_LOG_ERROR = 3,
-    SIBYL_LOG_OFF = 4
+    SIBYL_LOG_OFF = 4,
+    SIBYL_LOG_MAX_ENUM = 0x7fffffff
 } sibyl_log_level;
 
 /** Receives one complete message (no trailing newline), UTF-8. May be called from any thread. */
@@ -153,7 +158,8 @@ typedef enum sibyl_backend_kind {
     SIBYL_BACKEND_AUTO = 0, /* the best backend built in and available (today: CPU) */
     SIBYL_BACKEND_CPU = 1,
     SIBYL_BACKEND_CUDA = 2,  /* not built in yet: SIBYL_ERR_BACKEND */
-    SIBYL_BACKEND_VULKAN = 3 /* not built in yet: SIBYL_ERR_BACKEND */
+    SIBYL_BACKEND_VULKAN = 3, /* not built in yet: SIBYL_ERR_BACKEND */
+    SIBYL_BACKEND_MAX_ENUM = 0x7fffffff
 } sibyl_backend_kind;
 
 typedef struct sibyl_model_options {
@@ -244,7 +250,8 @@ SIBYL_API void sibyl_session_destroy(SIBYL_NULLABLE sibyl_session* session);
 typedef enum sibyl_logits_mode {
     SIBYL_LOGITS_LAST = 0, /* the last appended position only (what sampling needs) */
     SIBYL_LOGITS_ALL = 1,  /* every appended position */
-    SIBYL_LOGITS_NONE = 2  /* none (e.g. a prompt chunk that is followed by more) */
+    SIBYL_LOGITS_NONE = 2, /* none (e.g. a prompt chunk that is followed by more) */
+    SIBYL_LOGITS_MAX_ENUM = 0x7fffffff
 } sibyl_logits_mode;
 
 /**

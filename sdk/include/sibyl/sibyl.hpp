@@ -59,6 +59,10 @@
 #endif
 
 namespace sibyl {
+// Everything is declared in an inline namespace: users write sibyl::Model, but the
+// linker sees sibyl::sdk_v0::Model, so the SDK's inline functions can never be
+// confused with other C++ symbols named sibyl::... (e.g. inside libsibyl.a).
+inline namespace sdk_v0 {
 
 using Status = sibyl_status;
 using LogLevel = sibyl_log_level;
@@ -666,6 +670,7 @@ private:
     std::unique_ptr<sibyl_model, Deleter> handle_;
 };
 
+}  // namespace sdk_v0
 }  // namespace sibyl
 
 #endif  // SIBYL_SIBYL_HPP

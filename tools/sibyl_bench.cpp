@@ -1,0 +1,116 @@
+// sibyl-bench: prompt-processing (pp) and generation (tg) speed, llama-bench style.
+// Medians over repetitions; every repetition uses a fresh session.
+#include <sibyl/sibyl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli_args.h"
+
+static const char* kUsage =
+    "usage: sibyl-bench --model DIR [options]\n"
+    "  --prompt N    prompt tokens processed in one append (default 64; 0 = skip)\n"
+    "  --gen N       tokens generated one at a time, greedy (default 32; 0 = skip)\n"
+    "  --depth D     tokens already in the context before each test (default 0)\n"
+    "  --reps R      repetitions; the median is reported (default 5)\n"
+    "  --threads N   CPU threads (default: all)\n"
+    "  --json 1      print one JSON object instead of the table\n";
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "error: %s: %s\n", what, sibyl_last_error_message());
+  std::exit(1);
+}
+
+void check(sibyl_status st, const char* what) {
+  if (st != SIBYL_OK) die(what);
+}
+
+// Deterministic token ids spread over the vocabulary.
+std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
+  std::vector<int32_t> t(n);
+  uint32_t x = 2463534242u ^ salt;
+  for (auto& id : t) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    id = static_cast<int32_t>(x % static_cast<uint32_t>(vocab));
+  }
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sibyl::cli::Args args(argc, argv, {"--model", "--prompt", "--gen", "--depth", "--reps", "--threads", "--json"},
+                        kUsage);
+  if (!args.has("--model")) args.die("--model is required");
+  const long long n_prompt = args.get_int("--prompt", 64), n_gen = args.get_int("--gen", 32),
+                  depth = args.get_int("--depth", 0), reps = args.get_int("--reps", 5);
+  if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps <= 0) args.die("counts must not be negative; --reps >= 1");
+
+  sibyl_model_options mo;
+  sibyl_model_options_init(&mo);
+  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  sibyl_model* model = nullptr;
+  check(sibyl_model_load(args.get("--model").c_str(), &mo, &model), "cannot load model");
+  sibyl_model_info info;
+  info.struct_size = sizeof info;
+  check(sibyl_model_get_info(model, &info), "model info");
+
+  std::vector<double> pp, tg;
+  for (long long r = 0; r < reps; ++r) {
+    sibyl_session* s = nullptr;
+    check(sibyl_session_create(model, nullptr, &s), "session");
+    std::vector<int32_t> ctx = tokens(static_cast<size_t>(depth), info.vocab_size, 1);
+    check(sibyl_session_append(s, ctx.data(), ctx.size(), SIBYL_LOGITS_NONE), "depth fill");
+    if (n_prompt > 0) {
+      std::vector<int32_t> p = tokens(static_cast<size_t>(n_prompt), info.vocab_size, 2 + static_cast<uint32_t>(r));
+      auto t0 = Clock::now();
+      check(sibyl_session_append(s, p.data(), p.size(), SIBYL_LOGITS_LAST), "prompt");
+      pp.push_back(static_cast<double>(n_prompt) / std::chrono::duration<double>(Clock::now() - t0).count());
+      check(sibyl_session_rewind(s, static_cast<size_t>(depth)), "rewind");
+    }
+    if (n_gen > 0) {
+      int32_t tok = tokens(1, info.vocab_size, 99)[0];
+      auto t0 = Clock::now();
+      for (long long i = 0; i < n_gen; ++i) {
+        check(sibyl_session_append(s, &tok, 1, SIBYL_LOGITS_LAST), "decode");
+        check(sibyl_session_sample(s, nullptr, &tok), "sample");
+      }
+      tg.push_back(static_cast<double>(n_gen) / std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    sibyl_session_destroy(s);
+  }
+
+  const double kv_mib = static_cast<double>(info.kv_bytes_per_token) / (1 << 20);
+  if (args.get("--json") == "1") {
+    std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
+                "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
+                "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu}\n",
+                args.get("--model").c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
+                n_prompt, median(pp), n_gen, median(tg), reps,
+                static_cast<unsigned long long>(info.kv_bytes_per_token));
+  } else {
+    std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
+                args.get("--model").c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
+                info.backend, kv_mib);
+    std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
+    if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));
+    if (n_gen > 0) std::printf("| tg%-13lld | %5lld | %9.1f |\n", n_gen, depth, median(tg));
+  }
+  sibyl_model_destroy(model);
+  return 0;
+}
