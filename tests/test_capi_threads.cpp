@@ -58,7 +58,10 @@ protected:
     void SetUp() override {
         const std::string dir = tiny_v3_dir();
         ASSERT_FALSE(dir.empty()) << "set SIBYL_TEST_DATA to the tests/data directory";
-        ASSERT_EQ(sibyl_model_load(dir.c_str(), nullptr, &model_), SIBYL_OK) << sibyl_last_error_message();
+        sibyl_model_options options;
+        sibyl_model_options_init(&options);
+        options.n_threads = N_THREADS_PLACEHOLDER;
+        ASSERT_EQ(sibyl_model_load(dir.c_str(), &options, &model_), SIBYL_OK) << sibyl_last_error_message();
     }
     void TearDown() override { sibyl_model_destroy(model_); }
 

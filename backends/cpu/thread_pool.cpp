@@ -45,7 +45,7 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  constexpr int64_t kInlineWork = 1 << 15;
+  constexpr int64_t kInlineWork = 1 << 18;  // below this, waking workers costs more than it saves
   if (workers_.empty() || n == 1 || n * std::max<int64_t>(cost, 1) < kInlineWork) {
     fn(0, n);
     return;
