@@ -64,9 +64,6 @@ struct ModelConfig {
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
   int64_t kv_width() const { return kv_lora_rank + qk_rope_head_dim; }  // latent cache row
-  bool is_moe_layer(int64_t layer) const {
-    return n_routed_experts > 0 && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
-  }
 };
 
 // Parses config.json text; `source` names the file in error messages.

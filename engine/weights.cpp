@@ -35,7 +35,18 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
   return layer >= c.n_layers && layer < c.n_layers + c.num_nextn_predict_layers;
 }
 
-std::vector<Expected> expected_tensors(const ModelConfig& c, ModelWeights& w) {
+// Whether layer l is MoE. transformers makes every layer from first_k_dense_replace on MoE and
+// ignores moe_layer_freq; DeepSeek's code honours it. No released model has a frequency other
+// than 1, so when one is given the checkpoint itself says which layers carry a router.
+bool layer_is_moe(const Checkpoint& ckpt, int64_t l) {
+  const ModelConfig& c = ckpt.config();
+  if (c.n_routed_experts == 0 || l < c.first_k_dense_replace) return false;
+  if (c.moe_layer_freq == 1) return true;
+  return ckpt.tensors().count("model.layers." + std::to_string(l) + ".mlp.gate.weight") != 0;
+}
+
+std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) {
+  const ModelConfig& c = ckpt.config();
   std::vector<Expected> e;
   const int64_t H = c.hidden_size, heads = c.n_heads;
   e.push_back({"model.embed_tokens.weight", c.vocab_size, H, &w.embed});
@@ -60,7 +71,7 @@ std::vector<Expected> expected_tensors(const ModelConfig& c, ModelWeights& w) {
     e.push_back({a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, &L.kv_b});
     e.push_back({a + "o_proj.weight", H, heads * c.v_head_dim, &L.o});
     const std::string m = p + "mlp.";
-    L.moe = c.is_moe_layer(l);
+    L.moe = layer_is_moe(ckpt, l);
     int64_t mlp_width = c.intermediate_size;
     std::string mlp_prefix = m;
     if (L.moe) {
@@ -93,7 +104,7 @@ std::vector<Expected> expected_tensors(const ModelConfig& c, ModelWeights& w) {
 ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
   const ModelConfig& c = ckpt.config();
   ModelWeights w;
-  std::vector<Expected> expected = expected_tensors(c, w);
+  std::vector<Expected> expected = expected_tensors(ckpt, w);
 
   std::vector<std::string> missing, unexpected;
   std::set<std::string> known;

@@ -158,7 +158,7 @@ TEST_P(FixtureInternals, HiddenStatesAndRoutesOfSeq1) {
   }
   const int64_t K = c.n_experts_per_tok, n = static_cast<int64_t>(toks.size());
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    if (!c.is_moe_layer(l)) continue;
+    if (!f.model->weights().layers[l].moe) continue;
     const std::string p = "seq1.route." + std::to_string(l) + ".";
     EXPECT_LT(relative_error(cap.raw[l], f32_of(f.ref->at(p + "values0"))), kTolerance) << "router logits " << l;
     auto ref_ids = i32_of(f.ref->at(p + "experts"));

@@ -188,8 +188,9 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     r.vocab_size = static_cast<int32_t>(c.vocab_size);
     r.hidden_size = static_cast<int32_t>(c.hidden_size);
     r.n_layers = static_cast<int32_t>(c.n_layers);
-    r.n_dense_layers = static_cast<int32_t>(c.n_routed_experts ? std::min(c.first_k_dense_replace, c.n_layers)
-                                                               : c.n_layers);
+    const auto& layers = model->model->weights().layers;
+    r.n_dense_layers = static_cast<int32_t>(
+        std::count_if(layers.begin(), layers.end(), [](const auto& l) { return !l.moe; }));
     r.n_heads = static_cast<int32_t>(c.n_heads);
     r.q_lora_rank = static_cast<int32_t>(c.q_lora_rank);
     r.kv_lora_rank = static_cast<int32_t>(c.kv_lora_rank);

@@ -202,7 +202,7 @@ typedef struct sibyl_model_info {
     int32_t vocab_size;
     int32_t hidden_size;
     int32_t n_layers;               /* num_hidden_layers (MTP layers not counted) */
-    int32_t n_dense_layers;         /* leading dense layers (first_k_dense_replace) */
+    int32_t n_dense_layers;         /* layers with a dense MLP instead of MoE */
     int32_t n_heads;
     int32_t q_lora_rank;            /* 0 when q is full rank (V2-Lite) */
     int32_t kv_lora_rank;
