@@ -461,20 +461,31 @@ TEST_F(CapiMisuse, NullArgumentsToSessionFunctions) {
 }
 
 TEST_F(CapiMisuse, NullWhereNullIsAllowed) {
-    // NULL tokens with a zero count, NULL options (defaults), NULL callback, user data and count.
+    // NULL tokens with a zero count.
     EXPECT_EQ(sibyl_session_append(session_, nullptr, 0, SIBYL_LOGITS_LAST), SIBYL_OK) << sibyl_last_error_message();
     EXPECT_EQ(position(), 0u);
-    sibyl_session* s = nullptr;
-    ASSERT_EQ(sibyl_session_create(model_, nullptr, &s), SIBYL_OK);
-    EXPECT_EQ(sibyl_session_generate(s, kPrompt, kPromptLen, nullptr, nullptr, nullptr, nullptr), SIBYL_OK)
+
+    // NULL options (defaults: greedy, up to 256 tokens; the callback stops after 2).
+    int calls = 0;
+    auto stop_after_two = [](int32_t, void* user_data) { return ++*static_cast<int*>(user_data) == 2 ? 1 : 0; };
+    EXPECT_EQ(sibyl_session_generate(session_, kPrompt, kPromptLen, nullptr, stop_after_two, &calls, nullptr),
+              SIBYL_OK)
         << sibyl_last_error_message();
-    size_t p = 0;
-    EXPECT_EQ(sibyl_session_position(s, &p), SIBYL_OK);
-    EXPECT_GT(p, kPromptLen);
-    sibyl_session_destroy(s);
-    append_prompt();
+    EXPECT_EQ(calls, 2);
+    EXPECT_EQ(position(), kPromptLen + 2);
+
+    // NULL callback, user data and count.
+    sibyl_generate_options gen;
+    sibyl_generate_options_init(&gen);
+    gen.max_new_tokens = 3;
+    gen.stop_at_eos = 0;
+    EXPECT_EQ(sibyl_session_generate(session_, nullptr, 0, &gen, nullptr, nullptr, nullptr), SIBYL_OK)
+        << sibyl_last_error_message();
+    EXPECT_EQ(position(), kPromptLen + 5);
+
+    // NULL sampler options: greedy.
     int32_t t = -1;
-    EXPECT_EQ(sibyl_session_sample(session_, nullptr, &t), SIBYL_OK);  // NULL options: greedy
+    EXPECT_EQ(sibyl_session_sample(session_, nullptr, &t), SIBYL_OK);
     EXPECT_GE(t, 0);
 }
 

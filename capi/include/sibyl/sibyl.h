@@ -21,7 +21,11 @@
  *             return 1;
  *         }
  *         sibyl_session* session = NULL;
- *         sibyl_session_create(model, NULL, &session);
+ *         if (sibyl_session_create(model, NULL, &session) != SIBYL_OK) {
+ *             fprintf(stderr, "%s\n", sibyl_last_error_message());
+ *             sibyl_model_destroy(model);
+ *             return 1;
+ *         }
  *         const int32_t prompt[] = {0, 17, 42};
  *         sibyl_generate_options gen;
  *         sibyl_generate_options_init(&gen);
@@ -40,6 +44,9 @@
  *  - After a call fails, sibyl_last_error_message() on the same thread says why.
  *  - Options structs begin with `struct_size`; fill them with the matching
  *    `_init` function first. Passing NULL for an options pointer means defaults.
+ *    A struct_size smaller than version 1 of the struct is SIBYL_ERR_STRUCT_SIZE;
+ *    a larger one (a caller built against a newer header) is accepted and the
+ *    fields this library does not know are ignored.
  *  - Destroy functions accept NULL.
  *  - Strings are UTF-8. Returned strings and arrays are owned by the library and
  *    stay valid for as long as the text of the function says.
@@ -63,8 +70,10 @@
 #  else
 #    define SIBYL_API
 #  endif
-#else
+#elif defined(__GNUC__) || defined(__clang__)
 #  define SIBYL_API __attribute__((visibility("default")))
+#else
+#  define SIBYL_API
 #endif
 
 /* Documentation markers for pointer arguments. */
@@ -98,8 +107,8 @@ SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
 /* Every enum ends in a *_MAX_ENUM value that only fixes its size at 32 bits, so
-   any int32 a caller passes is a valid value to check (values outside the listed
-   ones give SIBYL_ERR_INVALID_ARGUMENT). */
+   any value from 0 to INT32_MAX a caller passes is one the library can check
+   (values outside the listed ones give SIBYL_ERR_INVALID_ARGUMENT). */
 
 /** Every fallible call returns one of these. Numbers are never reused. */
 typedef enum sibyl_status {
@@ -144,10 +153,12 @@ typedef enum sibyl_log_level {
 typedef void (*sibyl_log_fn)(sibyl_log_level level, const char* message, void* user_data);
 
 /**
- * Route the library's log messages of `min_level` and above to `fn`
- * (NULL: to stderr, the default, with min_level WARN). Thread-safe; the
- * callback may run concurrently on several threads and must not call back
- * into sibyl_set_log_callback.
+ * Route the library's log messages of `min_level` and above to `fn`.
+ * fn == NULL restores the default: warnings and errors to stderr (`min_level`
+ * is then ignored). Thread-safe. The callback may run concurrently on several
+ * threads and must not call sibyl_set_log_callback. A log call that started
+ * before a replacement may still finish with the previous callback, so keep
+ * the previous `user_data` valid until calls running on other threads return.
  */
 SIBYL_API void sibyl_set_log_callback(SIBYL_NULLABLE sibyl_log_fn fn, SIBYL_NULLABLE void* user_data,
                                       sibyl_log_level min_level);
@@ -194,7 +205,11 @@ SIBYL_API sibyl_status sibyl_model_load(SIBYL_NONNULL const char* path,
  */
 SIBYL_API void sibyl_model_destroy(SIBYL_NULLABLE sibyl_model* model);
 
-/** What a loaded model is. Output struct: set struct_size = sizeof(sibyl_model_info) first. */
+/**
+ * What a loaded model is. Output struct: set struct_size = sizeof(sibyl_model_info)
+ * first; smaller than version 1 is SIBYL_ERR_STRUCT_SIZE. The library fills the
+ * fields it knows within struct_size and leaves struct_size as the caller set it.
+ */
 typedef struct sibyl_model_info {
     uint32_t struct_size;           /* in: sizeof(sibyl_model_info) */
     const char* architecture;       /* "deepseek_v2" or "deepseek_v3"; owned by the model */
@@ -348,6 +363,11 @@ SIBYL_API void sibyl_generate_options_init(SIBYL_NULLABLE sibyl_generate_options
  * session's context when this returns, so the conversation can go on.
  * `on_token` may be NULL. `*out_n_generated` (may be NULL) receives the count
  * of generated tokens, also on failure.
+ * Errors: an invalid prompt token is SIBYL_ERR_INVALID_TOKEN with the session
+ * unchanged; when the context fills up, generation stops with
+ * SIBYL_ERR_CONTEXT_FULL after reporting (and keeping) every token that fit;
+ * SIBYL_ERR_NO_LOGITS when the prompt is empty and the session holds no logits.
+ * Thread-safety: one thread at a time per session; `on_token` runs on this thread.
  */
 SIBYL_API sibyl_status sibyl_session_generate(SIBYL_NONNULL sibyl_session* session,
                                               SIBYL_NULLABLE const int32_t* prompt, size_t n_prompt,
