@@ -29,63 +29,13 @@
 #include <utility>
 #include <vector>
 
+#include "test_files.h"
+
 namespace {
 
-namespace fs = std::filesystem;
+using namespace sibyl_test;
 
 // ================================================================== helpers
-
-fs::path tiny_v3_dir() {
-    const char* root = std::getenv("SIBYL_TEST_DATA");
-    return root && *root ? fs::path(root) / "tiny-v3" : fs::path();
-}
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + path.string());
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void write_file(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + path.string());
-}
-
-// A directory under the system temp dir with a unique name, removed with its contents.
-class TempDir {
-public:
-    TempDir() {
-        static std::atomic<unsigned> counter{0};
-        std::random_device rd;
-        const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-        path_ = fs::temp_directory_path() / ("sibyl-test-" + std::to_string(stamp) + "-" + std::to_string(rd()) +
-                                             "-" + std::to_string(counter++));
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
-// Copies the model files of `from` (not the reference outputs) into `to`, writable.
-void copy_model(const fs::path& from, const fs::path& to) {
-    for (const fs::directory_entry& e : fs::directory_iterator(from)) {
-        if (!e.is_regular_file() || e.path().filename().string().rfind("reference", 0) == 0) continue;
-        const fs::path target = to / e.path().filename();
-        fs::copy_file(e.path(), target, fs::copy_options::overwrite_existing);
-        fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
-    }
-}
 
 // Replaces the string value of the first "key" in a JSON text: "key": "old" -> "key": "value".
 std::string set_json_string(std::string json, const std::string& key, const std::string& value) {
@@ -98,163 +48,6 @@ std::string set_json_string(std::string json, const std::string& key, const std:
     if (p == std::string::npos || open == std::string::npos || close == std::string::npos)
         throw std::runtime_error("key " + key + " has no string value");
     return json.replace(open, close - open + 1, "\"" + value + "\"");
-}
-
-// ------------------------------------------------------------------ safetensors
-
-// One tensor of a safetensors file: its header entry and its bytes.
-struct StTensor {
-    std::string name;
-    std::string dtype;
-    std::vector<uint64_t> shape;
-    std::string bytes;
-};
-
-// A tiny JSON reader for safetensors headers: an object of objects of strings and integer arrays.
-class HeaderParser {
-public:
-    explicit HeaderParser(const std::string& text) : s_(text) {}
-
-    std::vector<std::pair<std::string, std::pair<std::string, std::vector<uint64_t>>>> entries;  // name -> dtype, shape
-    std::vector<std::pair<uint64_t, uint64_t>> offsets;                                            // per entry
-
-    void parse() {
-        expect('{');
-        if (peek() == '}') return;
-        do {
-            std::string name = string();
-            expect(':');
-            if (name == "__metadata__") {
-                skip_value();
-                continue;
-            }
-            std::string dtype;
-            std::vector<uint64_t> shape, data_offsets;
-            expect('{');
-            do {
-                std::string field = string();
-                expect(':');
-                if (field == "dtype") dtype = string();
-                else if (field == "shape") shape = integers();
-                else if (field == "data_offsets") data_offsets = integers();
-                else skip_value();
-            } while (accept(','));
-            expect('}');
-            if (data_offsets.size() != 2) throw std::runtime_error("bad data_offsets for " + name);
-            entries.push_back({name, {dtype, shape}});
-            offsets.emplace_back(data_offsets[0], data_offsets[1]);
-        } while (accept(','));
-        expect('}');
-    }
-
-private:
-    char peek() {
-        while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-        if (i_ >= s_.size()) throw std::runtime_error("header ends early");
-        return s_[i_];
-    }
-    bool accept(char c) {
-        if (peek() != c) return false;
-        ++i_;
-        return true;
-    }
-    void expect(char c) {
-        if (!accept(c)) throw std::runtime_error(std::string("expected '") + c + "' in header");
-    }
-    std::string string() {
-        expect('"');
-        std::string out;
-        while (i_ < s_.size() && s_[i_] != '"') {
-            if (s_[i_] == '\\') ++i_;  // names and dtypes are plain ASCII: keep the escaped char
-            out += s_[i_++];
-        }
-        expect('"');
-        return out;
-    }
-    std::vector<uint64_t> integers() {
-        std::vector<uint64_t> out;
-        expect('[');
-        if (accept(']')) return out;
-        do {
-            peek();
-            size_t end = i_;
-            while (end < s_.size() && std::isdigit(static_cast<unsigned char>(s_[end]))) ++end;
-            out.push_back(std::stoull(s_.substr(i_, end - i_)));
-            i_ = end;
-        } while (accept(','));
-        expect(']');
-        return out;
-    }
-    void skip_value() {
-        const char c = peek();
-        if (c == '"') {
-            string();
-        } else if (c == '{' || c == '[') {
-            const char close = c == '{' ? '}' : ']';
-            ++i_;
-            if (accept(close)) return;
-            do {
-                if (c == '{') {
-                    string();
-                    expect(':');
-                }
-                skip_value();
-            } while (accept(','));
-            expect(close);
-        } else {
-            while (i_ < s_.size() && s_[i_] != ',' && s_[i_] != '}' && s_[i_] != ']') ++i_;
-        }
-    }
-
-    const std::string& s_;
-    size_t i_ = 0;
-};
-
-uint64_t header_length(const std::string& file) {
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(file[static_cast<size_t>(i)]);
-    return n;
-}
-
-std::string length_prefix(uint64_t n) {
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-    return out;
-}
-
-// The tensors of a safetensors file, in header order.
-std::vector<StTensor> parse_safetensors(const std::string& file) {
-    const uint64_t n = header_length(file);
-    const std::string header = file.substr(8, n);
-    HeaderParser parser(header);
-    parser.parse();
-    std::vector<StTensor> tensors;
-    for (size_t i = 0; i < parser.entries.size(); ++i) {
-        const auto& [begin, end] = parser.offsets[i];
-        tensors.push_back({parser.entries[i].first, parser.entries[i].second.first, parser.entries[i].second.second,
-                           file.substr(8 + n + begin, end - begin)});
-    }
-    return tensors;
-}
-
-// A safetensors file: 8-byte little-endian header length, JSON header (padded with
-// spaces to 8 bytes), tensor data packed in order. `offsets_override`, when given
-// for a tensor name, replaces the data_offsets written for it.
-std::string encode_safetensors(const std::vector<StTensor>& tensors, const std::string& override_name = "",
-                               std::pair<uint64_t, uint64_t> override_offsets = {}) {
-    std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
-    std::string data;
-    for (const StTensor& t : tensors) {
-        uint64_t begin = data.size(), end = data.size() + t.bytes.size();
-        if (t.name == override_name) std::tie(begin, end) = override_offsets;
-        header += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
-        for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
-        header += "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(end) + "]}";
-        data += t.bytes;
-    }
-    header += "}";
-    while (header.size() % 8 != 0) header += ' ';
-    return length_prefix(header.size()) + header + data;
 }
 
 // ------------------------------------------------------------------ assertions
@@ -406,7 +199,7 @@ protected:
 // ------------------------------------------------------------------ NULL arguments
 
 TEST_F(CapiMisuse, NullArgumentsToModelFunctions) {
-    const std::string dir = tiny_v3_dir().string();
+    const std::string dir = tiny_v3_dir();
     sibyl_model* m = kModelSentinel;
     EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT, sibyl_model_load(nullptr, nullptr, &m));
     EXPECT_EQ(m, kModelSentinel);
@@ -508,7 +301,7 @@ TEST_F(CapiMisuse, OutOfRangeEnumValues) {
         options.backend = static_cast<sibyl_backend_kind>(backend);
         sibyl_model* m = kModelSentinel;
         EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT,
-                          sibyl_model_load(tiny_v3_dir().string().c_str(), &options, &m));
+                          sibyl_model_load(tiny_v3_dir().c_str(), &options, &m));
         EXPECT_EQ(m, kModelSentinel);
     }
 }
@@ -518,7 +311,7 @@ TEST_F(CapiMisuse, BackendNotBuiltInIsABackendError) {
     sibyl_model_options_init(&options);
     options.backend = SIBYL_BACKEND_VULKAN;
     sibyl_model* m = nullptr;
-    const sibyl_status st = sibyl_model_load(tiny_v3_dir().string().c_str(), &options, &m);
+    const sibyl_status st = sibyl_model_load(tiny_v3_dir().c_str(), &options, &m);
     if (st == SIBYL_OK) {
         sibyl_model_destroy(m);  // built in after all
     } else {
@@ -531,7 +324,7 @@ TEST_F(CapiMisuse, BackendNotBuiltInIsABackendError) {
 
 TEST_F(CapiMisuse, StructSizeTooSmall) {
     append_prompt();
-    const std::string dir = tiny_v3_dir().string();
+    const std::string dir = tiny_v3_dir();
     for (uint32_t size : {0u, 3u}) {
         SCOPED_TRACE("struct_size " + std::to_string(size));
         sibyl_model_options mo;

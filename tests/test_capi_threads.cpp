@@ -10,15 +10,14 @@
 #include <thread>
 #include <vector>
 
+#include "test_files.h"
+
 namespace {
+
+using sibyl_test::tiny_v3_dir;
 
 constexpr int kThreads = 4;
 constexpr int kDecodeSteps = 20;
-
-std::string tiny_v3_dir() {
-    const char* root = std::getenv("SIBYL_TEST_DATA");
-    return root && *root ? std::string(root) + "/tiny-v3" : std::string();
-}
 
 // A different prompt per thread, so that mixing up sessions would show.
 std::vector<int32_t> prompt_for(int i) {

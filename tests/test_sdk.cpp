@@ -12,12 +12,11 @@
 #include <utility>
 #include <vector>
 
+#include "test_files.h"
+
 namespace {
 
-std::string tiny_v3_dir() {
-    const char* root = std::getenv("SIBYL_TEST_DATA");
-    return root && *root ? std::string(root) + "/tiny-v3" : std::string();
-}
+using sibyl_test::tiny_v3_dir;
 
 const std::vector<int32_t> kPrompt = {0, 17, 42, 311, 5};
 
