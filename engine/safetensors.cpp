@@ -49,7 +49,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
 
   const uint8_t* data = base + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;
-  for (auto& [name, entry] : j.items()) {
+  for (auto& item : j.items()) {
+    const std::string& name = item.key();  // (not a structured binding: lambdas below capture it)
+    const nlohmann::json& entry = item.value();
     if (name == "__metadata__") continue;
     auto tbad = [&](const std::string& why) { bad("tensor \"" + name + "\": " + why); };
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
