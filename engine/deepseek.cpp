@@ -90,6 +90,15 @@ TensorPtr moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x
   return out;
 }
 
+// Expanded attention is cheaper for many queries, but materialises k_nope and v for every
+// cached token; absorbed attention reads the latent cache directly. Short steps, and steps
+// whose expansion would exceed 256 MiB (long contexts, many heads), go absorbed.
+AttentionPath choose_attention_path(const ModelConfig& c, int64_t n_tokens, int64_t context) {
+  const double expanded_bytes =
+      static_cast<double>(context) * static_cast<double>(c.n_heads * (c.qk_nope_head_dim + c.v_head_dim)) * 4.0;
+  return n_tokens < 16 || expanded_bytes > 256.0 * (1 << 20) ? AttentionPath::absorbed : AttentionPath::expanded;
+}
+
 }  // namespace
 
 void Model::forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, int64_t pos0, LogitsMode mode,
@@ -106,7 +115,7 @@ void Model::forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, i
   be.write(*token_ids, tokens, static_cast<size_t>(n) * 4);
   be.write(*positions, pos_host.data(), static_cast<size_t>(n) * 4);
 
-  if (path == AttentionPath::automatic) path = n < 16 ? AttentionPath::absorbed : AttentionPath::expanded;
+  if (path == AttentionPath::automatic) path = choose_attention_path(c, n, pos0 + n);
   Step s{be, c, cache, *positions,
          backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
          backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
