@@ -34,8 +34,11 @@ std::string TensorView::shape_string() const {
 }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
-  const uint8_t* base = file_->data();
-  const size_t size = file_->size();
+  tensors_ = parse_safetensors(file_->data(), file_->size(), path);
+}
+
+std::map<std::string, TensorView> parse_safetensors(const uint8_t* base, size_t size, const std::string& path) {
+  std::map<std::string, TensorView> tensors;
   auto bad = [&](const std::string& why) { fail(Errc::format, path + ": " + why); };
   if (size < 8) bad("too short to be a safetensors file");
   uint64_t header_len = 0;
@@ -87,8 +90,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
            dtype_name(t.dtype) + " needs " + std::to_string(numel * dtype_size(t.dtype)));
     t.data = data + begin;
     t.nbytes = end - begin;
-    tensors_.emplace(name, std::move(t));
+    tensors.emplace(name, std::move(t));
   }
+  return tensors;
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {

@@ -22,6 +22,10 @@ struct TensorView {
   std::string shape_string() const;
 };
 
+// Parses and validates the safetensors bytes [data, data + size); views point into them.
+// `path` names the source in error messages.
+std::map<std::string, TensorView> parse_safetensors(const uint8_t* data, size_t size, const std::string& path);
+
 class SafetensorsFile {
  public:
   // Maps and validates: header length and JSON, dtypes, shapes, offsets inside the

@@ -16,7 +16,7 @@
  *
  *     int main(void) {
  *         sibyl_model* model = NULL;
- *         if (sibyl_model_load("models/tiny-v3", NULL, &model) != SIBYL_OK) {
+ *         if (sibyl_model_load("tests/data/tiny-v3", NULL, &model) != SIBYL_OK) {
  *             fprintf(stderr, "load failed: %s\n", sibyl_last_error_message());
  *             return 1;
  *         }

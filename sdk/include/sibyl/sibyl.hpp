@@ -2,7 +2,7 @@
 //
 //     #include <sibyl/sibyl.hpp>
 //
-//     sibyl::Result<sibyl::Model> model = sibyl::Model::load("models/tiny-v3");
+//     sibyl::Result<sibyl::Model> model = sibyl::Model::load("tests/data/tiny-v3");
 //     if (!model) { std::puts(model.error().message.c_str()); return 1; }
 //     sibyl::Result<sibyl::Session> session = model->create_session();
 //     sibyl::GenerateOptions gen;
