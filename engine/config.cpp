@@ -10,6 +10,11 @@ namespace {
 
 using nlohmann::json;
 
+constexpr int64_t kMaxDim = 1 << 20;       // hidden sizes, ranks, head dims, intermediate sizes
+constexpr int64_t kMaxCount = 1 << 16;     // layers, heads, experts, groups
+constexpr int64_t kMaxVocab = 1 << 24;
+constexpr int64_t kMaxPositions = 1 << 30; // positions are int32 inside the engine
+
 class Reader {
  public:
   Reader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
@@ -28,9 +33,17 @@ class Reader {
     if (!v.is_number_integer()) bad(key, "must be an integer");
     return v.get<int64_t>();
   }
-  int64_t positive(const char* key) const {
+  // Sizes are capped so that every product the engine forms of them fits easily in 64 bits.
+  int64_t positive(const char* key, int64_t cap = kMaxDim) const {
     int64_t v = integer(key);
     if (v <= 0) bad(key, "must be positive, got " + std::to_string(v));
+    if (v > cap) bad(key, "is " + std::to_string(v) + ", more than Sibyl supports (" + std::to_string(cap) + ")");
+    return v;
+  }
+  int64_t count_or(const char* key, int64_t fallback, int64_t cap) const {
+    if (!has(key)) return fallback;
+    int64_t v = integer(key);
+    if (v < 0 || v > cap) bad(key, "must be in [0, " + std::to_string(cap) + "], got " + std::to_string(v));
     return v;
   }
   int64_t integer_or(const char* key, int64_t fallback) const { return has(key) ? integer(key) : fallback; }
@@ -108,16 +121,19 @@ TopkMethod parse_topk_method(const Reader& r, Family family) {
 }
 
 void parse_special_tokens(const json& root, ModelConfig& c, const Reader& r) {
-  if (r.has("bos_token_id")) c.bos_token_id = static_cast<int32_t>(r.integer("bos_token_id"));
+  auto token = [&](const json& v, const char* key) {
+    if (!v.is_number_integer()) r.bad(key, "must hold integers");
+    int64_t id = v.get<int64_t>();
+    if (id < 0 || id >= c.vocab_size) r.bad(key, "is outside the vocabulary");
+    return static_cast<int32_t>(id);
+  };
+  if (r.has("bos_token_id")) c.bos_token_id = token(root["bos_token_id"], "bos_token_id");
   if (!r.has("eos_token_id")) return;
   const json& eos = root["eos_token_id"];
   if (eos.is_number_integer()) {
-    c.eos_token_ids.push_back(eos.get<int32_t>());
+    c.eos_token_ids.push_back(token(eos, "eos_token_id"));
   } else if (eos.is_array()) {
-    for (const json& e : eos) {
-      if (!e.is_number_integer()) r.bad("eos_token_id", "must hold integers");
-      c.eos_token_ids.push_back(e.get<int32_t>());
-    }
+    for (const json& e : eos) c.eos_token_ids.push_back(token(e, "eos_token_id"));
   } else {
     r.bad("eos_token_id", "must be an integer or a list of integers");
   }
@@ -133,12 +149,7 @@ void validate(const ModelConfig& c, const Reader& r) {
     if (c.moe_layer_freq <= 0) r.bad("moe_layer_freq", "must be positive");
   }
   if (c.qk_rope_head_dim % 2 != 0) r.bad("qk_rope_head_dim", "must be even");
-  if (c.first_k_dense_replace < 0) r.bad("first_k_dense_replace", "must not be negative");
-  if (c.n_shared_experts < 0) r.bad("n_shared_experts", "must not be negative");
   if (!(c.rms_norm_eps > 0)) r.bad("rms_norm_eps", "must be positive");
-  for (int32_t id : c.eos_token_ids)
-    if (id < 0 || id >= c.vocab_size) r.bad("eos_token_id", "is outside the vocabulary");
-  if (c.bos_token_id >= c.vocab_size) r.bad("bos_token_id", "is outside the vocabulary");
 }
 
 }  // namespace
@@ -169,37 +180,35 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
     r.unsupported("quantization_config", "is present: quantized (e.g. FP8) checkpoints are not supported yet; "
                   "use a bf16/fp16/fp32 checkpoint");
 
-  c.vocab_size = r.positive("vocab_size");
+  c.vocab_size = r.positive("vocab_size", kMaxVocab);
   c.hidden_size = r.positive("hidden_size");
   c.intermediate_size = r.positive("intermediate_size");
-  c.n_layers = r.positive("num_hidden_layers");
-  c.n_heads = r.positive("num_attention_heads");
+  c.n_layers = r.positive("num_hidden_layers", kMaxCount);
+  c.n_heads = r.positive("num_attention_heads", kMaxCount);
   c.q_lora_rank = r.has("q_lora_rank") ? r.positive("q_lora_rank") : 0;
   c.kv_lora_rank = r.positive("kv_lora_rank");
   c.qk_nope_head_dim = r.positive("qk_nope_head_dim");
   c.qk_rope_head_dim = r.positive("qk_rope_head_dim");
   c.v_head_dim = r.positive("v_head_dim");
-  c.max_position_embeddings = r.positive("max_position_embeddings");
+  c.max_position_embeddings = r.positive("max_position_embeddings", kMaxPositions);
   c.rms_norm_eps = r.number_or("rms_norm_eps", 1e-6);
   c.tie_word_embeddings = r.boolean_or("tie_word_embeddings", false);
 
-  c.n_routed_experts = r.has("n_routed_experts") ? r.integer("n_routed_experts") : 0;
-  if (c.n_routed_experts < 0) r.bad("n_routed_experts", "must not be negative");
-  c.n_shared_experts = r.integer_or("n_shared_experts", 0);
-  c.first_k_dense_replace = r.integer_or("first_k_dense_replace", 0);
-  c.moe_layer_freq = r.integer_or("moe_layer_freq", 1);
+  c.n_routed_experts = r.count_or("n_routed_experts", 0, kMaxCount);
+  c.n_shared_experts = r.count_or("n_shared_experts", 0, kMaxCount);
+  c.first_k_dense_replace = r.count_or("first_k_dense_replace", 0, kMaxCount);
+  c.moe_layer_freq = r.count_or("moe_layer_freq", 1, kMaxCount);
   if (c.n_routed_experts > 0) {
     c.moe_intermediate_size = r.positive("moe_intermediate_size");
-    c.n_experts_per_tok = r.positive("num_experts_per_tok");
-    c.n_group = r.integer_or("n_group", 1);
-    c.topk_group = r.integer_or("topk_group", 1);
+    c.n_experts_per_tok = r.positive("num_experts_per_tok", kMaxCount);
+    c.n_group = r.count_or("n_group", 1, kMaxCount);
+    c.topk_group = r.count_or("topk_group", 1, kMaxCount);
     c.norm_topk_prob = r.boolean_or("norm_topk_prob", false);
     c.routed_scaling_factor = r.number_or("routed_scaling_factor", 1.0);
     c.scoring = parse_scoring(r, c.family);
     c.topk_method = parse_topk_method(r, c.family);
   }
-  c.num_nextn_predict_layers = r.integer_or("num_nextn_predict_layers", 0);
-  if (c.num_nextn_predict_layers < 0) r.bad("num_nextn_predict_layers", "must not be negative");
+  c.num_nextn_predict_layers = r.count_or("num_nextn_predict_layers", 0, kMaxCount);
   parse_special_tokens(root, c, r);
   c.rope = parse_rope(root, r, source, c.family);
   validate(c, r);

@@ -19,6 +19,7 @@ enum class Errc : int {
   no_logits = 10,
   backend = 11,
   internal = 12,
+  buffer_too_small = 13,
 };
 
 class Failure : public std::exception {

@@ -74,7 +74,8 @@ std::map<std::string, TensorView> parse_safetensors(const uint8_t* base, size_t 
     for (const auto& d : shape) {
       if (!d.is_number_unsigned()) tbad("shape must hold non-negative integers");
       uint64_t v = d.get<uint64_t>();
-      if (v > (1ull << 40) || (v && numel > (1ull << 62) / v)) tbad("shape is impossibly large");
+      // Keeps numel · dtype_size (at most 8) far from overflowing 64 bits.
+      if (v > (1ull << 40) || (v && numel > (1ull << 56) / v)) tbad("shape is impossibly large");
       numel *= v;
       t.shape.push_back(static_cast<int64_t>(v));
     }

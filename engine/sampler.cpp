@@ -36,6 +36,8 @@ double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history,
                      Rng& rng) {
   std::vector<float> score(logits, logits + vocab);
+  for (float& s : score)  // a NaN logit can never be chosen (and would break the ordering below)
+    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
   if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
     size_t from = p.repetition_last_n > 0 && history.size() > static_cast<size_t>(p.repetition_last_n)
                       ? history.size() - static_cast<size_t>(p.repetition_last_n)
@@ -58,10 +60,15 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p,
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(), by_score);
   order.resize(keep);
 
+  // Softmax in double of (score - max) / T: finite for any temperature > 0.
   std::vector<double> prob(keep);
-  const double top = score[order[0]] / p.temperature;
+  const double top = score[order[0]];
   double sum = 0.0;
-  for (size_t i = 0; i < keep; ++i) sum += (prob[i] = std::exp(score[order[i]] / p.temperature - top));
+  for (size_t i = 0; i < keep; ++i) {
+    double z = (static_cast<double>(score[order[i]]) - top) / static_cast<double>(p.temperature);
+    sum += (prob[i] = std::isnan(z) ? 0.0 : std::exp(z));
+  }
+  if (!(sum > 0.0) || !std::isfinite(sum)) return order[0];  // every score -inf: take the first
   for (auto& x : prob) x /= sum;
 
   if (p.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p (at least one token)

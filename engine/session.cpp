@@ -1,6 +1,7 @@
 #include "session.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "failure.h"
 
@@ -13,6 +14,8 @@ Session::Session(const std::shared_ptr<Model>& model, const SessionOptions& opti
   eos_ = c.eos_token_ids;
   vocab_ = c.vocab_size;
   max_context_ = options.max_context > 0 ? options.max_context : c.max_position_embeddings;
+  if (max_context_ > std::numeric_limits<int32_t>::max())  // positions are int32 on every backend
+    fail(Errc::invalid_argument, "max_context " + std::to_string(max_context_) + " exceeds 2^31 - 1 tokens");
   seed_ = options.seed;
 }
 
@@ -27,15 +30,16 @@ std::shared_ptr<Model> Session::lock_model() const {
 void Session::append(const int32_t* tokens, int64_t n, LogitsMode mode, AttentionPath path, StepObserver* observer) {
   std::shared_ptr<Model> model = lock_model();
   if (n == 0) return;
+  if (n < 0) fail(Errc::invalid_argument, "negative token count");
   if (!tokens) fail(Errc::invalid_argument, "tokens is NULL but n_tokens is " + std::to_string(n));
+  const int64_t pos0 = position();
+  if (n > max_context_ - pos0)  // before reading the tokens: n may be larger than the caller's array
+    fail(Errc::context_full, "appending " + std::to_string(n) + " tokens at position " + std::to_string(pos0) +
+                                 " exceeds the session's max_context of " + std::to_string(max_context_));
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= vocab_)
       fail(Errc::invalid_token, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                                     " is outside the vocabulary [0, " + std::to_string(vocab_) + ")");
-  const int64_t pos0 = position();
-  if (pos0 + n > max_context_)
-    fail(Errc::context_full, "appending " + std::to_string(n) + " tokens at position " + std::to_string(pos0) +
-                                 " exceeds the session's max_context of " + std::to_string(max_context_));
   cache_->reserve(pos0 + n);
   std::vector<float> out;
   model->forward(*cache_, tokens, n, pos0, mode, path, out, observer);
@@ -70,8 +74,8 @@ void Session::generate(const int32_t* prompt, int64_t n_prompt, const GeneratePa
                        const std::function<bool(int32_t)>& on_token, int64_t& generated) {
   generated = 0;
   lock_model();
+  if (n_prompt > 0) append(prompt, n_prompt, LogitsMode::last);  // validates before anything changes
   if (params.reseed) rng_.seed_with(params.seed);
-  if (n_prompt > 0) append(prompt, n_prompt, LogitsMode::last);
   while (generated < params.max_new_tokens) {
     if (position() >= max_context_)
       fail(Errc::context_full, "the session reached its max_context of " + std::to_string(max_context_) +

@@ -37,9 +37,11 @@ class Session {
   int64_t vocab_size() const { return vocab_; }
   int64_t position() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<int32_t>& tokens() const { return tokens_; }
+  const std::vector<int32_t>& eos_tokens() const { return eos_; }
 
   // Throws Errc::model_destroyed once the model is gone.
   void ensure_model_alive() const { lock_model(); }
+  std::shared_ptr<Model> model() const { return lock_model(); }
 
   void rewind(int64_t position);
   void reset();

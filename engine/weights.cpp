@@ -103,6 +103,14 @@ std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) 
 
 ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
   const ModelConfig& c = ckpt.config();
+  // A config far larger than its checkpoint is refused before its tensor list is built.
+  const double implied = static_cast<double>(c.n_layers) * (16.0 + 3.0 * static_cast<double>(c.n_routed_experts));
+  const double stored = static_cast<double>(ckpt.tensors().size());
+  if (implied > 2.0 * stored + 64.0)
+    fail(Errc::format, ckpt.dir() + ": config.json describes a model of about " + std::to_string(int64_t(implied)) +
+                           " tensors (" + std::to_string(c.n_layers) + " layers, " +
+                           std::to_string(c.n_routed_experts) + " experts) but the checkpoint holds " +
+                           std::to_string(ckpt.tensors().size()));
   ModelWeights w;
   std::vector<Expected> expected = expected_tensors(ckpt, w);
 

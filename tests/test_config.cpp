@@ -120,6 +120,20 @@ TEST(Config, InconsistentValuesAreFormatErrors) {
   EXPECT_THROW(parse_model_config("[1, 2]", "config.json"), Failure);
 }
 
+TEST(Config, ImpossibleSizesAreRejectedBeforeAnyArithmetic) {
+  std::string msg;
+  for (const char* key : {"num_attention_heads", "vocab_size", "hidden_size", "num_hidden_layers", "kv_lora_rank",
+                          "n_routed_experts", "max_position_embeddings"}) {
+    nlohmann::json j = fixture_config("tiny-v3");
+    j[key] = (int64_t{1} << 60) + 4;  // products of such values wrap around to the real shapes
+    EXPECT_EQ(error_of(j, &msg), Errc::format) << key;
+    EXPECT_NE(msg.find(key), std::string::npos) << msg;
+  }
+  nlohmann::json j = fixture_config("tiny-v3");
+  j["eos_token_id"] = (int64_t{1} << 32) + 1;  // must not be truncated to 1
+  EXPECT_EQ(error_of(j), Errc::format);
+}
+
 TEST(Config, YarnFactorDefaultsToContextRatio) {
   nlohmann::json j = fixture_config("tiny-v3");
   j["rope_scaling"].erase("factor");

@@ -66,6 +66,22 @@ TEST(CorruptFiles, ValidSmallFileLoads) {
   EXPECT_EQ(f.at("b").nbytes, 16u);
 }
 
+TEST(CorruptFiles, ShapesWhoseByteSizeOverflowAreRejected) {
+  // 2^40 × 2^22 F32 elements need 2^64 bytes: that must not wrap around to a 0-byte tensor.
+  std::string header = R"({"e":{"dtype":"F32","shape":[1099511627776,4194304],"data_offsets":[0,0]}})";
+  while ((8 + header.size()) % 8) header += ' ';
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  TempFile tmp;
+  tmp.write(file + header);
+  try {
+    SafetensorsFile f(tmp.path());
+    ADD_FAILURE() << "an impossible shape loaded";
+  } catch (const Failure& e) {
+    EXPECT_EQ(e.code(), Errc::format) << e.what();
+  }
+}
+
 TEST(CorruptFiles, EveryTruncationIsAFormatOrIoError) {
   const std::string good = small_safetensors();
   TempFile tmp;

@@ -218,6 +218,26 @@ TEST(Session, LastLogitsEqualLastRowOfAll) {
   EXPECT_LT(relative_error(s.logits(), last), kTolerance);
 }
 
+TEST(Session, GenerateWithABadPromptChangesNothingNotEvenTheRng) {
+  const Fixture& f = fixture("tiny-v3");
+  SessionOptions so;
+  so.seed = 5;
+  Session a(f.model, so), b(f.model, so);
+  std::vector<int32_t> prompt = {3, 4, 5};
+  a.append(prompt.data(), 3, LogitsMode::last);
+  b.append(prompt.data(), 3, LogitsMode::last);
+  GenerateParams gp;
+  gp.reseed = true;
+  gp.seed = 99;
+  std::vector<int32_t> bad = {7, -1};
+  int64_t generated = 0;
+  EXPECT_THROW(a.generate(bad.data(), 2, gp, nullptr, generated), Failure);
+  EXPECT_EQ(generated, 0);
+  SamplerParams sp;
+  sp.temperature = 1.0f;
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(a.sample(sp), b.sample(sp));
+}
+
 TEST(Session, FailedAppendLeavesSessionUnchanged) {
   const Fixture& f = fixture("tiny-v3");
   SessionOptions so;

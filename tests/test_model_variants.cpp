@@ -8,6 +8,7 @@
 
 #include <random>
 
+#include "failure.h"
 #include "fixture_util.h"
 #include "session.h"
 #include "test_files.h"
@@ -228,6 +229,22 @@ TEST(ModelVariants, V3HalvesRopeWideHeadsSingleExpertGroups) {
   c["norm_topk_prob"] = true;
   c["rope_scaling"].erase("factor");  // factor = max_position_embeddings / original = 16
   expect_consistent(c, "BF16", 2);
+}
+
+// A config that describes far more than the checkpoint holds fails fast, naming both sizes.
+TEST(ModelVariants, ConfigFarLargerThanCheckpointIsRefusedAtOnce) {
+  TempDir dir;
+  sibyl_test::copy_model(data_dir() + "/tiny-v3", dir.path());
+  json c = json::parse(sibyl_test::read_file(dir.path() / "config.json"));
+  c["num_hidden_layers"] = 30000;
+  sibyl_test::write_file(dir.path() / "config.json", c.dump());
+  try {
+    Model::load(dir.path().string(), {});
+    ADD_FAILURE() << "loaded";
+  } catch (const Failure& e) {
+    EXPECT_EQ(e.code(), Errc::format);
+    EXPECT_NE(std::string(e.what()).find("30000 layers"), std::string::npos) << e.what();
+  }
 }
 
 // tiny-v3 re-encoded as F32 (exact) and F16 (same values where bf16 fits) matches its reference.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "sampler.h"
@@ -76,6 +77,26 @@ TEST(Sampler, TemperatureFollowsSoftmax) {
   double z = 0;
   for (float l : kLogits) z += std::exp(l);
   for (int32_t id = 0; id < 5; ++id) EXPECT_NEAR(h[id] / 20000.0, std::exp(kLogits[id]) / z, 0.015) << id;
+}
+
+TEST(Sampler, TinyTemperatureNanAndInfinityStaySane) {
+  Rng rng(3);
+  SamplerParams p;
+  for (float t : {1e-38f, 1e-45f}) {
+    p.temperature = t;  // (score - max) / T stays finite: the argmax wins
+    EXPECT_EQ(sample_token(kLogits.data(), 5, p, kNoHistory, rng), 1) << t;
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> odd = {NAN, 0.5f, NAN, 2.0f, -inf};
+  p.temperature = 0.0f;
+  EXPECT_EQ(sample_token(odd.data(), 5, p, kNoHistory, rng), 3);  // NaN is never chosen
+  p.temperature = 1.0f;
+  for (int i = 0; i < 50; ++i) {
+    int32_t t = sample_token(odd.data(), 5, p, kNoHistory, rng);
+    EXPECT_TRUE(t == 1 || t == 3) << t;
+  }
+  std::vector<float> all_inf(5, -inf);
+  EXPECT_EQ(sample_token(all_inf.data(), 5, p, kNoHistory, rng), 0);
 }
 
 TEST(Sampler, SameSeedSameTokens) {

@@ -1,28 +1,45 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace sibyl::backend::cpu {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  n_threads = std::min(n_threads, kMaxThreads);
+  try {
+    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  } catch (...) {  // could not start a thread: stop the ones that did, then report
+    stop_workers();
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 void ThreadPool::run_chunks() {
   for (;;) {
     int64_t begin = next_.fetch_add(chunk_);
     if (begin >= n_) return;
-    (*fn_)(begin, std::min(n_, begin + chunk_));
+    try {
+      (*fn_)(begin, std::min(n_, begin + chunk_));
+    } catch (...) {  // keep the first failure for the caller; skip the remaining chunks
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_.store(n_);
+      return;
+    }
   }
 }
 
@@ -63,8 +80,9 @@ void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(
   wake_.notify_all();
   run_chunks();
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return active_ == 0; });
+  done_.wait(lock, [&] { return active_ == 0; });  // workers are done with fn before it goes away
   fn_ = nullptr;
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 }  // namespace sibyl::backend::cpu

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -28,6 +29,9 @@ class ThreadPool {
  private:
   void worker_loop();
   void run_chunks();
+  void stop_workers();
+
+  static constexpr int kMaxThreads = 512;
 
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;  // one loop at a time
@@ -40,6 +44,7 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;
   std::atomic<int64_t> next_{0};
+  std::exception_ptr error_;  // first exception thrown by fn in the current loop
 };
 
 }  // namespace sibyl::backend::cpu

@@ -124,6 +124,7 @@ const char* sibyl_status_string(sibyl_status status) {
     case SIBYL_ERR_NO_LOGITS: return "no logits available";
     case SIBYL_ERR_BACKEND: return "backend failure or backend not available";
     case SIBYL_ERR_INTERNAL: return "internal error";
+    case SIBYL_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
     case SIBYL_STATUS_MAX_ENUM: break;
   }
   return "unknown status";
@@ -133,14 +134,16 @@ const char* sibyl_last_error_message(void) { return t_last_error.c_str(); }
 
 void sibyl_set_log_callback(sibyl_log_fn fn, void* user_data, sibyl_log_level min_level) {
   using sibyl::engine::LogLevel;
-  if (!fn) {
-    sibyl::engine::set_log_sink(nullptr, LogLevel::warn);
-    return;
-  }
-  int level = std::clamp(static_cast<int>(min_level), 0, static_cast<int>(LogLevel::off));
-  sibyl::engine::set_log_sink(
-      [fn, user_data](LogLevel l, const char* message) { fn(static_cast<sibyl_log_level>(l), message, user_data); },
-      static_cast<LogLevel>(level));
+  guarded([&] {  // only allocation can fail here; the previous sink then stays
+    if (!fn) {
+      sibyl::engine::set_log_sink(nullptr, LogLevel::warn);
+      return;
+    }
+    int level = std::clamp(static_cast<int>(min_level), 0, static_cast<int>(LogLevel::off));
+    sibyl::engine::set_log_sink(
+        [fn, user_data](LogLevel l, const char* message) { fn(static_cast<sibyl_log_level>(l), message, user_data); },
+        static_cast<LogLevel>(level));
+  });
 }
 
 void sibyl_model_options_init(sibyl_model_options* o) {
@@ -236,6 +239,8 @@ sibyl_status sibyl_session_append(sibyl_session* session, const int32_t* tokens,
                                   sibyl_logits_mode mode) {
   return guarded([&] {
     sibyl::engine::Session& s = live(session);
+    if (n_tokens > static_cast<size_t>(INT32_MAX))
+      fail(Errc::invalid_argument, "n_tokens " + std::to_string(n_tokens) + " is larger than any context");
     sibyl::engine::LogitsMode m;
     switch (mode) {
       case SIBYL_LOGITS_LAST: m = sibyl::engine::LogitsMode::last; break;
