@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <filesystem>
+
 #include "failure.h"
 #include "log.h"
 
@@ -16,11 +18,45 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());
   m->inv_freq_ = m->backend_->alloc(DType::f32, 1, half);
   m->backend_->write(*m->inv_freq_, m->rope_.inv_freq.data(), static_cast<size_t>(half) * 4);
+  m->load_text_support(path);
   log(LogLevel::info, "loaded " + path + " (" + m->config().model_type + ", " +
                           std::to_string(m->weights_.n_parameters) + " parameters) on " + m->backend_->name());
   return m;
 }
 
 Model::~Model() = default;
+
+void Model::load_text_support(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
+  if (!fs::exists(tokenizer_path, ec)) {
+    text_unavailable_ = "the model directory " + dir + " has no tokenizer.json; use token ids";
+    return;
+  }
+  tokenizer_ = Tokenizer::load(tokenizer_path.string());  // a broken tokenizer fails the load
+  const fs::path config_path = fs::path(dir) / "tokenizer_config.json";
+  if (!fs::exists(config_path, ec)) {
+    text_unavailable_ = "the model directory " + dir + " has no tokenizer_config.json (chat template)";
+    return;
+  }
+  try {
+    chat_format_ = std::make_unique<ChatFormat>(ChatFormat::load(config_path.string()));
+  } catch (const Failure& e) {  // the model still runs; only chat calls report this
+    if (e.code() != Errc::unsupported) throw;
+    text_unavailable_ = e.what();
+    log(LogLevel::warn, text_unavailable_);
+  }
+}
+
+const Tokenizer& Model::tokenizer() const {
+  if (!tokenizer_) fail(Errc::unsupported, text_unavailable_);
+  return *tokenizer_;
+}
+
+const ChatFormat& Model::chat_format() const {
+  if (!chat_format_) fail(Errc::unsupported, text_unavailable_);
+  return *chat_format_;
+}
 
 }  // namespace sibyl::engine

@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "backend.h"
+#include "chat_format.h"
 #include "checkpoint.h"
 #include "rope.h"
+#include "tokenizer.h"
 #include "weights.h"
 
 namespace sibyl::engine {
@@ -37,6 +39,11 @@ class Model {
   const ModelWeights& weights() const { return weights_; }
   const std::shared_ptr<backend::Backend>& backend() const { return backend_; }
 
+  // The directory's tokenizer.json and chat template; Errc::unsupported saying what is
+  // missing or unrecognised when the model has none.
+  const Tokenizer& tokenizer() const;
+  const ChatFormat& chat_format() const;
+
   // Runs `n` tokens at positions [pos0, pos0 + n) against `cache` (which must hold
   // pos0 + n rows) and returns the requested logits rows [rows, vocab].
   void forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, int64_t pos0, LogitsMode mode,
@@ -44,11 +51,15 @@ class Model {
 
  private:
   Model() = default;
+  void load_text_support(const std::string& dir);
   std::shared_ptr<backend::Backend> backend_;
   std::unique_ptr<Checkpoint> checkpoint_;  // keeps the weight memory maps alive
   ModelWeights weights_;
   RopeSetup rope_;
   std::unique_ptr<backend::Tensor> inv_freq_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ChatFormat> chat_format_;
+  std::string text_unavailable_;  // why tokenizer_/chat_format_ are missing
 };
 
 }  // namespace sibyl::engine

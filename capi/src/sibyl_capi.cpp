@@ -3,6 +3,7 @@
 #include "sibyl/sibyl.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string>
@@ -10,6 +11,7 @@
 #include "failure.h"
 #include "log.h"
 #include "model.h"
+#include "reasoning.h"
 #include "session.h"
 
 struct sibyl_model {
@@ -19,6 +21,7 @@ struct sibyl_model {
 
 struct sibyl_session {
   std::unique_ptr<sibyl::engine::Session> session;
+  std::atomic<bool> cancel{false};  // set from any thread by sibyl_session_cancel
 };
 
 namespace {
@@ -82,6 +85,37 @@ auto& live(Handle* s) {
   require(s, "session");
   s->session->ensure_model_alive();
   return *s->session;
+}
+
+// The two-call output rule of sibyl.h: the size always, the data only when it fits.
+template <class T>
+void copy_out(const T* data, size_t n, T* out, size_t capacity, size_t* out_n, const char* what) {
+  *out_n = n;
+  if (n > capacity)
+    fail(Errc::buffer_too_small, std::string("the ") + what + " need room for " + std::to_string(n) +
+                                     " elements; capacity is " + std::to_string(capacity));
+  if (n) {
+    require(out, "out");
+    std::copy(data, data + n, out);
+  }
+}
+
+void copy_text_out(const std::string& text, char* out, size_t capacity, size_t* out_len) {
+  copy_out(text.data(), text.size(), out, capacity, out_len, "text");
+  if (out && capacity > text.size()) out[text.size()] = '\0';
+}
+
+std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* messages, size_t n) {
+  if (!messages && n) fail(Errc::invalid_argument, "messages is NULL but n_messages is " + std::to_string(n));
+  std::vector<sibyl::engine::ChatMessage> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!messages[i].role) fail(Errc::invalid_argument, "messages[" + std::to_string(i) + "].role is NULL");
+    if (!messages[i].content && messages[i].content_len)
+      fail(Errc::invalid_argument, "messages[" + std::to_string(i) + "].content is NULL");
+    out[i].role = messages[i].role;
+    out[i].content.assign(messages[i].content ? messages[i].content : "", messages[i].content_len);
+  }
+  return out;
 }
 
 sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) {
@@ -340,6 +374,97 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
   });
   if (out_n_generated) *out_n_generated = static_cast<size_t>(generated);
   return st;
+}
+
+sibyl_status sibyl_model_tokenize(const sibyl_model* model, const char* text, size_t text_len, int32_t* out_tokens,
+                                  size_t capacity, size_t* out_n_tokens) {
+  return guarded([&] {
+    require(model, "model");
+    require(out_n_tokens, "out_n_tokens");
+    if (!text && text_len) fail(Errc::invalid_argument, "text is NULL but text_len is " + std::to_string(text_len));
+    std::vector<int32_t> ids = model->model->tokenizer().encode(std::string_view(text ? text : "", text_len));
+    copy_out(ids.data(), ids.size(), out_tokens, capacity, out_n_tokens, "tokens");
+  });
+}
+
+sibyl_status sibyl_model_detokenize(const sibyl_model* model, const int32_t* tokens, size_t n_tokens, char* out,
+                                    size_t capacity, size_t* out_len) {
+  return guarded([&] {
+    require(model, "model");
+    require(out_len, "out_len");
+    if (!tokens && n_tokens) fail(Errc::invalid_argument, "tokens is NULL but n_tokens is " + std::to_string(n_tokens));
+    std::string text = model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n_tokens));
+    copy_text_out(text, out, capacity, out_len);
+  });
+}
+
+sibyl_status sibyl_model_render_chat(const sibyl_model* model, const sibyl_chat_message* messages, size_t n_messages,
+                                     int add_generation_prompt, char* out, size_t capacity, size_t* out_len) {
+  return guarded([&] {
+    require(model, "model");
+    require(out_len, "out_len");
+    std::string text =
+        model->model->chat_format().render(chat_messages(messages, n_messages), add_generation_prompt != 0);
+    copy_text_out(text, out, capacity, out_len);
+  });
+}
+
+void sibyl_chat_options_init(sibyl_chat_options* o) {
+  if (!o) return;
+  std::memset(o, 0, sizeof *o);
+  o->struct_size = sizeof *o;
+  o->max_new_tokens = 1024;
+  o->think_budget = -1;
+  o->thinking = 1;
+}
+
+sibyl_status sibyl_session_chat(sibyl_session* session, const sibyl_chat_message* messages, size_t n_messages,
+                                const sibyl_chat_options* options, sibyl_text_fn on_text, void* user_data,
+                                sibyl_chat_result* out_result) {
+  sibyl::engine::ChatResult result;
+  sibyl_status st = guarded([&] {
+    if (out_result && out_result->struct_size < sizeof(sibyl_chat_result))
+      fail(Errc::struct_size, "sibyl_chat_result.struct_size is " + std::to_string(out_result->struct_size) +
+                                  "; set it to sizeof(sibyl_chat_result)");
+    sibyl::engine::Session& s = live(session);
+    sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options");
+    if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
+    if (!o.stop_strings && o.n_stop_strings) fail(Errc::invalid_argument, "stop_strings is NULL");
+    sibyl::engine::ChatParams p;
+    p.max_new_tokens = o.max_new_tokens;
+    p.think_budget = o.think_budget;
+    p.thinking = o.thinking != 0;
+    for (size_t i = 0; i < o.n_stop_strings; ++i) {
+      require(o.stop_strings[i], "a stop string");
+      p.stop_strings.emplace_back(o.stop_strings[i]);
+    }
+    p.sampler = sampler_params(o.sampler);
+    p.reseed = o.reseed != 0;
+    p.seed = o.seed;
+    p.cancel = &session->cancel;
+    std::shared_ptr<sibyl::engine::Model> model = s.model();
+    auto sink = [&](sibyl::engine::Channel c, std::string_view piece) {
+      return on_text && on_text(static_cast<sibyl_channel>(c), piece.data(), piece.size(), user_data) != 0;
+    };
+    result = sibyl::engine::run_chat(s, model->tokenizer(), model->chat_format(), chat_messages(messages, n_messages),
+                                     p, sink);
+  });
+  if (session) session->cancel.store(false);  // a cancel request ends with the call it stopped
+  if (out_result && out_result->struct_size >= sizeof(sibyl_chat_result)) {
+    out_result->stop_reason = static_cast<sibyl_stop_reason>(result.stop);
+    out_result->prompt_tokens = static_cast<uint32_t>(result.prompt_tokens);
+    out_result->reused_tokens = static_cast<uint32_t>(result.reused_tokens);
+    out_result->reasoning_tokens = static_cast<uint32_t>(result.reasoning_tokens);
+    out_result->answer_tokens = static_cast<uint32_t>(result.answer_tokens);
+  }
+  return st;
+}
+
+sibyl_status sibyl_session_cancel(sibyl_session* session) {
+  return guarded([&] {
+    require(session, "session");
+    session->cancel.store(true);
+  });
 }
 
 }  // extern "C"

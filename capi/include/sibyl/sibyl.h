@@ -125,6 +125,7 @@ typedef enum sibyl_status {
     SIBYL_ERR_NO_LOGITS = 10,          /* logits/sample asked for but none are available */
     SIBYL_ERR_BACKEND = 11,            /* the compute backend failed or is not built in */
     SIBYL_ERR_INTERNAL = 12,           /* a bug in Sibyl: please report it */
+    SIBYL_ERR_BUFFER_TOO_SMALL = 13,   /* the output buffer is too small; the size needed was written */
     SIBYL_STATUS_MAX_ENUM = 0x7fffffff /* not a status: keeps the enum 32-bit wide */
 } sibyl_status;
 
@@ -375,6 +376,130 @@ SIBYL_API sibyl_status sibyl_session_generate(SIBYL_NONNULL sibyl_session* sessi
                                               SIBYL_NULLABLE sibyl_token_fn on_token,
                                               SIBYL_NULLABLE void* user_data,
                                               SIBYL_NULLABLE size_t* out_n_generated);
+
+/* ---------------------------------------------------------------- text */
+
+/*
+ * Text functions need the model directory's tokenizer.json (and, for chat,
+ * tokenizer_config.json with a chat template Sibyl recognises); without them
+ * they return SIBYL_ERR_UNSUPPORTED saying what is missing.
+ *
+ * Output buffers follow one rule: the call writes the required size to the
+ * `out_n...`/`out_len` argument; if `capacity` is too small it writes nothing
+ * else and returns SIBYL_ERR_BUFFER_TOO_SMALL (call again with a buffer of that
+ * size; `out` may be NULL when `capacity` is 0). Text outputs are not
+ * NUL-terminated unless there is room for one more byte, which is then 0.
+ */
+
+/**
+ * Token ids of UTF-8 `text` (`text_len` bytes; may contain NUL), exactly as the
+ * model's Hugging Face tokenizer encodes it without adding special tokens
+ * (special-token strings in the text do become their tokens). Invalid UTF-8 is
+ * SIBYL_ERR_INVALID_ARGUMENT naming the byte offset. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_model_tokenize(SIBYL_NONNULL const sibyl_model* model, SIBYL_NULLABLE const char* text,
+                                            size_t text_len, SIBYL_NULLABLE int32_t* out_tokens, size_t capacity,
+                                            SIBYL_NONNULL size_t* out_n_tokens);
+
+/** UTF-8 text of `tokens` (special tokens included as their text). Thread-safe. */
+SIBYL_API sibyl_status sibyl_model_detokenize(SIBYL_NONNULL const sibyl_model* model,
+                                              SIBYL_NULLABLE const int32_t* tokens, size_t n_tokens,
+                                              SIBYL_NULLABLE char* out, size_t capacity, SIBYL_NONNULL size_t* out_len);
+
+/** One message of a conversation. */
+typedef struct sibyl_chat_message {
+    const char* role;    /* "system", "user", "assistant" or "tool" (NUL-terminated) */
+    const char* content; /* UTF-8, `content_len` bytes */
+    size_t content_len;
+} sibyl_chat_message;
+
+/**
+ * The prompt text the model's chat template makes of `messages`, identical to
+ * Hugging Face transformers' apply_chat_template. Earlier assistant turns lose
+ * their reasoning where the template says so (R1 style). An unrecognised
+ * template is SIBYL_ERR_UNSUPPORTED, never a guessed prompt. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_model_render_chat(SIBYL_NONNULL const sibyl_model* model,
+                                               SIBYL_NONNULL const sibyl_chat_message* messages, size_t n_messages,
+                                               int add_generation_prompt, SIBYL_NULLABLE char* out, size_t capacity,
+                                               SIBYL_NONNULL size_t* out_len);
+
+/* ---------------------------------------------------------------- reasoning chat */
+
+/** Which stream a piece of generated text belongs to. */
+typedef enum sibyl_channel {
+    SIBYL_CHANNEL_REASONING = 0, /* the model's thinking, inside <think>…</think> (tags never included) */
+    SIBYL_CHANNEL_ANSWER = 1,    /* the reply after the thinking */
+    SIBYL_CHANNEL_MAX_ENUM = 0x7fffffff
+} sibyl_channel;
+
+/**
+ * Receives generated text: `piece` is `piece_len` bytes of complete UTF-8
+ * characters (never a partial sequence), valid only during the call. Return 0
+ * to continue, non-zero to stop.
+ */
+typedef int (*sibyl_text_fn)(sibyl_channel channel, const char* piece, size_t piece_len, void* user_data);
+
+typedef enum sibyl_stop_reason {
+    SIBYL_STOP_EOS = 0,         /* the model ended its reply */
+    SIBYL_STOP_MAX_TOKENS = 1,  /* max_new_tokens generated */
+    SIBYL_STOP_STRING = 2,      /* a stop string appeared in the answer (it is not emitted) */
+    SIBYL_STOP_CALLBACK = 3,    /* on_text returned non-zero */
+    SIBYL_STOP_CANCELLED = 4,   /* sibyl_session_cancel was called */
+    SIBYL_STOP_MAX_ENUM = 0x7fffffff
+} sibyl_stop_reason;
+
+typedef struct sibyl_chat_options {
+    uint32_t struct_size;         /* sizeof(sibyl_chat_options) — set by _init */
+    uint32_t max_new_tokens;      /* reasoning + answer tokens; default 1024 */
+    int32_t think_budget;         /* after this many reasoning tokens "</think>" is inserted and the
+                                     answer follows; -1 (default) = unlimited */
+    int32_t thinking;             /* 0: skip the reasoning (the template's think block is closed in the
+                                     prompt); default 1. No effect on templates without thinking */
+    const char* const* stop_strings; /* NUL-terminated UTF-8; the answer ends before the first one */
+    size_t n_stop_strings;
+    const sibyl_sampler_options* sampler; /* NULL (default) = greedy */
+    int32_t reseed;               /* non-zero: re-seed the session RNG with `seed` first */
+    uint64_t seed;
+} sibyl_chat_options;
+
+SIBYL_API void sibyl_chat_options_init(SIBYL_NULLABLE sibyl_chat_options* options);
+
+/** What a chat call did. Output struct: set struct_size = sizeof(sibyl_chat_result) first. */
+typedef struct sibyl_chat_result {
+    uint32_t struct_size;
+    sibyl_stop_reason stop_reason;
+    uint32_t prompt_tokens;    /* prompt tokens run now */
+    uint32_t reused_tokens;    /* prompt tokens already in the session's cache (shared prefix) */
+    uint32_t reasoning_tokens; /* generated while thinking */
+    uint32_t answer_tokens;    /* generated for the answer (end-of-sequence included) */
+} sibyl_chat_result;
+
+/**
+ * Continue the conversation `messages` (the whole conversation so far, ending
+ * with the user's turn): renders it with the chat template, reuses the longest
+ * prefix already in the session's cache (earlier turns, a shared system prompt),
+ * and generates the reply, streaming it through `on_text` as reasoning and
+ * answer pieces. The reply's tokens stay in the session, so the next call with
+ * the conversation extended by this reply and a new user turn reuses them.
+ * `options` NULL = defaults; `out_result` may be NULL and is written also on
+ * failure. Thread-safety: one thread at a time per session; `on_text` runs on
+ * the calling thread.
+ */
+SIBYL_API sibyl_status sibyl_session_chat(SIBYL_NONNULL sibyl_session* session,
+                                          SIBYL_NONNULL const sibyl_chat_message* messages, size_t n_messages,
+                                          SIBYL_NULLABLE const sibyl_chat_options* options,
+                                          SIBYL_NULLABLE sibyl_text_fn on_text, SIBYL_NULLABLE void* user_data,
+                                          SIBYL_NULLABLE sibyl_chat_result* out_result);
+
+/**
+ * Ask the generation running on `session` (sibyl_session_chat) to stop; it
+ * stops before its next token with SIBYL_STOP_CANCELLED. A request made while
+ * nothing runs cancels the next chat call at once. The ONLY session function
+ * that may be called from another thread while the session is in use; the
+ * session must not be destroyed concurrently.
+ */
+SIBYL_API sibyl_status sibyl_session_cancel(SIBYL_NONNULL sibyl_session* session);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -367,6 +367,39 @@ struct GenerateOptions {
     }
 };
 
+/** Which stream a piece of chat output belongs to. */
+enum class Channel : int {
+    Reasoning = SIBYL_CHANNEL_REASONING,  // the model's thinking (tags never included)
+    Answer = SIBYL_CHANNEL_ANSWER,        // the reply after it
+};
+
+/** One message of a conversation: role "system", "user", "assistant" or "tool". */
+struct ChatMessage {
+    std::string role;
+    std::string content;
+};
+
+/** How Session::chat runs. Defaults equal sibyl_chat_options_init (greedy). */
+struct ChatOptions {
+    uint32_t max_new_tokens = 1024;           // reasoning + answer tokens
+    std::optional<int32_t> think_budget;      // set: force "</think>" after that many reasoning tokens
+    bool thinking = true;                     // false: skip the reasoning where the template allows
+    std::vector<std::string> stop_strings;    // the answer ends before the first one
+    SamplerOptions sampler;                   // default: greedy
+    std::optional<uint64_t> seed;             // set: re-seed the session RNG with it first
+};
+
+/** What Session::chat produced: both channels in full, and why it stopped. */
+struct ChatReply {
+    std::string reasoning;
+    std::string answer;
+    sibyl_stop_reason stop_reason = SIBYL_STOP_EOS;
+    uint32_t prompt_tokens = 0;     // prompt tokens run for this call
+    uint32_t reused_tokens = 0;     // prompt tokens found in the session's cache
+    uint32_t reasoning_tokens = 0;
+    uint32_t answer_tokens = 0;
+};
+
 // ------------------------------------------------------------------ small views
 
 /**
@@ -480,6 +513,65 @@ struct TokenCallback {
 #endif
     }
 };
+/** Bridges a C++ callable `bool(Channel, std::string_view)` to sibyl_text_fn, collecting the reply. */
+template <class F>
+struct TextCallback {
+    F* fn;
+    ChatReply* reply;
+#if SIBYL_HPP_EXCEPTIONS
+    std::exception_ptr exception;
+#endif
+
+    TextCallback(F* f, ChatReply* r) noexcept : fn(f), reply(r) {}
+
+    int call(sibyl_channel channel, const char* piece, size_t len) {
+        const std::string_view text(piece, len);
+        (channel == SIBYL_CHANNEL_REASONING ? reply->reasoning : reply->answer).append(text);
+        if constexpr (std::is_void_v<std::invoke_result_t<F&, Channel, std::string_view>>) {
+            (*fn)(static_cast<Channel>(channel), text);
+            return 0;
+        } else {
+            return static_cast<bool>((*fn)(static_cast<Channel>(channel), text)) ? 1 : 0;
+        }
+    }
+
+    static int trampoline(sibyl_channel channel, const char* piece, size_t len, void* user_data) noexcept {
+        auto* self = static_cast<TextCallback*>(user_data);
+#if SIBYL_HPP_EXCEPTIONS
+        try {
+            return self->call(channel, piece, len);
+        } catch (...) {
+            self->exception = std::current_exception();
+            return 1;
+        }
+#else
+        return self->call(channel, piece, len);
+#endif
+    }
+};
+
+/** C views of C++ messages; valid while `messages` lives. */
+inline std::vector<sibyl_chat_message> c_messages(const std::vector<ChatMessage>& messages) {
+    std::vector<sibyl_chat_message> out;
+    out.reserve(messages.size());
+    for (const ChatMessage& m : messages) out.push_back({m.role.c_str(), m.content.data(), m.content.size()});
+    return out;
+}
+
+/** Runs a sibyl.h call that fills a caller buffer, growing the buffer once if needed. */
+template <class T, class Call>
+Result<std::vector<T>> fill_buffer(Call&& call) {
+    std::vector<T> out(256);
+    size_t needed = 0;
+    Status st = call(out.data(), out.size(), &needed);
+    if (st == SIBYL_ERR_BUFFER_TOO_SMALL) {
+        out.resize(needed);
+        st = call(out.data(), out.size(), &needed);
+    }
+    if (st != SIBYL_OK) return Error::from_status(st);
+    out.resize(needed);
+    return out;
+}
 }  // namespace detail
 
 /**
@@ -578,6 +670,60 @@ public:
         return tokens;
     }
 
+    /**
+     * Continue the conversation `messages` (all turns so far, ending with the
+     * user's): the reply streams to `on_text`, any callable
+     * `bool(Channel, std::string_view piece)` returning true to stop (or
+     * returning void). The pieces are complete UTF-8. The reply's tokens stay in
+     * the session; the next call with this conversation extended reuses them.
+     * Returns both channels in full. If `on_text` throws, generation stops and
+     * the exception is rethrown here.
+     */
+    template <class F>
+    Result<ChatReply> chat(const std::vector<ChatMessage>& messages, const ChatOptions& options, F&& on_text) {
+        using Fn = std::remove_reference_t<F>;
+        static_assert(std::is_invocable_v<Fn&, Channel, std::string_view>,
+                      "on_text must be callable as on_text(sibyl::Channel, std::string_view)");
+        ChatReply reply;
+        detail::TextCallback<Fn> bridge{&on_text, &reply};
+        const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
+        std::vector<const char*> stops;
+        for (const std::string& stop : options.stop_strings) stops.push_back(stop.c_str());
+        const sibyl_sampler_options c_sampler = options.sampler.to_c();
+        sibyl_chat_options c;
+        sibyl_chat_options_init(&c);
+        c.max_new_tokens = options.max_new_tokens;
+        c.think_budget = options.think_budget.value_or(-1);
+        c.thinking = options.thinking ? 1 : 0;
+        c.stop_strings = stops.data();
+        c.n_stop_strings = stops.size();
+        c.sampler = &c_sampler;
+        c.reseed = options.seed.has_value() ? 1 : 0;
+        c.seed = options.seed.value_or(0);
+        sibyl_chat_result result{};
+        result.struct_size = sizeof result;
+        Status st = sibyl_session_chat(handle_.get(), c_msgs.data(), c_msgs.size(), &c,
+                                       &detail::TextCallback<Fn>::trampoline, &bridge, &result);
+#if SIBYL_HPP_EXCEPTIONS
+        if (bridge.exception) std::rethrow_exception(bridge.exception);
+#endif
+        if (st != SIBYL_OK) return Error::from_status(st);
+        reply.stop_reason = result.stop_reason;
+        reply.prompt_tokens = result.prompt_tokens;
+        reply.reused_tokens = result.reused_tokens;
+        reply.reasoning_tokens = result.reasoning_tokens;
+        reply.answer_tokens = result.answer_tokens;
+        return reply;
+    }
+
+    /** chat() without streaming: the reply comes back whole. */
+    Result<ChatReply> chat(const std::vector<ChatMessage>& messages, const ChatOptions& options = {}) {
+        return chat(messages, options, [](Channel, std::string_view) { return false; });
+    }
+
+    /** Stop the chat running on this session (callable from any thread; see sibyl_session_cancel). */
+    Error cancel() noexcept { return Error::from_status(sibyl_session_cancel(handle_.get())); }
+
     /** generate() without a per-token callback. */
     Result<std::vector<int32_t>> generate(TokenSpan prompt, const GenerateOptions& options = {}) {
         return generate(prompt, options, [](int32_t) { return false; });
@@ -655,6 +801,33 @@ public:
         info.n_parameters = c.n_parameters;
         info.kv_bytes_per_token = c.kv_bytes_per_token;
         return info;
+    }
+
+    /** Token ids of UTF-8 text, as the model's tokenizer encodes it (no special tokens added). */
+    Result<std::vector<int32_t>> tokenize(std::string_view text) const {
+        return detail::fill_buffer<int32_t>([&](int32_t* out, size_t capacity, size_t* n) {
+            return sibyl_model_tokenize(handle_.get(), text.data(), text.size(), out, capacity, n);
+        });
+    }
+
+    /** UTF-8 text of token ids. */
+    Result<std::string> detokenize(TokenSpan tokens) const {
+        auto bytes = detail::fill_buffer<char>([&](char* out, size_t capacity, size_t* n) {
+            return sibyl_model_detokenize(handle_.get(), tokens.data(), tokens.size(), out, capacity, n);
+        });
+        if (!bytes) return bytes.error();
+        return std::string(bytes->data(), bytes->size());
+    }
+
+    /** The prompt text of a conversation under the model's chat template. */
+    Result<std::string> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const {
+        const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
+        auto bytes = detail::fill_buffer<char>([&](char* out, size_t capacity, size_t* n) {
+            return sibyl_model_render_chat(handle_.get(), c_msgs.data(), c_msgs.size(), add_generation_prompt ? 1 : 0,
+                                           out, capacity, n);
+        });
+        if (!bytes) return bytes.error();
+        return std::string(bytes->data(), bytes->size());
     }
 
     /** Create an empty session. Safe to call from several threads at once. */
