@@ -39,6 +39,12 @@ ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatForm
   if (params.reseed) session.set_seed(params.seed);
   session.append(prompt.data() + common, static_cast<int64_t>(prompt.size() - common), LogitsMode::last);
 
+  // Padding rows of the embedding (ids the tokenizer cannot print) are never sampled.
+  std::vector<bool> printable(static_cast<size_t>(session.vocab_size()));
+  for (int32_t id = 0; id < static_cast<int32_t>(printable.size()); ++id) printable[id] = tokenizer.is_valid(id);
+  SamplerParams sampler = params.sampler;
+  sampler.allowed = &printable;
+
   ChatResult result;
   result.reused_tokens = static_cast<int64_t>(common);
   result.prompt_tokens = static_cast<int64_t>(prompt.size() - common);
@@ -66,7 +72,7 @@ ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatForm
       session.append(close_block.data(), static_cast<int64_t>(close_block.size()), LogitsMode::last);
       channel = Channel::answer;
     }
-    const int32_t token = session.sample(params.sampler);
+    const int32_t token = session.sample(sampler);
     session.append(&token, 1, LogitsMode::last);  // every token of the reply stays in context
     (channel == Channel::reasoning ? result.reasoning_tokens : result.answer_tokens)++;
     if (std::find(eos.begin(), eos.end(), token) != eos.end()) {

@@ -36,8 +36,12 @@ double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history,
                      Rng& rng) {
   std::vector<float> score(logits, logits + vocab);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
   for (float& s : score)  // a NaN logit can never be chosen (and would break the ordering below)
-    if (std::isnan(s)) s = -std::numeric_limits<float>::infinity();
+    if (std::isnan(s)) s = neg_inf;
+  if (p.allowed)
+    for (int64_t i = 0; i < vocab; ++i)
+      if (i >= static_cast<int64_t>(p.allowed->size()) || !(*p.allowed)[i]) score[i] = neg_inf;
   if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
     size_t from = p.repetition_last_n > 0 && history.size() > static_cast<size_t>(p.repetition_last_n)
                       ? history.size() - static_cast<size_t>(p.repetition_last_n)

@@ -24,6 +24,8 @@ struct SamplerParams {
   float min_p = 0.0f;
   float repetition_penalty = 1.0f;
   int32_t repetition_last_n = 0;  // 0: whole history
+  // When set, only ids with allowed[id] can be drawn (e.g. ids the tokenizer can print).
+  const std::vector<bool>* allowed = nullptr;
 };
 
 // Chooses a token from `logits` [vocab]; `history` is the session's context.

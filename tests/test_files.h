@@ -29,6 +29,9 @@ inline fs::path test_data_dir() {
 
 inline std::string tiny_v3_dir() { return (test_data_dir() / "tiny-v3").string(); }
 
+// The embedded demo model (models/tiny-reasoner), which has a tokenizer and a chat template.
+inline std::string reasoner_dir() { return (test_data_dir() / ".." / ".." / "models" / "tiny-reasoner").string(); }
+
 inline std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path.string());

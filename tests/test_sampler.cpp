@@ -99,6 +99,19 @@ TEST(Sampler, TinyTemperatureNanAndInfinityStaySane) {
   EXPECT_EQ(sample_token(all_inf.data(), 5, p, kNoHistory, rng), 0);
 }
 
+TEST(Sampler, OnlyAllowedIdsAreDrawn) {
+  Rng rng(11);
+  std::vector<bool> allowed = {true, false, true, true, false};
+  SamplerParams p;
+  p.allowed = &allowed;
+  EXPECT_EQ(sample_token(kLogits.data(), 5, p, kNoHistory, rng), 2);  // best allowed
+  p.temperature = 2.0f;
+  for (int i = 0; i < 200; ++i) {
+    int32_t t = sample_token(kLogits.data(), 5, p, kNoHistory, rng);
+    EXPECT_TRUE(allowed[t]) << t;
+  }
+}
+
 TEST(Sampler, SameSeedSameTokens) {
   SamplerParams p;
   p.temperature = 0.9f;
