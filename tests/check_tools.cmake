@@ -1,5 +1,5 @@
-# sibyl-run and sibyl-logits on tiny-v3 seq1 against the reference.
-# seq1 = 9 prompt tokens + 16 greedy tokens (tests/data/tiny-v3/reference.safetensors).
+# The command-line tools end to end: sibyl-run and sibyl-logits on tiny-v3 seq1 against the reference,
+# sibyl-tokenize and sibyl-chat on the embedded tiny-reasoner. seq1 of tiny-v3 = 9 prompt tokens + 16 greedy tokens.
 set(prompt "574,817,697,519,650,424,381,608,365")
 execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --tokens ${prompt} --max-new 4
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
@@ -31,3 +31,32 @@ foreach(mode prefill decode)
     message(FATAL_ERROR "sibyl-logits wrote ${size} bytes, expected 16384")
   endif()
 endforeach()
+
+# sibyl-tokenize: one JSON string per line in, one id array per line out, and back.
+file(WRITE ${WORK}/tool_text.txt "\"What is 2 + 2?\"\n\"<｜User｜>hi\"\n")
+execute_process(COMMAND ${TOKENIZE} --model ${DATA}/../../models/tiny-reasoner INPUT_FILE ${WORK}/tool_text.txt
+                OUTPUT_VARIABLE ids RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT ids MATCHES "^\\[295, ?260, ?223, ?20, ?287, ?223, ?20, ?33\\]\n\\[1280,")
+  message(FATAL_ERROR "sibyl-tokenize: rc=${rc} '${ids}' ${err}")
+endif()
+file(WRITE ${WORK}/tool_ids.txt "${ids}")
+execute_process(COMMAND ${TOKENIZE} --model ${DATA}/../../models/tiny-reasoner --decode INPUT_FILE ${WORK}/tool_ids.txt
+                OUTPUT_VARIABLE text RESULT_VARIABLE rc)
+file(READ ${WORK}/tool_text.txt want)
+if(NOT rc EQUAL 0 OR NOT text STREQUAL want)
+  message(FATAL_ERROR "sibyl-tokenize --decode gave '${text}', expected '${want}'")
+endif()
+
+# sibyl-chat one-shot on the embedded model (its default): reasoning, then the right answer.
+execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "So the sum is 936[.]" OR NOT out MATCHES "347 [+] 589 = 936[.]")
+  message(FATAL_ERROR "sibyl-chat: rc=${rc} '${out}' ${err}")
+endif()
+if(NOT err MATCHES "tokens/s" OR NOT err MATCHES "first token after")
+  message(FATAL_ERROR "sibyl-chat printed no speed line: ${err}")
+endif()
+execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" --think-budget 8 --hide-reasoning 1
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT err MATCHES "\\[8 reasoning" OR out MATCHES "think>" OR out MATCHES "So the sum")
+  message(FATAL_ERROR "sibyl-chat --think-budget 8: rc=${rc} '${out}' ${err}")
+endif()
