@@ -55,7 +55,7 @@ endif()
 if(NOT err MATCHES "tokens/s" OR NOT err MATCHES "first token after")
   message(FATAL_ERROR "sibyl-chat printed no speed line: ${err}")
 endif()
-execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" --think-budget 8 --hide-reasoning 1
+execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" --think-budget 8 --hide-reasoning
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0 OR NOT err MATCHES "\\[8 reasoning" OR out MATCHES "think>" OR out MATCHES "So the sum")
   message(FATAL_ERROR "sibyl-chat --think-budget 8: rc=${rc} '${out}' ${err}")

@@ -2,15 +2,22 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 
 namespace sibyl::cli {
 
-Args::Args(int argc, char** argv, const std::vector<std::string>& flags, const char* usage) : usage_(usage) {
+Args::Args(int argc, char** argv, const std::vector<std::string>& flags, const char* usage,
+           const std::vector<std::string>& switches)
+    : usage_(usage) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-h" || a == "--help") {
       std::fputs(usage, stdout);
       std::exit(0);
+    }
+    if (std::find(switches.begin(), switches.end(), a) != switches.end()) {
+      values_[a] = "1";
+      continue;
     }
     if (std::find(flags.begin(), flags.end(), a) == flags.end()) die("unknown argument: " + a);
     if (i + 1 >= argc) die("missing value after " + a);
@@ -46,6 +53,14 @@ double Args::get_double(const std::string& flag, double fallback) const {
 void Args::die(const std::string& message) const {
   std::fprintf(stderr, "error: %s\n\n%s", message.c_str(), usage_);
   std::exit(2);
+}
+
+std::string default_model_dir(const char* argv0) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path installed = fs::path(argv0).parent_path() / ".." / "share" / "sibyl" / "models" / "tiny-reasoner";
+  if (fs::exists(installed / "config.json", ec)) return installed.string();
+  return SIBYL_DEFAULT_MODEL_DIR;
 }
 
 bool parse_token_list(const std::string& text, std::vector<int32_t>& out) {

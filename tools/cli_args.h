@@ -10,8 +10,10 @@ namespace sibyl::cli {
 
 class Args {
  public:
-  // `flags` lists accepted flags that take a value; anything else is an error.
-  Args(int argc, char** argv, const std::vector<std::string>& flags, const char* usage);
+  // `flags` take a value ("--seed 3"); `switches` stand alone ("--no-think"); anything
+  // else is an error.
+  Args(int argc, char** argv, const std::vector<std::string>& flags, const char* usage,
+       const std::vector<std::string>& switches = {});
   bool has(const std::string& flag) const { return values_.count(flag) != 0; }
   std::string get(const std::string& flag, const std::string& fallback = "") const;
   long long get_int(const std::string& flag, long long fallback) const;
@@ -22,6 +24,13 @@ class Args {
   std::map<std::string, std::string> values_;
   const char* usage_;
 };
+
+// The embedded default model: installed beside the binary (../share/sibyl/models/tiny-reasoner)
+// or, in a build tree, the source tree's models/tiny-reasoner.
+std::string default_model_dir(const char* argv0);
+inline std::string default_model_dir_or(const Args& args, const char* argv0) {
+  return args.has("--model") ? args.get("--model") : default_model_dir(argv0);
+}
 
 // Parses ids separated by commas and/or whitespace; false on a bad id.
 bool parse_token_list(const std::string& text, std::vector<int32_t>& out);

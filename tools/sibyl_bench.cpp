@@ -11,13 +11,14 @@
 #include "cli_args.h"
 
 static const char* kUsage =
-    "usage: sibyl-bench --model DIR [options]\n"
+    "usage: sibyl-bench [--model DIR] [options]\n"
+    "  --model DIR   model directory (default: the embedded tiny-reasoner)\n"
     "  --prompt N    prompt tokens processed in one append (default 64; 0 = skip)\n"
     "  --gen N       tokens generated one at a time, greedy (default 32; 0 = skip)\n"
     "  --depth D     tokens already in the context before each test (default 0)\n"
     "  --reps R      repetitions; the median is reported (default 5)\n"
     "  --threads N   CPU threads (default: all)\n"
-    "  --json 1      print one JSON object instead of the table\n";
+    "  --json        print one JSON object instead of the table\n";
 
 namespace {
 
@@ -54,9 +55,8 @@ std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sibyl::cli::Args args(argc, argv, {"--model", "--prompt", "--gen", "--depth", "--reps", "--threads", "--json"},
-                        kUsage);
-  if (!args.has("--model")) args.die("--model is required");
+  sibyl::cli::Args args(argc, argv, {"--model", "--prompt", "--gen", "--depth", "--reps", "--threads"}, kUsage,
+                        {"--json"});
   const long long n_prompt = args.get_int("--prompt", 64), n_gen = args.get_int("--gen", 32),
                   depth = args.get_int("--depth", 0), reps = args.get_int("--reps", 5);
   if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps <= 0) args.die("counts must not be negative; --reps >= 1");
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
   sibyl_model* model = nullptr;
-  check(sibyl_model_load(args.get("--model").c_str(), &mo, &model), "cannot load model");
+  check(sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model), "cannot load model");
   sibyl_model_info info;
   info.struct_size = sizeof info;
   check(sibyl_model_get_info(model, &info), "model info");
@@ -96,16 +96,16 @@ int main(int argc, char** argv) {
   }
 
   const double kv_mib = static_cast<double>(info.kv_bytes_per_token) / (1 << 20);
-  if (args.get("--json") == "1") {
+  if (args.has("--json")) {
     std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
                 "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
                 "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu}\n",
-                args.get("--model").c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
+                sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
                 n_prompt, median(pp), n_gen, median(tg), reps,
                 static_cast<unsigned long long>(info.kv_bytes_per_token));
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
-                args.get("--model").c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
+                sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
                 info.backend, kv_mib);
     std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
     if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));

@@ -10,10 +10,11 @@
 #include "cli_args.h"
 
 static const char* kUsage =
-    "usage: sibyl-logits --model DIR --tokens-file F --out OUT [--mode prefill|decode] [--threads N]\n"
+    "usage: sibyl-logits [--model DIR] --tokens-file F --out OUT [--mode prefill|decode] [--threads N]\n"
     "Reads whitespace-separated token ids from F and writes the logits of every\n"
     "position as raw little-endian float32, row-major [T, vocab], no header, to OUT.\n"
-    "prefill: one forward over all tokens; decode: one token at a time (absorbed MLA).\n";
+    "prefill: one forward over all tokens; decode: one token at a time (absorbed MLA).\n"
+    "--model defaults to the embedded tiny-reasoner.\n";
 
 namespace {
 int fail(const char* what) {
@@ -24,7 +25,7 @@ int fail(const char* what) {
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv, {"--model", "--tokens-file", "--out", "--mode", "--threads"}, kUsage);
-  for (const char* f : {"--model", "--tokens-file", "--out"})
+  for (const char* f : {"--tokens-file", "--out"})
     if (!args.has(f)) args.die(std::string(f) + " is required");
   const std::string mode = args.get("--mode", "prefill");
   if (mode != "prefill" && mode != "decode") args.die("--mode must be prefill or decode");
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
   sibyl_model* model = nullptr;
-  if (sibyl_model_load(args.get("--model").c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
+  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session_options opts;
   sibyl_session_options_init(&opts);
   opts.max_context = static_cast<uint32_t>(tokens.size());

@@ -9,7 +9,8 @@
 #include "cli_args.h"
 
 static const char* kUsage =
-    "usage: sibyl-run --model DIR --tokens \"1,2,3\" [options]\n"
+    "usage: sibyl-run [--model DIR] --tokens \"1,2,3\" [options]\n"
+    "  --model DIR          model directory (default: the embedded tiny-reasoner)\n"
     "  --max-new N          tokens to generate (default 32); stops early at end-of-sequence\n"
     "  --seed S             sampling seed (default 0)\n"
     "  --temperature T      0 = greedy (default)\n"
@@ -44,7 +45,6 @@ int main(int argc, char** argv) {
                         {"--model", "--tokens", "--max-new", "--seed", "--temperature", "--top-k", "--top-p",
                          "--min-p", "--repeat-penalty", "--repeat-last-n", "--threads"},
                         kUsage);
-  if (!args.has("--model")) args.die("--model is required");
   std::vector<int32_t> prompt;
   if (!sibyl::cli::parse_token_list(args.get("--tokens"), prompt) || prompt.empty())
     args.die("--tokens needs a non-empty list of integer ids");
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
   sibyl_model* model = nullptr;
-  if (sibyl_model_load(args.get("--model").c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
+  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session* session = nullptr;
   if (sibyl_session_create(model, nullptr, &session) != SIBYL_OK) {
     sibyl_model_destroy(model);

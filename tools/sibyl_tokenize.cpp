@@ -10,22 +10,19 @@
 #include <string>
 #include <vector>
 
+#include "cli_args.h"
 #include "tokenizer.h"
 
 static const char* kUsage =
-    "usage: sibyl-tokenize --model DIR [--decode] [--timing]\n"
-    "  --model DIR   a model folder holding tokenizer.json (or the tokenizer.json itself)\n"
+    "usage: sibyl-tokenize [--model DIR] [--decode] [--timing]\n"
+    "  --model DIR   a model folder holding tokenizer.json, or the file itself\n"
+    "                (default: the embedded tiny-reasoner)\n"
     "  --decode      read JSON arrays of ids and write JSON strings (default: the reverse)\n"
     "  --timing      print load and encode/decode times on stderr\n"
     "Reads one JSON value per line on stdin and writes one per line on stdout; encoding is\n"
     "Hugging Face encode(text, add_special_tokens=False), decoding keeps special tokens.\n";
 
 namespace {
-
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "error: %s\n\n%s", message.c_str(), kUsage);
-  std::exit(2);
-}
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -60,26 +57,9 @@ std::string decode_line(const sibyl::engine::Tokenizer& tok, const std::string& 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model;
-  bool decode = false, timing = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (a == "--decode") {
-      decode = true;
-    } else if (a == "--timing") {
-      timing = true;
-    } else if (a == "--model") {
-      if (i + 1 >= argc) usage_error("missing value after --model");
-      model = argv[++i];
-    } else {
-      usage_error("unknown argument: " + a);
-    }
-  }
-  if (model.empty()) usage_error("--model is required");
+  sibyl::cli::Args args(argc, argv, {"--model"}, kUsage, {"--decode", "--timing"});
+  const std::string model = sibyl::cli::default_model_dir_or(args, argv[0]);
+  const bool decode = args.has("--decode"), timing = args.has("--timing");
 
   auto t0 = Clock::now();
   std::unique_ptr<sibyl::engine::Tokenizer> tok;

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,8 +18,8 @@ static const char* kUsage =
     "  --prompt TEXT        answer one question and exit (default: interactive chat)\n"
     "  --system TEXT        a system message\n"
     "  --think-budget N     reasoning tokens before the answer is forced (default: unlimited)\n"
-    "  --no-think 1         skip the reasoning\n"
-    "  --hide-reasoning 1   do not print the reasoning\n"
+    "  --no-think           skip the reasoning\n"
+    "  --hide-reasoning     do not print the reasoning\n"
     "  --max-new N          tokens per reply (default 1024)\n"
     "  --seed S  --temperature T  --top-k K  --top-p P   sampling (default: greedy)\n"
     "  --threads N          CPU threads (default: all)\n"
@@ -56,23 +55,15 @@ int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_dat
   return 0;
 }
 
-std::string default_model_dir(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  // Installed next to the binary (share/sibyl/models), or the source tree it was built from.
-  fs::path installed = fs::path(argv0).parent_path() / ".." / "share" / "sibyl" / "models" / "tiny-reasoner";
-  if (fs::exists(installed / "config.json", ec)) return installed.string();
-  return SIBYL_DEFAULT_MODEL_DIR;
-}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
-                        {"--model", "--prompt", "--system", "--think-budget", "--no-think", "--hide-reasoning",
-                         "--max-new", "--seed", "--temperature", "--top-k", "--top-p", "--threads"},
-                        kUsage);
-  const std::string model_dir = args.get("--model", default_model_dir(argv[0]));
+                        {"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
+                         "--top-k", "--top-p", "--threads"},
+                        kUsage, {"--no-think", "--hide-reasoning"});
+  const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
   sibyl_model_options mo;
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
