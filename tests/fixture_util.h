@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "failure.h"
 #include "safetensors.h"
 
 namespace sibyl::engine::test {
@@ -36,6 +37,19 @@ inline double relative_error(const std::vector<float>& got, const std::vector<fl
     den += static_cast<double>(ref[i]) * ref[i];
   }
   return std::sqrt(num / den);
+}
+
+// Runs f, expecting a Failure; returns its code (Errc::internal when nothing was thrown,
+// which no test expects).
+template <class F>
+Errc error_of(F&& f, std::string* message = nullptr) {
+  try {
+    f();
+  } catch (const Failure& e) {
+    if (message) *message = e.what();
+    return e.code();
+  }
+  return Errc::internal;
 }
 
 }  // namespace sibyl::engine::test

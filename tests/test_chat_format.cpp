@@ -32,17 +32,6 @@ ChatFormat format_with(const json& chat_template) {
 
 std::string v3_template() { return read_json(v3_config_path())["chat_template"].get<std::string>(); }
 
-// Runs f, expecting a Failure; returns its code (Errc::internal when nothing was thrown).
-template <typename F>
-Errc error_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Failure& e) {
-    if (message) *message = e.what();
-    return e.code();
-  }
-  return Errc::internal;
-}
 
 std::vector<ChatMessage> messages_of(const json& list) {
   std::vector<ChatMessage> out;

@@ -18,14 +18,8 @@ nlohmann::json fixture_config(const std::string& name) {
 
 ModelConfig parse(const nlohmann::json& j) { return parse_model_config(j.dump(), "config.json"); }
 
-Errc error_of(const nlohmann::json& j, std::string* message = nullptr) {
-  try {
-    parse(j);
-  } catch (const Failure& f) {
-    if (message) *message = f.what();
-    return f.code();
-  }
-  return Errc::internal;  // no error: never what a test expects
+Errc config_error(const nlohmann::json& j, std::string* message = nullptr) {
+  return error_of([&] { parse(j); }, message);
 }
 
 TEST(Config, LegacyAndTransformers5FormsAgree) {
@@ -71,50 +65,50 @@ TEST(Config, UnsupportedValuesAreClearErrors) {
   std::string msg;
   nlohmann::json j = fixture_config("tiny-v3");
   j["model_type"] = "llama";
-  EXPECT_EQ(error_of(j, &msg), Errc::unsupported);
+  EXPECT_EQ(config_error(j, &msg), Errc::unsupported);
   EXPECT_NE(msg.find("llama"), std::string::npos) << msg;
 
   j = fixture_config("tiny-v3");
   j["hidden_act"] = "gelu";
-  EXPECT_EQ(error_of(j, &msg), Errc::unsupported);
+  EXPECT_EQ(config_error(j, &msg), Errc::unsupported);
   EXPECT_NE(msg.find("gelu"), std::string::npos) << msg;
 
   j = fixture_config("tiny-v3");
   j["rope_scaling"]["type"] = "longrope";
-  EXPECT_EQ(error_of(j, &msg), Errc::unsupported);
+  EXPECT_EQ(config_error(j, &msg), Errc::unsupported);
   EXPECT_NE(msg.find("longrope"), std::string::npos) << msg;
 
   j = fixture_config("tiny-v3");
   j["topk_method"] = "random";
-  EXPECT_EQ(error_of(j), Errc::unsupported);
+  EXPECT_EQ(config_error(j), Errc::unsupported);
 
   j = fixture_config("tiny-v3");
   j["scoring_func"] = "tanh";
-  EXPECT_EQ(error_of(j), Errc::unsupported);
+  EXPECT_EQ(config_error(j), Errc::unsupported);
 
   j = fixture_config("tiny-v3");
   j["quantization_config"] = {{"quant_method", "fp8"}};
-  EXPECT_EQ(error_of(j), Errc::unsupported);
+  EXPECT_EQ(config_error(j), Errc::unsupported);
 }
 
 TEST(Config, InconsistentValuesAreFormatErrors) {
   std::string msg;
   nlohmann::json j = fixture_config("tiny-v3");
   j.erase("hidden_size");
-  EXPECT_EQ(error_of(j, &msg), Errc::format);
+  EXPECT_EQ(config_error(j, &msg), Errc::format);
   EXPECT_NE(msg.find("hidden_size"), std::string::npos) << msg;
 
   j = fixture_config("tiny-v3");
   j["n_group"] = 3;  // does not divide 16 experts
-  EXPECT_EQ(error_of(j), Errc::format);
+  EXPECT_EQ(config_error(j), Errc::format);
 
   j = fixture_config("tiny-v3");
   j["num_attention_heads"] = -4;
-  EXPECT_EQ(error_of(j), Errc::format);
+  EXPECT_EQ(config_error(j), Errc::format);
 
   j = fixture_config("tiny-v3");
   j["qk_rope_head_dim"] = "16";
-  EXPECT_EQ(error_of(j), Errc::format);
+  EXPECT_EQ(config_error(j), Errc::format);
 
   EXPECT_THROW(parse_model_config("{not json", "config.json"), Failure);
   EXPECT_THROW(parse_model_config("[1, 2]", "config.json"), Failure);
@@ -126,12 +120,12 @@ TEST(Config, ImpossibleSizesAreRejectedBeforeAnyArithmetic) {
                           "n_routed_experts", "max_position_embeddings"}) {
     nlohmann::json j = fixture_config("tiny-v3");
     j[key] = (int64_t{1} << 60) + 4;  // products of such values wrap around to the real shapes
-    EXPECT_EQ(error_of(j, &msg), Errc::format) << key;
+    EXPECT_EQ(config_error(j, &msg), Errc::format) << key;
     EXPECT_NE(msg.find(key), std::string::npos) << msg;
   }
   nlohmann::json j = fixture_config("tiny-v3");
   j["eos_token_id"] = (int64_t{1} << 32) + 1;  // must not be truncated to 1
-  EXPECT_EQ(error_of(j), Errc::format);
+  EXPECT_EQ(config_error(j), Errc::format);
 }
 
 TEST(Config, YarnFactorDefaultsToContextRatio) {

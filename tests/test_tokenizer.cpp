@@ -32,16 +32,6 @@ const Tokenizer& tiny() {
   return *t;
 }
 
-template <class F>
-Errc error_of(F&& f, std::string* message = nullptr) {
-  try {
-    f();
-  } catch (const Failure& e) {
-    if (message) *message = e.what();
-    return e.code();
-  }
-  return Errc::internal;  // no error: never what a test expects
-}
 
 std::vector<int32_t> ids_of(const json& j) { return j.get<std::vector<int32_t>>(); }
 
