@@ -48,6 +48,10 @@ struct HostWeight {
   DType dtype;
   int64_t rows, cols;
   const void* data;
+  // f8_e4m3 only: float32 scales [ceil(rows / block_rows), ceil(cols / block_cols)], row-major;
+  // element (i, j) is fp8 value × scale[i / block_rows][j / block_cols]. Copied on upload.
+  const void* block_scale = nullptr;
+  int64_t block_rows = 0, block_cols = 0;
 };
 
 // The latent MLA cache of one session: per layer, per token, one row of

@@ -139,6 +139,24 @@ void parse_special_tokens(const json& root, ModelConfig& c, const Reader& r) {
   }
 }
 
+// DeepSeek's FP8 release format is the one quantization a config.json can declare here.
+void parse_quantization(const json& q, ModelConfig& c, const std::string& source) {
+  if (!q.is_object()) fail(Errc::format, source + ": \"quantization_config\" must be an object");
+  Reader r(q, source + " quantization_config");
+  const std::string method = r.string_or("quant_method", "");
+  if (method != "fp8")
+    r.unsupported("quant_method", "is \"" + method + "\"; Sibyl reads FP8 block-quantized checkpoints (\"fp8\")");
+  const std::string fmt = r.string_or("fmt", "e4m3");
+  if (fmt != "e4m3") r.unsupported("fmt", "is \"" + fmt + "\"; only e4m3 is supported");
+  const json* block = q.contains("weight_block_size") ? &q["weight_block_size"] : nullptr;
+  if (!block || !block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() ||
+      !(*block)[1].is_number_integer() || (*block)[0].get<int64_t>() <= 0 || (*block)[1].get<int64_t>() <= 0 ||
+      (*block)[0].get<int64_t>() > kMaxDim || (*block)[1].get<int64_t>() > kMaxDim)
+    r.bad("weight_block_size", "must be two positive integers (rows, columns of a scale block)");
+  c.fp8_block_rows = (*block)[0].get<int64_t>();
+  c.fp8_block_cols = (*block)[1].get<int64_t>();
+}
+
 void validate(const ModelConfig& c, const Reader& r) {
   if (c.n_routed_experts > 0) {
     if (c.n_experts_per_tok <= 0 || c.n_experts_per_tok > c.n_routed_experts)
@@ -176,9 +194,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   if (act != "silu") r.unsupported("hidden_act", "is \"" + act + "\"; the DeepSeek family uses \"silu\"");
   if (r.boolean_or("attention_bias", false)) r.unsupported("attention_bias", "true is not supported");
   if (r.boolean_or("mlp_bias", false)) r.unsupported("mlp_bias", "true is not supported");
-  if (r.has("quantization_config"))
-    r.unsupported("quantization_config", "is present: quantized (e.g. FP8) checkpoints are not supported yet; "
-                  "use a bf16/fp16/fp32 checkpoint");
+  if (r.has("quantization_config")) parse_quantization(root["quantization_config"], c, source);
 
   c.vocab_size = r.positive("vocab_size", kMaxVocab);
   c.hidden_size = r.positive("hidden_size");

@@ -57,6 +57,9 @@ struct ModelConfig {
   TopkMethod topk_method = TopkMethod::greedy;
 
   int64_t num_nextn_predict_layers = 0;  // MTP layers: accepted, unused
+  // FP8 checkpoints (quantization_config.quant_method "fp8"): the weight_block_size of the
+  // per-block scales; 0 when the checkpoint is not quantized.
+  int64_t fp8_block_rows = 0, fp8_block_cols = 0;
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
 

@@ -1,5 +1,8 @@
 #include "dtype.h"
 
+#include <cmath>
+#include <limits>
+
 namespace sibyl::engine {
 
 const char* dtype_name(DType t) {
@@ -9,6 +12,7 @@ const char* dtype_name(DType t) {
     case DType::bf16: return "BF16";
     case DType::i32: return "I32";
     case DType::i64: return "I64";
+    case DType::f8_e4m3: return "F8_E4M3";
   }
   return "?";
 }
@@ -35,6 +39,14 @@ float f16_to_f32(uint16_t h) {
   float f;
   std::memcpy(&f, &bits, 4);
   return f;
+}
+
+float f8_e4m3_to_f32(uint8_t b) {
+  const float sign = (b & 0x80) ? -1.0f : 1.0f;
+  const int exp = (b >> 3) & 0xf, mant = b & 0x7;
+  if (exp == 0xf && mant == 0x7) return std::numeric_limits<float>::quiet_NaN();  // e4m3fn has no infinity
+  if (exp == 0) return sign * std::ldexp(static_cast<float>(mant) / 8.0f, -6);     // subnormal
+  return sign * std::ldexp(1.0f + static_cast<float>(mant) / 8.0f, exp - 7);
 }
 
 }  // namespace sibyl::engine

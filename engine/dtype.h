@@ -6,7 +6,8 @@
 
 namespace sibyl::engine {
 
-enum class DType : uint8_t { f32, f16, bf16, i32, i64 };
+// f8_e4m3: DeepSeek's FP8 weights (e4m3fn, no infinities), scaled per block by a separate tensor.
+enum class DType : uint8_t { f32, f16, bf16, i32, i64, f8_e4m3 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -15,6 +16,7 @@ constexpr size_t dtype_size(DType t) {
     case DType::bf16: return 2;
     case DType::i32: return 4;
     case DType::i64: return 8;
+    case DType::f8_e4m3: return 1;
   }
   return 0;
 }
@@ -29,5 +31,6 @@ inline float bf16_to_f32(uint16_t h) {
 }
 
 float f16_to_f32(uint16_t h);
+float f8_e4m3_to_f32(uint8_t b);
 
 }  // namespace sibyl::engine

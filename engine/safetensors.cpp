@@ -15,6 +15,7 @@ bool parse_dtype(const std::string& s, DType& out) {
   else if (s == "BF16") out = DType::bf16;
   else if (s == "I32") out = DType::i32;
   else if (s == "I64") out = DType::i64;
+  else if (s == "F8_E4M3") out = DType::f8_e4m3;
   else return false;
   return true;
 }
@@ -67,7 +68,7 @@ std::map<std::string, TensorView> parse_safetensors(const uint8_t* base, size_t 
     if (!dt.is_string()) tbad("dtype must be a string");
     if (!parse_dtype(dt.get<std::string>(), t.dtype))
       fail(Errc::unsupported, path + ": tensor \"" + name + "\" has dtype " + dt.get<std::string>() +
-                                  ", which is not supported (supported: F32, F16, BF16)");
+                                  ", which is not supported (supported: F32, F16, BF16, F8_E4M3)");
     const auto& shape = entry["shape"];
     if (!shape.is_array()) tbad("shape must be an array");
     uint64_t numel = 1;

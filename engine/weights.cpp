@@ -45,6 +45,25 @@ bool layer_is_moe(const Checkpoint& ckpt, int64_t l) {
   return ckpt.tensors().count("model.layers." + std::to_string(l) + ".mlp.gate.weight") != 0;
 }
 
+// An FP8 weight needs the config's block size and its float32 `<name>_scale_inv` of one
+// scale per (possibly partial) block.
+void check_fp8_scale(const Checkpoint& ckpt, const Expected& x) {
+  const ModelConfig& c = ckpt.config();
+  if (c.fp8_block_rows == 0)
+    fail(Errc::format, "tensor \"" + x.name + "\" is F8_E4M3 but config.json has no FP8 quantization_config");
+  if (x.rows == 0) fail(Errc::unsupported, "tensor \"" + x.name + "\" is a vector stored as F8_E4M3");
+  const std::string name = x.name + "_scale_inv";
+  auto it = ckpt.tensors().find(name);
+  if (it == ckpt.tensors().end()) fail(Errc::format, "FP8 tensor \"" + x.name + "\" has no \"" + name + "\"");
+  const TensorView& s = *it->second;
+  const int64_t rows = (x.rows + c.fp8_block_rows - 1) / c.fp8_block_rows;
+  const int64_t cols = (x.cols + c.fp8_block_cols - 1) / c.fp8_block_cols;
+  if (s.dtype != DType::f32 || s.shape.size() != 2 || s.shape[0] != rows || s.shape[1] != cols)
+    fail(Errc::format, "\"" + name + "\" is " + dtype_name(s.dtype) + " " + s.shape_string() + "; expected F32 [" +
+                           std::to_string(rows) + ", " + std::to_string(cols) + "] for weight_block_size [" +
+                           std::to_string(c.fp8_block_rows) + ", " + std::to_string(c.fp8_block_cols) + "]");
+}
+
 std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) {
   const ModelConfig& c = ckpt.config();
   std::vector<Expected> e;
@@ -131,9 +150,13 @@ ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
                              " but config.json implies " +
                              (x.rows ? "[" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "]"
                                      : "[" + std::to_string(x.cols) + "]"));
-    if (t.dtype != DType::f32 && t.dtype != DType::f16 && t.dtype != DType::bf16)
+    if (t.dtype == DType::f8_e4m3) {
+      check_fp8_scale(ckpt, x);
+      known.insert(x.name + "_scale_inv");
+    } else if (t.dtype != DType::f32 && t.dtype != DType::f16 && t.dtype != DType::bf16) {
       fail(Errc::unsupported, "tensor \"" + x.name + "\" has dtype " + dtype_name(t.dtype) +
-                                  "; weights must be F32, F16 or BF16");
+                                  "; weights must be F32, F16, BF16 or (with an FP8 quantization_config) F8_E4M3");
+    }
   }
   for (const auto& [name, view] : ckpt.tensors())
     if (!known.count(name) && !ignorable(name, c)) unexpected.push_back(name);
@@ -147,6 +170,11 @@ ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
   for (const Expected& x : expected) {
     const TensorView& t = *ckpt.tensors().at(x.name);
     backend::HostWeight hw{x.name, t.dtype, x.rows ? x.rows : 1, x.cols, t.data};
+    if (t.dtype == DType::f8_e4m3) {  // kept as FP8: the kernels scale each block as they read it
+      hw.block_scale = ckpt.tensors().at(x.name + "_scale_inv")->data;
+      hw.block_rows = c.fp8_block_rows;
+      hw.block_cols = c.fp8_block_cols;
+    }
     w.storage.push_back(backend.upload(hw));
     *x.slot = w.storage.back().get();
     w.n_parameters += static_cast<uint64_t>(t.numel());

@@ -87,8 +87,16 @@ TEST(Config, UnsupportedValuesAreClearErrors) {
   EXPECT_EQ(config_error(j), Errc::unsupported);
 
   j = fixture_config("tiny-v3");
-  j["quantization_config"] = {{"quant_method", "fp8"}};
+  j["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}};
   EXPECT_EQ(config_error(j), Errc::unsupported);
+  j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e5m2"}, {"weight_block_size", {128, 128}}};
+  EXPECT_EQ(config_error(j), Errc::unsupported);
+  j["quantization_config"] = {{"quant_method", "fp8"}};  // no block size: malformed
+  EXPECT_EQ(config_error(j), Errc::format);
+  j["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"weight_block_size", {128, 64}}};
+  ModelConfig fp8 = parse(j);
+  EXPECT_EQ(fp8.fp8_block_rows, 128);
+  EXPECT_EQ(fp8.fp8_block_cols, 64);
 }
 
 TEST(Config, InconsistentValuesAreFormatErrors) {

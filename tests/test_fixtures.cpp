@@ -86,7 +86,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2"})
+  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8"})
     for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
                       Feed::chunks})
       cases.push_back({fx, feed});

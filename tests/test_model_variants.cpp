@@ -6,6 +6,7 @@
 // chunks) must agree; dtype conversions of tiny-v3 are held to its reference.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 
 #include "failure.h"
@@ -245,6 +246,46 @@ TEST(ModelVariants, ConfigFarLargerThanCheckpointIsRefusedAtOnce) {
     EXPECT_EQ(e.code(), Errc::format);
     EXPECT_NE(std::string(e.what()).find("30000 layers"), std::string::npos) << e.what();
   }
+}
+
+// FP8 checkpoints: the scales are checked like weights, and FP8 needs its quantization_config.
+TEST(ModelVariants, Fp8ScalesAreValidated) {
+  const std::string src = data_dir() + "/tiny-v3-fp8";
+  const std::string original = sibyl_test::read_file(src + "/model.safetensors");
+  const std::string victim = "model.layers.1.self_attn.o_proj.weight_scale_inv";
+  auto load_error = [&](const std::function<void(TempDir&)>& damage) {
+    TempDir dir;
+    sibyl_test::copy_model(src, dir.path());
+    damage(dir);
+    std::string msg;
+    Errc code = error_of([&] { Model::load(dir.path().string(), {}); }, &msg);
+    return std::make_pair(code, msg);
+  };
+  auto rewrite = [&](TempDir& dir, const std::function<void(std::vector<StTensor>&)>& change) {
+    std::vector<StTensor> t = sibyl_test::parse_safetensors(original);
+    change(t);
+    sibyl_test::write_file(dir.path() / "model.safetensors", sibyl_test::encode_safetensors(t));
+  };
+  auto [missing, missing_msg] = load_error([&](TempDir& d) {
+    rewrite(d, [&](auto& t) { std::erase_if(t, [&](const StTensor& x) { return x.name == victim; }); });
+  });
+  EXPECT_EQ(missing, Errc::format);
+  EXPECT_NE(missing_msg.find(victim), std::string::npos) << missing_msg;
+  auto [shape, shape_msg] = load_error([&](TempDir& d) {
+    rewrite(d, [&](auto& t) {
+      for (StTensor& x : t)
+        if (x.name == victim) x.shape = {1, 2};  // same 8 bytes, wrong block grid
+    });
+  });
+  EXPECT_EQ(shape, Errc::format);
+  EXPECT_NE(shape_msg.find("weight_block_size"), std::string::npos) << shape_msg;
+  auto [no_config, no_config_msg] = load_error([&](TempDir& d) {
+    json c = json::parse(sibyl_test::read_file(d.path() / "config.json"));
+    c.erase("quantization_config");
+    sibyl_test::write_file(d.path() / "config.json", c.dump());
+  });
+  EXPECT_EQ(no_config, Errc::format);
+  EXPECT_NE(no_config_msg.find("quantization_config"), std::string::npos) << no_config_msg;
 }
 
 // tiny-v3 re-encoded as F32 (exact) and F16 (same values where bf16 fits) matches its reference.

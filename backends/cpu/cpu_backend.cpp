@@ -16,6 +16,14 @@ CpuTensor::CpuTensor(DType dtype, int64_t rows, int64_t cols)
 CpuTensor::CpuTensor(DType dtype, int64_t rows, int64_t cols, const void* borrowed)
     : Tensor(dtype, rows, cols), data_(static_cast<const uint8_t*>(borrowed)) {}
 
+void CpuTensor::set_block_scale(const void* scale, int64_t block_rows, int64_t block_cols) {
+  const int64_t n = ((rows() + block_rows - 1) / block_rows) * ((cols() + block_cols - 1) / block_cols);
+  scale_.resize(static_cast<size_t>(n));
+  std::memcpy(scale_.data(), scale, static_cast<size_t>(n) * 4);
+  block_rows_ = block_rows;
+  block_cols_ = block_cols;
+}
+
 void CpuKvCache::reserve(int64_t tokens) {
   if (tokens <= capacity_) return;
   int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(capacity_ * 2, capacity_ + 4096));
@@ -68,10 +76,14 @@ class CpuBackend final : public Backend {
 
   std::unique_ptr<Tensor> upload(const HostWeight& w) override {
     // Weights stay in the memory map (zero copy) unless misaligned for their dtype.
-    if (reinterpret_cast<uintptr_t>(w.data) % dtype_size(w.dtype) == 0)
-      return std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols, w.data);
-    auto t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols);
-    std::memcpy(t->mutable_bytes(), w.data, t->nbytes());
+    std::unique_ptr<CpuTensor> t;
+    if (reinterpret_cast<uintptr_t>(w.data) % dtype_size(w.dtype) == 0) {
+      t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols, w.data);
+    } else {
+      t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols);
+      std::memcpy(t->mutable_bytes(), w.data, t->nbytes());
+    }
+    if (w.block_scale) t->set_block_scale(w.block_scale, w.block_rows, w.block_cols);
     return t;
   }
   std::unique_ptr<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override {
@@ -95,9 +107,11 @@ class CpuBackend final : public Backend {
     const int32_t* ids = cpu(tokens).i32();
     WeightRows rows = cpu(table).weight_rows();
     float* out = cpu(dst).f32();
-    for (int64_t i = 0; i < dst.rows(); ++i)
-      to_f32(out + i * dst.cols(), rows.data + static_cast<size_t>(ids[i] * rows.k) * dtype_size(rows.dtype),
-             rows.dtype, rows.k);
+    for (int64_t i = 0; i < dst.rows(); ++i) {
+      float* row = out + i * dst.cols();
+      const float* src = rows.row(ids[i], row);  // converts into `row` unless stored as f32
+      if (src != row) std::memcpy(row, src, static_cast<size_t>(rows.k) * 4);
+    }
   }
 
   void rmsnorm(Tensor& dst, const Tensor& src, const Tensor& weight, float eps, int64_t cols) override {

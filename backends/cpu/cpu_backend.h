@@ -23,11 +23,16 @@ class CpuTensor final : public Tensor {
   float* f32() { return reinterpret_cast<float*>(mutable_bytes()); }
   const int32_t* i32() const { return reinterpret_cast<const int32_t*>(data_); }
   int32_t* i32() { return reinterpret_cast<int32_t*>(mutable_bytes()); }
-  WeightRows weight_rows() const { return {data_, dtype(), rows(), cols()}; }
+  WeightRows weight_rows() const {
+    return {data_, dtype(), rows(), cols(), scale_.empty() ? nullptr : scale_.data(), block_rows_, block_cols_};
+  }
+  void set_block_scale(const void* scale, int64_t block_rows, int64_t block_cols);
 
  private:
   std::vector<uint64_t> owned_;  // 8-byte aligned
   const uint8_t* data_;
+  std::vector<float> scale_;     // f8_e4m3 block scales (a copy: tiny, and may be misaligned in the file)
+  int64_t block_rows_ = 0, block_cols_ = 0;
 };
 
 class CpuKvCache final : public KvCache {

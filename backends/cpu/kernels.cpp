@@ -1,5 +1,6 @@
 #include "kernels.h"
 
+#include <array>
 #include <cstring>
 
 // GCC/Clang function multi-versioning: one clone per SIMD level, chosen at load time.
@@ -48,6 +49,16 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = engine::f16_to_f32(s[i]);
       return;
     }
+    case DType::f8_e4m3: {  // unscaled values; WeightRows::row applies the block scales
+      static const std::array<float, 256> table = [] {
+        std::array<float, 256> t{};
+        for (int b = 0; b < 256; ++b) t[b] = engine::f8_e4m3_to_f32(static_cast<uint8_t>(b));
+        return t;
+      }();
+      auto* s = static_cast<const uint8_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = table[s[i]];
+      return;
+    }
     default:
       std::memset(dst, 0, static_cast<size_t>(n) * 4);
   }
@@ -57,6 +68,11 @@ const float* WeightRows::row(int64_t j, float* scratch) const {
   const uint8_t* p = data + static_cast<size_t>(j * k) * dtype_size(dtype);
   if (dtype == DType::f32) return reinterpret_cast<const float*>(p);
   to_f32(scratch, p, dtype, k);
+  if (scale) {
+    const int64_t col_blocks = (k + block_cols - 1) / block_cols;
+    const float* s = scale + (j / block_rows) * col_blocks;
+    for (int64_t c = 0; c < k; ++c) scratch[c] *= s[c / block_cols];
+  }
   return scratch;
 }
 

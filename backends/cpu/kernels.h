@@ -14,11 +14,14 @@ float dot(const float* a, const float* b, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);
 
-// A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time.
+// A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time. FP8 rows
+// are multiplied by their block scales on the way.
 struct WeightRows {
   const uint8_t* data;
   DType dtype;
   int64_t n_rows, k;
+  const float* scale = nullptr;  // f8_e4m3: [ceil(n_rows / block_rows), ceil(k / block_cols)]
+  int64_t block_rows = 0, block_cols = 0;
   const float* row(int64_t j, float* scratch) const;  // f32 view of row j
 };
 
