@@ -186,7 +186,8 @@ SIBYL_API void sibyl_model_options_init(SIBYL_NULLABLE sibyl_model_options* opti
 /**
  * Load a model from `path`: a Hugging Face directory (config.json plus
  * model.safetensors or model.safetensors.index.json with its shards; bf16,
- * fp16 or fp32 weights). Files are memory-mapped and validated before use
+ * fp16 or fp32 weights, or DeepSeek's FP8 release format: float8_e4m3fn
+ * weights with float32 per-block `weight_scale_inv`, kept as FP8 in memory). Files are memory-mapped and validated before use
  * (header, dtypes, shapes against the config, offsets inside the file,
  * missing/extra tensors named in the error).
  *
