@@ -60,3 +60,11 @@ execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" --think-budget 8 -
 if(NOT rc EQUAL 0 OR NOT err MATCHES "\\[8 reasoning" OR out MATCHES "think>" OR out MATCHES "So the sum")
   message(FATAL_ERROR "sibyl-chat --think-budget 8: rc=${rc} '${out}' ${err}")
 endif()
+
+# sibyl-chat interactive: two turns in one session; the second reuses the first from the cache.
+file(WRITE ${WORK}/chat_input.txt "What is 12 + 30?\nHow many r are in the word strawberry?\n/quit\n")
+execute_process(COMMAND ${CHAT} --hide-reasoning INPUT_FILE ${WORK}/chat_input.txt
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "> 12 [+] 30 = 42[.]" OR NOT err MATCHES "prompt [0-9]+ [(][+][1-9][0-9]* cached[)]")
+  message(FATAL_ERROR "sibyl-chat interactive: rc=${rc} '${out}' ${err}")
+endif()
