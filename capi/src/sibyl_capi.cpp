@@ -64,6 +64,11 @@ void require(const void* p, const char* what) {
   if (!p) fail(Errc::invalid_argument, std::string(what) + " is NULL");
 }
 
+// An input array may be NULL only when it is empty.
+void require_array(const void* p, size_t n, const char* what, const char* count) {
+  if (!p && n) fail(Errc::invalid_argument, std::string(what) + " is NULL but " + count + " is " + std::to_string(n));
+}
+
 // Copies the caller's options over the defaults, reading only the bytes it declared.
 template <class T>
 T read_options(const T* given, void (*init)(T*), const char* what) {
@@ -106,7 +111,7 @@ void copy_text_out(const std::string& text, char* out, size_t capacity, size_t* 
 }
 
 std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* messages, size_t n) {
-  if (!messages && n) fail(Errc::invalid_argument, "messages is NULL but n_messages is " + std::to_string(n));
+  require_array(messages, n, "messages", "n_messages");
   std::vector<sibyl::engine::ChatMessage> out(n);
   for (size_t i = 0; i < n; ++i) {
     if (!messages[i].role) fail(Errc::invalid_argument, "messages[" + std::to_string(i) + "].role is NULL");
@@ -381,7 +386,7 @@ sibyl_status sibyl_model_tokenize(const sibyl_model* model, const char* text, si
   return guarded([&] {
     require(model, "model");
     require(out_n_tokens, "out_n_tokens");
-    if (!text && text_len) fail(Errc::invalid_argument, "text is NULL but text_len is " + std::to_string(text_len));
+    require_array(text, text_len, "text", "text_len");
     std::vector<int32_t> ids = model->model->tokenizer().encode(std::string_view(text ? text : "", text_len));
     copy_out(ids.data(), ids.size(), out_tokens, capacity, out_n_tokens, "tokens");
   });
@@ -392,7 +397,7 @@ sibyl_status sibyl_model_detokenize(const sibyl_model* model, const int32_t* tok
   return guarded([&] {
     require(model, "model");
     require(out_len, "out_len");
-    if (!tokens && n_tokens) fail(Errc::invalid_argument, "tokens is NULL but n_tokens is " + std::to_string(n_tokens));
+    require_array(tokens, n_tokens, "tokens", "n_tokens");
     std::string text = model->model->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n_tokens));
     copy_text_out(text, out, capacity, out_len);
   });
