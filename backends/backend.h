@@ -33,7 +33,7 @@ class Tensor {
   DType dtype() const { return dtype_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
-  size_t nbytes() const { return static_cast<size_t>(rows_ * cols_) * dtype_size(dtype_); }
+  size_t nbytes() const { return static_cast<size_t>(rows_) * engine::row_bytes(dtype_, cols_); }
 
  private:
   DType dtype_;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <strings.h>
 
 namespace sibyl::engine {
 
@@ -13,8 +14,23 @@ const char* dtype_name(DType t) {
     case DType::i32: return "I32";
     case DType::i64: return "I64";
     case DType::f8_e4m3: return "F8_E4M3";
+    case DType::q8_0: return "Q8_0";
+    case DType::q5_0: return "Q5_0";
+    case DType::q4_k: return "Q4_K";
+    case DType::q6_k: return "Q6_K";
   }
   return "?";
+}
+
+bool dtype_from_name(const char* name, DType& out) {
+  for (int i = 0; i <= static_cast<int>(DType::q6_k); ++i) {
+    const char* known = dtype_name(static_cast<DType>(i));
+    if (strcasecmp(known, name) == 0) {
+      out = static_cast<DType>(i);
+      return true;
+    }
+  }
+  return false;
 }
 
 float f16_to_f32(uint16_t h) {

@@ -77,7 +77,8 @@ class CpuBackend final : public Backend {
   std::unique_ptr<Tensor> upload(const HostWeight& w) override {
     // Weights stay in the memory map (zero copy) unless misaligned for their dtype.
     std::unique_ptr<CpuTensor> t;
-    if (reinterpret_cast<uintptr_t>(w.data) % dtype_size(w.dtype) == 0) {
+    const size_t align = engine::is_quantized(w.dtype) ? 2 : dtype_size(w.dtype);  // quant blocks: f16 fields
+    if (reinterpret_cast<uintptr_t>(w.data) % align == 0) {
       t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols, w.data);
     } else {
       t = std::make_unique<CpuTensor>(w.dtype, w.rows, w.cols);

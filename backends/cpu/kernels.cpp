@@ -65,7 +65,7 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
 }
 
 const float* WeightRows::row(int64_t j, float* scratch) const {
-  const uint8_t* p = data + static_cast<size_t>(j * k) * dtype_size(dtype);
+  const uint8_t* p = data + static_cast<size_t>(j) * engine::row_bytes(dtype, k);
   if (dtype == DType::f32) return reinterpret_cast<const float*>(p);
   to_f32(scratch, p, dtype, k);
   if (scale) {
