@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "failure.h"
@@ -228,7 +229,56 @@ ModelConfig parse_model_config(const std::string& text, const std::string& sourc
   parse_special_tokens(root, c, r);
   c.rope = parse_rope(root, r, source, c.family);
   validate(c, r);
+  validate_model_config(c, source);
   return c;
+}
+
+void validate_model_config(const ModelConfig& c, const std::string& source) {
+  auto range = [&](const char* key, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi)
+      fail(Errc::format, source + ": " + key + " is " + std::to_string(v) + "; must be in [" + std::to_string(lo) +
+                             ", " + std::to_string(hi) + "]");
+  };
+  range("vocab_size", c.vocab_size, 1, kMaxVocab);
+  range("hidden_size", c.hidden_size, 1, kMaxDim);
+  range("intermediate_size", c.intermediate_size, 1, kMaxDim);
+  range("num_hidden_layers", c.n_layers, 1, kMaxCount);
+  range("num_attention_heads", c.n_heads, 1, kMaxCount);
+  range("q_lora_rank", c.q_lora_rank, 0, kMaxDim);
+  range("kv_lora_rank", c.kv_lora_rank, 1, kMaxDim);
+  range("qk_nope_head_dim", c.qk_nope_head_dim, 1, kMaxDim);
+  range("qk_rope_head_dim", c.qk_rope_head_dim, 1, kMaxDim);
+  range("v_head_dim", c.v_head_dim, 1, kMaxDim);
+  range("max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions);
+  range("n_routed_experts", c.n_routed_experts, 0, kMaxCount);
+  range("n_shared_experts", c.n_shared_experts, 0, kMaxCount);
+  range("first_k_dense_replace", c.first_k_dense_replace, 0, kMaxCount);
+  range("moe_layer_freq", c.moe_layer_freq, 0, kMaxCount);
+  range("num_nextn_predict_layers", c.num_nextn_predict_layers, 0, kMaxCount);
+  range("rope original_max_position_embeddings", c.rope.original_max_position_embeddings, 0, kMaxPositions);
+  if (c.n_routed_experts > 0) {
+    range("moe_intermediate_size", c.moe_intermediate_size, 1, kMaxDim);
+    range("num_experts_per_tok", c.n_experts_per_tok, 1, c.n_routed_experts);
+    range("n_group", c.n_group, 1, c.n_routed_experts);
+    range("topk_group", c.topk_group, 1, c.n_group);
+    range("moe_layer_freq", c.moe_layer_freq, 1, kMaxCount);
+    if (c.n_routed_experts % c.n_group != 0) fail(Errc::format, source + ": n_group must divide n_routed_experts");
+  }
+  range("fp8 weight_block_size rows", c.fp8_block_rows, 0, kMaxDim);
+  range("fp8 weight_block_size cols", c.fp8_block_cols, c.fp8_block_rows > 0 ? 1 : 0, kMaxDim);
+  if (c.qk_rope_head_dim % 2 != 0) fail(Errc::format, source + ": qk_rope_head_dim must be even");
+  auto finite_positive = [&](const char* key, double v) {
+    if (!(v > 0) || !std::isfinite(v)) fail(Errc::format, source + ": " + key + " must be a positive finite number");
+  };
+  finite_positive("rms_norm_eps", c.rms_norm_eps);
+  finite_positive("rope theta", c.rope.theta);
+  finite_positive("rope factor", c.rope.factor);
+  if (!std::isfinite(c.routed_scaling_factor) || !std::isfinite(c.rope.beta_fast) || !std::isfinite(c.rope.beta_slow) ||
+      !std::isfinite(c.rope.mscale) || !std::isfinite(c.rope.mscale_all_dim) || !std::isfinite(c.rope.attention_factor))
+    fail(Errc::format, source + ": a scaling or RoPE parameter is not finite");
+  if (c.bos_token_id < -1 || c.bos_token_id >= c.vocab_size) fail(Errc::format, source + ": bos_token_id out of range");
+  for (int32_t id : c.eos_token_ids)
+    if (id < 0 || id >= c.vocab_size) fail(Errc::format, source + ": eos_token_id " + std::to_string(id) + " out of range");
 }
 
 ModelConfig load_model_config(const std::string& path) { return parse_model_config(read_text_file(path), path); }

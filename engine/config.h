@@ -72,5 +72,8 @@ struct ModelConfig {
 // Parses config.json text; `source` names the file in error messages.
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source);
 ModelConfig load_model_config(const std::string& path);
+// Range checks every field (the caps parse_model_config applies); Errc::format naming the field.
+// For configs built from other sources (GGUF metadata, a .sibyl manifest).
+void validate_model_config(const ModelConfig& c, const std::string& source);
 
 }  // namespace sibyl::engine
