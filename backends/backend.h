@@ -75,6 +75,16 @@ struct MlaShape {
   float softmax_scale;  // 1/sqrt(qk_head_dim) · mscale²
 };
 
+// The up-projections from the latent: either kv_b [heads·(nope+v), kv_lora_rank] (Hugging Face
+// layout: per head, nope rows of W_UK then v rows of W_UV), or split (GGUF and .sibyl layout):
+// k_b [heads·kv_lora_rank, nope] (W_UK transposed per head, what absorbed attention reads
+// row by row) and v_b [heads·v, kv_lora_rank].
+struct MlaWeights {
+  const Tensor* kv_b = nullptr;
+  const Tensor* k_b = nullptr;
+  const Tensor* v_b = nullptr;
+};
+
 // How attention reads the latent cache. Both give the same result.
 enum class MlaPath {
   absorbed,  // fold W_UK into q, attend in latent space, then W_UV (decode)
@@ -133,9 +143,9 @@ class Backend {
   virtual void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
                          const Tensor& positions, const RopeParams& rope) = 0;
   // MLA, part 2: q [n, heads·(nope+rope)] (rope part not yet rotated) attends causally to
-  // cache positions [0, positions[i]]; dst [n, heads·v_head_dim]. kv_b [heads·(nope+v), kv_lora_rank].
+  // cache positions [0, positions[i]]; dst [n, heads·v_head_dim].
   virtual void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer,
-                             const Tensor& positions, const Tensor& kv_b, const MlaShape& shape,
+                             const Tensor& positions, const MlaWeights& up, const MlaShape& shape,
                              const RopeParams& rope, MlaPath path) = 0;
 
   // MoE router: logits = x · gateᵀ in float32, scores, group-limited top-k.

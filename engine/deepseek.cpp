@@ -49,7 +49,8 @@ TensorPtr mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Ten
   TensorPtr kv_a = s.linear(x, *L.kv_a);  // [n, kv_lora_rank + rope]
   s.be.mla_store(s.cache, layer, *kv_a, *L.kv_a_norm, static_cast<float>(s.c.rms_norm_eps), s.positions, s.rope);
   TensorPtr attn = s.f32(s.c.n_heads * s.c.v_head_dim);  // [n, heads·v]
-  s.be.mla_attention(*attn, *q, s.cache, layer, s.positions, *L.kv_b, s.mla, s.rope, s.path);
+  s.be.mla_attention(*attn, *q, s.cache, layer, s.positions, backend::MlaWeights{L.kv_b, L.k_b, L.v_b}, s.mla,
+                     s.rope, s.path);
   return s.linear(*attn, *L.o);  // [n, H]
 }
 

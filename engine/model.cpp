@@ -1,6 +1,5 @@
 #include "model.h"
 
-#include <filesystem>
 
 #include "failure.h"
 #include "log.h"
@@ -9,39 +8,32 @@ namespace sibyl::engine {
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
-  m->checkpoint_ = std::make_unique<Checkpoint>(path);
+  m->source_ = open_model_source(path);
   backend::BackendOptions bo;
   bo.n_threads = options.n_threads;
   m->backend_ = backend::create_cpu_backend(bo);
-  m->weights_ = load_weights(*m->checkpoint_, *m->backend_);
+  m->weights_ = load_weights(*m->source_, *m->backend_);
   m->rope_ = compute_rope(m->config());
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());
   m->inv_freq_ = m->backend_->alloc(DType::f32, 1, half);
   m->backend_->write(*m->inv_freq_, m->rope_.inv_freq.data(), static_cast<size_t>(half) * 4);
-  m->load_text_support(path);
-  log(LogLevel::info, "loaded " + path + " (" + m->config().model_type + ", " +
+  m->load_text_support();
+  log(LogLevel::info, "loaded " + path + " (" + m->source_->format + ", " + m->config().model_type + ", " +
                           std::to_string(m->weights_.n_parameters) + " parameters) on " + m->backend_->name());
   return m;
 }
 
 Model::~Model() = default;
 
-void Model::load_text_support(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
-  if (!fs::exists(tokenizer_path, ec)) {
-    text_unavailable_ = "the model directory " + dir + " has no tokenizer.json; use token ids";
-    return;
-  }
-  tokenizer_ = Tokenizer::load(tokenizer_path.string());  // a broken tokenizer fails the load
-  const fs::path config_path = fs::path(dir) / "tokenizer_config.json";
-  if (!fs::exists(config_path, ec)) {
-    text_unavailable_ = "the model directory " + dir + " has no tokenizer_config.json (chat template)";
-    return;
-  }
+void Model::load_text_support() {
+  const ModelSource& src = *source_;
+  text_unavailable_ = src.text_missing;
+  if (src.tokenizer_json.empty()) return;
+  tokenizer_ = Tokenizer::from_json(src.tokenizer_json, src.path + " (tokenizer)");  // a broken one fails the load
+  if (src.tokenizer_config_json.empty()) return;
   try {
-    chat_format_ = std::make_unique<ChatFormat>(ChatFormat::load(config_path.string()));
+    chat_format_ = std::make_unique<ChatFormat>(
+        ChatFormat::from_tokenizer_config(src.tokenizer_config_json, src.path + " (chat template)"));
   } catch (const Failure& e) {  // the model still runs; only chat calls report this
     if (e.code() != Errc::unsupported) throw;
     text_unavailable_ = e.what();

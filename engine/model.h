@@ -6,7 +6,7 @@
 
 #include "backend.h"
 #include "chat_format.h"
-#include "checkpoint.h"
+#include "model_source.h"
 #include "rope.h"
 #include "tokenizer.h"
 #include "weights.h"
@@ -35,11 +35,12 @@ class Model {
   static std::shared_ptr<Model> load(const std::string& path, const ModelLoadOptions& options);
   ~Model();
 
-  const ModelConfig& config() const { return checkpoint_->config(); }
+  const ModelConfig& config() const { return source_->config; }
+  const ModelSource& source() const { return *source_; }
   const ModelWeights& weights() const { return weights_; }
   const std::shared_ptr<backend::Backend>& backend() const { return backend_; }
 
-  // The directory's tokenizer.json and chat template; Errc::unsupported saying what is
+  // The model's tokenizer and chat template; Errc::unsupported saying what is
   // missing or unrecognised when the model has none.
   const Tokenizer& tokenizer() const;
   const ChatFormat& chat_format() const;
@@ -51,9 +52,9 @@ class Model {
 
  private:
   Model() = default;
-  void load_text_support(const std::string& dir);
+  void load_text_support();
   std::shared_ptr<backend::Backend> backend_;
-  std::unique_ptr<Checkpoint> checkpoint_;  // keeps the weight memory maps alive
+  std::unique_ptr<ModelSource> source_;  // keeps the weight memory maps alive
   ModelWeights weights_;
   RopeSetup rope_;
   std::unique_ptr<backend::Tensor> inv_freq_;

@@ -12,6 +12,26 @@ struct Expected {
   std::string name;
   int64_t rows, cols;  // rows == 0: a 1-D tensor of `cols`
   const Tensor** slot;
+  // Stacked tensors [slots.size(), rows, cols]: one backend tensor per slab.
+  std::vector<const Tensor*>* slots = nullptr;
+  // Per-head tensors [heads, rows, cols], uploaded as one [heads·rows, cols] tensor.
+  int64_t heads = 0;
+
+  std::string shape_string() const {
+    std::string s = "[";
+    if (slots) s += std::to_string(slots->size()) + ", ";
+    if (heads) s += std::to_string(heads) + ", ";
+    if (rows) s += std::to_string(rows) + ", ";
+    return s + std::to_string(cols) + "]";
+  }
+  bool shape_matches(const std::vector<int64_t>& shape) const {
+    std::vector<int64_t> want;
+    if (slots) want.push_back(static_cast<int64_t>(slots->size()));
+    if (heads) want.push_back(heads);
+    if (rows) want.push_back(rows);
+    want.push_back(cols);
+    return shape == want;
+  }
 };
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -38,24 +58,25 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
 // Whether layer l is MoE. transformers makes every layer from first_k_dense_replace on MoE and
 // ignores moe_layer_freq; DeepSeek's code honours it. No released model has a frequency other
 // than 1, so when one is given the checkpoint itself says which layers carry a router.
-bool layer_is_moe(const Checkpoint& ckpt, int64_t l) {
-  const ModelConfig& c = ckpt.config();
+bool layer_is_moe(const ModelSource& src, int64_t l) {
+  const ModelConfig& c = src.config;
   if (c.n_routed_experts == 0 || l < c.first_k_dense_replace) return false;
   if (c.moe_layer_freq == 1) return true;
-  return ckpt.tensors().count("model.layers." + std::to_string(l) + ".mlp.gate.weight") != 0;
+  return src.tensors.count("model.layers." + std::to_string(l) + ".mlp.gate.weight") != 0;
 }
 
 // An FP8 weight needs the config's block size and its float32 `<name>_scale_inv` of one
 // scale per (possibly partial) block.
-void check_fp8_scale(const Checkpoint& ckpt, const Expected& x) {
-  const ModelConfig& c = ckpt.config();
+void check_fp8_scale(const ModelSource& src, const Expected& x) {
+  const ModelConfig& c = src.config;
   if (c.fp8_block_rows == 0)
     fail(Errc::format, "tensor \"" + x.name + "\" is F8_E4M3 but config.json has no FP8 quantization_config");
-  if (x.rows == 0) fail(Errc::unsupported, "tensor \"" + x.name + "\" is a vector stored as F8_E4M3");
+  if (x.rows == 0 || x.slots || x.heads)
+    fail(Errc::unsupported, "tensor \"" + x.name + "\" is F8_E4M3 but not a matrix");
   const std::string name = x.name + "_scale_inv";
-  auto it = ckpt.tensors().find(name);
-  if (it == ckpt.tensors().end()) fail(Errc::format, "FP8 tensor \"" + x.name + "\" has no \"" + name + "\"");
-  const TensorView& s = *it->second;
+  auto it = src.tensors.find(name);
+  if (it == src.tensors.end()) fail(Errc::format, "FP8 tensor \"" + x.name + "\" has no \"" + name + "\"");
+  const TensorView& s = it->second;
   const int64_t rows = (x.rows + c.fp8_block_rows - 1) / c.fp8_block_rows;
   const int64_t cols = (x.cols + c.fp8_block_cols - 1) / c.fp8_block_cols;
   if (s.dtype != DType::f32 || s.shape.size() != 2 || s.shape[0] != rows || s.shape[1] != cols)
@@ -64,8 +85,8 @@ void check_fp8_scale(const Checkpoint& ckpt, const Expected& x) {
                            std::to_string(c.fp8_block_rows) + ", " + std::to_string(c.fp8_block_cols) + "]");
 }
 
-std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) {
-  const ModelConfig& c = ckpt.config();
+std::vector<Expected> expected_tensors(const ModelSource& src, ModelWeights& w) {
+  const ModelConfig& c = src.config;
   std::vector<Expected> e;
   const int64_t H = c.hidden_size, heads = c.n_heads;
   e.push_back({"model.embed_tokens.weight", c.vocab_size, H, &w.embed});
@@ -87,10 +108,15 @@ std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) 
     }
     e.push_back({a + "kv_a_proj_with_mqa.weight", c.kv_width(), H, &L.kv_a});
     e.push_back({a + "kv_a_layernorm.weight", 0, c.kv_lora_rank, &L.kv_a_norm});
-    e.push_back({a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, &L.kv_b});
+    if (src.tensors.count(a + "kv_b_proj.weight")) {
+      e.push_back({a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, &L.kv_b});
+    } else {  // split per head: W_UK transposed [kv_lora, nope], W_UV [v, kv_lora]
+      e.push_back({a + "k_b_proj.weight", c.kv_lora_rank, c.qk_nope_head_dim, &L.k_b, nullptr, heads});
+      e.push_back({a + "v_b_proj.weight", c.v_head_dim, c.kv_lora_rank, &L.v_b, nullptr, heads});
+    }
     e.push_back({a + "o_proj.weight", H, heads * c.v_head_dim, &L.o});
     const std::string m = p + "mlp.";
-    L.moe = layer_is_moe(ckpt, l);
+    L.moe = layer_is_moe(src, l);
     int64_t mlp_width = c.intermediate_size;
     std::string mlp_prefix = m;
     if (L.moe) {
@@ -100,7 +126,13 @@ std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) 
       L.experts.gate.resize(static_cast<size_t>(c.n_routed_experts));
       L.experts.up.resize(L.experts.gate.size());
       L.experts.down.resize(L.experts.gate.size());
-      for (int64_t x = 0; x < c.n_routed_experts; ++x) {
+      const std::string stacked = m + "experts.";
+      if (src.tensors.count(stacked + "gate_proj.weight")) {  // [experts, rows, cols]
+        e.push_back({stacked + "gate_proj.weight", c.moe_intermediate_size, H, nullptr, &L.experts.gate});
+        e.push_back({stacked + "up_proj.weight", c.moe_intermediate_size, H, nullptr, &L.experts.up});
+        e.push_back({stacked + "down_proj.weight", H, c.moe_intermediate_size, nullptr, &L.experts.down});
+      }
+      for (int64_t x = 0; x < c.n_routed_experts && !src.tensors.count(stacked + "gate_proj.weight"); ++x) {
         const std::string ex = m + "experts." + std::to_string(x) + ".";
         e.push_back({ex + "gate_proj.weight", c.moe_intermediate_size, H, &L.experts.gate[x]});
         e.push_back({ex + "up_proj.weight", c.moe_intermediate_size, H, &L.experts.up[x]});
@@ -118,65 +150,81 @@ std::vector<Expected> expected_tensors(const Checkpoint& ckpt, ModelWeights& w) 
   return e;
 }
 
+bool stacked_experts(const ModelSource& src) {
+  for (const auto& [name, view] : src.tensors)
+    if (name.ends_with(".mlp.experts.gate_proj.weight")) return true;
+  return false;
+}
+
 }  // namespace
 
-ModelWeights load_weights(const Checkpoint& ckpt, backend::Backend& backend) {
-  const ModelConfig& c = ckpt.config();
+ModelWeights load_weights(const ModelSource& src, backend::Backend& backend) {
+  const ModelConfig& c = src.config;
   // A config far larger than its checkpoint is refused before its tensor list is built.
   const double implied = static_cast<double>(c.n_layers) * (16.0 + 3.0 * static_cast<double>(c.n_routed_experts));
-  const double stored = static_cast<double>(ckpt.tensors().size());
-  if (implied > 2.0 * stored + 64.0)
-    fail(Errc::format, ckpt.dir() + ": config.json describes a model of about " + std::to_string(int64_t(implied)) +
+  const double stored = static_cast<double>(src.tensors.size());
+  if (implied > 2.0 * stored + 64.0 && !stacked_experts(src))
+    fail(Errc::format, src.path + ": its config describes a model of about " + std::to_string(int64_t(implied)) +
                            " tensors (" + std::to_string(c.n_layers) + " layers, " +
-                           std::to_string(c.n_routed_experts) + " experts) but the checkpoint holds " +
-                           std::to_string(ckpt.tensors().size()));
+                           std::to_string(c.n_routed_experts) + " experts) but the file holds " +
+                           std::to_string(src.tensors.size()) + " tensors");
   ModelWeights w;
-  std::vector<Expected> expected = expected_tensors(ckpt, w);
+  std::vector<Expected> expected = expected_tensors(src, w);
 
   std::vector<std::string> missing, unexpected;
   std::set<std::string> known;
   for (const Expected& x : expected) {
     known.insert(x.name);
-    auto it = ckpt.tensors().find(x.name);
-    if (it == ckpt.tensors().end()) {
+    auto it = src.tensors.find(x.name);
+    if (it == src.tensors.end()) {
       missing.push_back(x.name);
       continue;
     }
-    const TensorView& t = *it->second;
-    bool shape_ok = x.rows == 0 ? (t.shape.size() == 1 && t.shape[0] == x.cols)
-                                : (t.shape.size() == 2 && t.shape[0] == x.rows && t.shape[1] == x.cols);
-    if (!shape_ok)
+    const TensorView& t = it->second;
+    if (!x.shape_matches(t.shape))
       fail(Errc::format, "tensor \"" + x.name + "\" in " + t.file + " has shape " + t.shape_string() +
-                             " but config.json implies " +
-                             (x.rows ? "[" + std::to_string(x.rows) + ", " + std::to_string(x.cols) + "]"
-                                     : "[" + std::to_string(x.cols) + "]"));
+                             " but the config implies " + x.shape_string());
     if (t.dtype == DType::f8_e4m3) {
-      check_fp8_scale(ckpt, x);
+      check_fp8_scale(src, x);
       known.insert(x.name + "_scale_inv");
-    } else if (t.dtype != DType::f32 && t.dtype != DType::f16 && t.dtype != DType::bf16) {
+    } else if (t.dtype == DType::i32 || t.dtype == DType::i64) {
       fail(Errc::unsupported, "tensor \"" + x.name + "\" has dtype " + dtype_name(t.dtype) +
-                                  "; weights must be F32, F16, BF16 or (with an FP8 quantization_config) F8_E4M3");
+                                  "; weights must be F32, F16, BF16, Q8_0, Q5_0, Q4_K, Q6_K or (with an FP8 "
+                                  "quantization_config) F8_E4M3");
     }
+    if (x.cols % block_elems(t.dtype) != 0)
+      fail(Errc::format, "tensor \"" + x.name + "\" is " + dtype_name(t.dtype) + " but its rows of " +
+                             std::to_string(x.cols) + " are not whole blocks of " +
+                             std::to_string(block_elems(t.dtype)));
   }
-  for (const auto& [name, view] : ckpt.tensors())
+  for (const auto& [name, view] : src.tensors)
     if (!known.count(name) && !ignorable(name, c)) unexpected.push_back(name);
   if (!missing.empty() || !unexpected.empty()) {
-    std::string msg = ckpt.dir() + " does not match config.json:";
+    std::string msg = src.path + " does not match its config:";
     if (!missing.empty()) msg += " missing tensors: " + join_names(missing) + ".";
     if (!unexpected.empty()) msg += " unexpected tensors: " + join_names(unexpected) + ".";
     fail(Errc::format, msg);
   }
 
   for (const Expected& x : expected) {
-    const TensorView& t = *ckpt.tensors().at(x.name);
-    backend::HostWeight hw{x.name, t.dtype, x.rows ? x.rows : 1, x.cols, t.data};
+    const TensorView& t = src.tensors.at(x.name);
+    backend::HostWeight hw{x.name, t.dtype, std::max<int64_t>(x.rows, 1) * std::max<int64_t>(x.heads, 1), x.cols, t.data};
     if (t.dtype == DType::f8_e4m3) {  // kept as FP8: the kernels scale each block as they read it
-      hw.block_scale = ckpt.tensors().at(x.name + "_scale_inv")->data;
+      hw.block_scale = src.tensors.at(x.name + "_scale_inv").data;
       hw.block_rows = c.fp8_block_rows;
       hw.block_cols = c.fp8_block_cols;
     }
-    w.storage.push_back(backend.upload(hw));
-    *x.slot = w.storage.back().get();
+    if (!x.slots) {
+      w.storage.push_back(backend.upload(hw));
+      *x.slot = w.storage.back().get();
+    } else {  // one tensor per slab, in place
+      const size_t slab = static_cast<size_t>(x.rows) * row_bytes(t.dtype, x.cols);
+      for (size_t i = 0; i < x.slots->size(); ++i) {
+        hw.data = t.data + i * slab;
+        w.storage.push_back(backend.upload(hw));
+        (*x.slots)[i] = w.storage.back().get();
+      }
+    }
     w.n_parameters += static_cast<uint64_t>(t.numel());
   }
   if (c.tie_word_embeddings) w.lm_head = w.embed;

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "backend.h"
-#include "checkpoint.h"
+#include "model_source.h"
 
 namespace sibyl::engine {
 
@@ -21,7 +21,9 @@ struct LayerWeights {
   const Tensor* q = nullptr;         // [heads·qk_head, hidden]     (full-rank q)
   const Tensor* kv_a = nullptr;      // [kv_lora_rank + rope, hidden]
   const Tensor* kv_a_norm = nullptr; // [1, kv_lora_rank]
-  const Tensor* kv_b = nullptr;      // [heads·(nope + v), kv_lora_rank]
+  const Tensor* kv_b = nullptr;      // [heads·(nope + v), kv_lora_rank], or split per head:
+  const Tensor* k_b = nullptr;       //   [heads·kv_lora_rank, nope] (W_UK transposed per head)
+  const Tensor* v_b = nullptr;       //   [heads·v, kv_lora_rank]    (W_UV)
   const Tensor* o = nullptr;         // [hidden, heads·v]
   // dense MLP, or the shared experts of an MoE layer
   const Tensor* gate = nullptr;
@@ -44,7 +46,7 @@ struct ModelWeights {
 };
 
 // Validates names, shapes and dtypes of every tensor (missing and unexpected ones are
-// named in the error), then uploads them. The checkpoint must outlive the backend tensors.
-ModelWeights load_weights(const Checkpoint& checkpoint, backend::Backend& backend);
+// named in the error), then uploads them. The source must outlive the backend tensors.
+ModelWeights load_weights(const ModelSource& source, backend::Backend& backend);
 
 }  // namespace sibyl::engine

@@ -584,8 +584,9 @@ TEST_F(BrokenModel, MissingDirectory) {
     expect_load_fails(SIBYL_ERR_IO, {missing.string()}, missing);
 }
 
-TEST_F(BrokenModel, PathIsAFile) {
-    expect_load_fails(SIBYL_ERR_IO, {"config.json"}, dir_ / "config.json");
+// A file is opened by its first bytes (GGUF, .sibyl pack); anything else is named as unknown.
+TEST_F(BrokenModel, PathIsAFileOfUnknownKind) {
+    expect_load_fails(SIBYL_ERR_FORMAT, {"config.json", "GGUF", ".sibyl"}, dir_ / "config.json");
 }
 
 TEST_F(BrokenModel, MissingConfig) {

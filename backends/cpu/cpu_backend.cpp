@@ -151,9 +151,9 @@ class CpuBackend final : public Backend {
     cpu::mla_store(pool_, static_cast<CpuKvCache&>(cache), layer, cpu(kv_a), cpu(kv_norm), eps, cpu(positions), rope);
   }
   void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer, const Tensor& positions,
-                     const Tensor& kv_b, const MlaShape& shape, const RopeParams& rope, MlaPath path) override {
-    cpu::mla_attention(pool_, cpu(dst), cpu(q), static_cast<const CpuKvCache&>(cache), layer, cpu(positions),
-                       cpu(kv_b), shape, rope, path);
+                     const MlaWeights& up, const MlaShape& shape, const RopeParams& rope, MlaPath path) override {
+    cpu::mla_attention(pool_, cpu(dst), cpu(q), static_cast<const CpuKvCache&>(cache), layer, cpu(positions), up,
+                       shape, rope, path);
   }
   void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
                  const Tensor* score_bias, const RouterParams& params) override {

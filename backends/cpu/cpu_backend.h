@@ -65,7 +65,7 @@ void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, i
 void mla_store(ThreadPool& pool, CpuKvCache& cache, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
                float eps, const CpuTensor& positions, const RopeParams& rope);
 void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                   const CpuTensor& positions, const CpuTensor& kv_b, const MlaShape& shape, const RopeParams& rope,
+                   const CpuTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
                    MlaPath path);
 void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
                const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params);

@@ -30,19 +30,46 @@ void rotated_query(float* out, const CpuTensor& q, int64_t i, int64_t h, const M
   rope_rotate(out + sh.qk_nope_head_dim, sh.qk_rope_head_dim, pos, rope);
 }
 
+// W_UK and W_UV of one head, read row by row from either layout (see MlaWeights).
+struct UpRows {
+  UpRows(const MlaWeights& up, const MlaShape& sh)
+      : split(up.kv_b == nullptr), dn(sh.qk_nope_head_dim), dv(sh.v_head_dim), R(sh.kv_lora_rank) {
+    if (split) {
+      k_b = cpu(*up.k_b).weight_rows();
+      v_b = cpu(*up.v_b).weight_rows();
+    } else {
+      kv_b = cpu(*up.kv_b).weight_rows();
+    }
+  }
+  // q̃ = q_nope · W_UK of head h  [R]
+  void absorb_query(float* q_lat, const float* q_nope, int64_t h, float* scratch) const {
+    if (split) {
+      for (int64_t c = 0; c < R; ++c) q_lat[c] = dot(k_b.row(h * R + c, scratch), q_nope, dn);
+      return;
+    }
+    std::fill(q_lat, q_lat + R, 0.0f);
+    for (int64_t d = 0; d < dn; ++d) axpy(q_lat, q_nope[d], kv_b.row(h * (dn + dv) + d, scratch), R);
+  }
+  // Row j of W_UV of head h  [R]
+  const float* value_row(int64_t h, int64_t j, float* scratch) const {
+    return split ? v_b.row(h * dv + j, scratch) : kv_b.row(h * (dn + dv) + dn + j, scratch);
+  }
+
+  bool split;
+  int64_t dn, dv, R;
+  WeightRows kv_b{}, k_b{}, v_b{};
+};
+
 void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                        const int32_t* pos, const CpuTensor& kv_b, const MlaShape& sh, const RopeParams& rope) {
+                        const int32_t* pos, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
   const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
                 dr = sh.qk_rope_head_dim, dv = sh.v_head_dim;
-  const WeightRows wkv = kv_b.weight_rows();  // per head: dn rows of W_UK, then dv rows of W_UV
   pool.parallel_for(n * H, (pos[n - 1] + 1) * (R + dr) + (dn + dv) * R, [&](int64_t begin, int64_t end) {
-    std::vector<float> qrow(dn + dr), q_lat(R), o_lat(R), scratch(R), scores;
+    std::vector<float> qrow(dn + dr), q_lat(R), o_lat(R), scratch(std::max(R, dn)), scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t i = item / H, h = item % H;
       rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
-      // q̃ = q_nope · W_UK  [R]
-      std::fill(q_lat.begin(), q_lat.end(), 0.0f);
-      for (int64_t d = 0; d < dn; ++d) axpy(q_lat.data(), qrow[d], wkv.row(h * (dn + dv) + d, scratch.data()), R);
+      up.absorb_query(q_lat.data(), qrow.data(), h, scratch.data());
       const int64_t len = pos[i] + 1;
       scores.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
@@ -54,20 +81,63 @@ void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
       for (int64_t t = 0; t < len; ++t) axpy(o_lat.data(), scores[t], cache.row(layer, t), R);
       float* out = dst.f32() + i * dst.cols() + h * dv;
-      for (int64_t j = 0; j < dv; ++j) out[j] = dot(wkv.row(h * (dn + dv) + dn + j, scratch.data()), o_lat.data(), R);
+      for (int64_t j = 0; j < dv; ++j) out[j] = dot(up.value_row(h, j, scratch.data()), o_lat.data(), R);
     }
   });
 }
 
+// k_nope and v of every cached token and head, expanded from the latent rows.
+struct Expanded {
+  std::vector<float> k, v;  // separate buffers (split layout) or one interleaved buffer in k
+  int64_t k_stride, v_stride, k_head, v_head, v_offset;
+  const float* key(int64_t t, int64_t h) const { return k.data() + t * k_stride + h * k_head; }
+  const float* value(int64_t t, int64_t h) const {
+    return (v.empty() ? k.data() : v.data()) + t * v_stride + h * v_head + v_offset;
+  }
+};
+
+Expanded expand_latent(ThreadPool& pool, const CpuKvCache& cache, int64_t layer, int64_t L, const MlaWeights& w,
+                       const MlaShape& sh) {
+  const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dv = sh.v_head_dim;
+  Expanded e;
+  if (w.kv_b) {  // [k_nope | v] per head: c_kv [L, R] · kv_bᵀ
+    const int64_t cols = H * (dn + dv);
+    e.k.resize(static_cast<size_t>(L * cols));
+    gemm(pool, cache.row(layer, 0), L, cache.width(), cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
+    e.k_stride = e.v_stride = cols;
+    e.k_head = e.v_head = dn + dv;
+    e.v_offset = dn;
+    return e;
+  }
+  e.v.resize(static_cast<size_t>(L * H * dv));
+  gemm(pool, cache.row(layer, 0), L, cache.width(), cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
+  e.k.resize(static_cast<size_t>(L * H * dn));
+  const WeightRows k_b = cpu(*w.k_b).weight_rows();
+  pool.parallel_for(H, L * dn * R, [&](int64_t begin, int64_t end) {
+    std::vector<float> k_t(static_cast<size_t>(dn * R)), scratch(static_cast<size_t>(dn));
+    for (int64_t h = begin; h < end; ++h) {
+      for (int64_t c = 0; c < R; ++c) {  // W_UK of head h, [dn, R]
+        const float* row = k_b.row(h * R + c, scratch.data());
+        for (int64_t d = 0; d < dn; ++d) k_t[d * R + c] = row[d];
+      }
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t d = 0; d < dn; ++d) e.k[t * H * dn + h * dn + d] = dot(cache.row(layer, t), &k_t[d * R], R);
+    }
+  });
+  e.k_stride = H * dn;
+  e.v_stride = H * dv;
+  e.k_head = dn;
+  e.v_head = dv;
+  e.v_offset = 0;
+  return e;
+}
+
 void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                        const int32_t* pos, const CpuTensor& kv_b, const MlaShape& sh, const RopeParams& rope) {
+                        const int32_t* pos, const MlaWeights& w, const MlaShape& sh, const RopeParams& rope) {
   const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
                 dr = sh.qk_rope_head_dim, dv = sh.v_head_dim;
   const int64_t L = *std::max_element(pos, pos + n) + 1;
-  const int64_t kv_cols = H * (dn + dv);
-  // [k_nope | v] per head for every cached token: c_kv [L, R] · kv_bᵀ.
-  std::vector<float> kv(static_cast<size_t>(L * kv_cols));
-  gemm(pool, cache.row(layer, 0), L, cache.width(), kv_b.weight_rows(), kv.data(), kv_cols);
+  const Expanded kv = expand_latent(pool, cache, layer, L, w, sh);
   pool.parallel_for(n * H, L * (dn + dr + dv), [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(dn + dr), scores;
     for (int64_t item = begin; item < end; ++item) {
@@ -76,14 +146,13 @@ void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
       const int64_t len = pos[i] + 1;
       scores.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
-        const float* k_nope = kv.data() + t * kv_cols + h * (dn + dv);
         const float* k_pe = cache.row(layer, t) + R;
-        scores[t] = (dot(qrow.data(), k_nope, dn) + dot(qrow.data() + dn, k_pe, dr)) * sh.softmax_scale;
+        scores[t] = (dot(qrow.data(), kv.key(t, h), dn) + dot(qrow.data() + dn, k_pe, dr)) * sh.softmax_scale;
       }
       softmax(scores.data(), len);
       float* out = dst.f32() + i * dst.cols() + h * dv;
       std::fill(out, out + dv, 0.0f);
-      for (int64_t t = 0; t < len; ++t) axpy(out, scores[t], kv.data() + t * kv_cols + h * (dn + dv) + dn, dv);
+      for (int64_t t = 0; t < len; ++t) axpy(out, scores[t], kv.value(t, h), dv);
     }
   });
 }
@@ -107,13 +176,14 @@ void mla_store(ThreadPool& pool, CpuKvCache& cache, int64_t layer, const CpuTens
 }
 
 void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                   const CpuTensor& positions, const CpuTensor& kv_b, const MlaShape& shape, const RopeParams& rope,
+                   const CpuTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
                    MlaPath path) {
   if (q.rows() == 0) return;
+  if (!up.kv_b && (!up.k_b || !up.v_b)) fail(Errc::internal, "mla_attention without up-projection weights");
   if (path == MlaPath::absorbed)
-    attention_absorbed(pool, dst, q, cache, layer, positions.i32(), kv_b, shape, rope);
+    attention_absorbed(pool, dst, q, cache, layer, positions.i32(), UpRows(up, shape), shape, rope);
   else
-    attention_expanded(pool, dst, q, cache, layer, positions.i32(), kv_b, shape, rope);
+    attention_expanded(pool, dst, q, cache, layer, positions.i32(), up, shape, rope);
 }
 
 }  // namespace sibyl::backend::cpu
