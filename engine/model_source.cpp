@@ -1,5 +1,6 @@
 #include "model_source.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -76,4 +77,8 @@ std::unique_ptr<ModelSource> open_model_source(const std::string& path) {
   fail(Errc::format, path + " is neither a model directory, a GGUF file nor a .sibyl pack (unknown first bytes)");
 }
 
+}  // namespace sibyl::engine
+
+namespace sibyl::engine {
+std::unique_ptr<ModelSource> open_pack(const std::string& path) { fail(Errc::unsupported, path + ": pack pending"); }
 }  // namespace sibyl::engine
