@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <memory>
 
@@ -23,13 +24,17 @@ struct Fixture {
   std::vector<float> logits(int seq) const { return f32_of(ref->at("seq" + std::to_string(seq) + ".logits")); }
 };
 
+// `name`: a fixture directory (reference inside it), or a GGUF file beside its
+// `<name>.reference.safetensors` (the exact logits of its dequantized weights).
 const Fixture& fixture(const std::string& name) {
   static std::map<std::string, Fixture> cache;
   auto it = cache.find(name);
   if (it == cache.end()) {
     Fixture f;
     f.model = Model::load(data_dir() + "/" + name, {});
-    f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + name + "/reference.safetensors");
+    const std::string ref = name.ends_with(".gguf") ? name.substr(0, name.size() - 5) + ".reference.safetensors"
+                                                    : name + "/reference.safetensors";
+    f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + ref);
     it = cache.emplace(name, std::move(f)).first;
   }
   return it->second;
@@ -80,13 +85,15 @@ TEST_P(FixtureLogits, MatchReferenceForEverySequence) {
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   static const char* feeds[] = {"PrefillExpanded", "PrefillAbsorbed", "DecodeAbsorbed", "DecodeExpanded", "Chunks"};
   std::string n = info.param.fixture + "_" + feeds[static_cast<int>(info.param.feed)];
-  std::replace(n.begin(), n.end(), '-', '_');
+  for (char& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   return n;
 }
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8"})
+  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
+                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf"})
     for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
                       Feed::chunks})
       cases.push_back({fx, feed});

@@ -3,7 +3,10 @@
 // the thinking budget, thinking off, stop strings, cancellation and prefix reuse.
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "channel_writer.h"
 #include "file_util.h"
@@ -15,8 +18,11 @@ namespace {
 
 std::string model_dir() { return data_dir() + "/../../models/tiny-reasoner"; }
 
-const std::shared_ptr<Model>& reasoner() {
-  static std::shared_ptr<Model> m = Model::load(model_dir(), {});
+// The tiny-reasoner from any of its files, loaded once per path.
+const std::shared_ptr<Model>& reasoner(const std::string& path = model_dir()) {
+  static std::map<std::string, std::shared_ptr<Model>> models;
+  auto& m = models[path];
+  if (!m) m = Model::load(path, {});
   return m;
 }
 
@@ -28,7 +34,8 @@ struct Reply {
 
 Reply chat(Session& s, const std::vector<ChatMessage>& messages, const ChatParams& params = {}) {
   Reply r;
-  r.result = run_chat(s, reasoner()->tokenizer(), reasoner()->chat_format(), messages, params,
+  const std::shared_ptr<Model> model = s.model();
+  r.result = run_chat(s, model->tokenizer(), model->chat_format(), messages, params,
                       [&](Channel c, std::string_view piece) {
                         (c == Channel::reasoning ? r.reasoning : r.answer).append(piece);
                         return false;
@@ -45,18 +52,22 @@ const nlohmann::json& eval_results() {
   return j;
 }
 
-// All public eval problems, in four shards so CTest can run them side by side.
-class EvalShard : public ::testing::TestWithParam<int> {};
+// All public eval problems, in four shards so CTest can run them side by side, from each file
+// form of the model: its Hugging Face directory, and llama.cpp's GGUF of it (tokenizer and chat
+// template from the GGUF metadata).
+class EvalShard : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
-  const Tokenizer& tok = reasoner()->tokenizer();
-  const ChatFormat& fmt = reasoner()->chat_format();
+  const auto& [file, shard] = GetParam();
+  const std::shared_ptr<Model>& model = reasoner(file == "hf" ? model_dir() : data_dir() + "/" + file);
+  const Tokenizer& tok = model->tokenizer();
+  const ChatFormat& fmt = model->chat_format();
   const nlohmann::json& results = eval_results();
-  for (size_t i = static_cast<size_t>(GetParam()); i < results.size(); i += 4) {
+  for (size_t i = static_cast<size_t>(shard); i < results.size(); i += 4) {
     const nlohmann::json& r = results[i];
     const std::string question = r["question"];
     ASSERT_EQ(tok.encode(fmt.render(ask(question), true)), r["prompt_ids"].get<std::vector<int32_t>>()) << question;
-    Session s(reasoner(), {});
+    Session s(model, {});
     Reply reply = chat(s, ask(question));
     ASSERT_EQ(reply.generated, r["output_ids"].get<std::vector<int32_t>>()) << question;
     EXPECT_EQ(reply.result.stop, StopReason::eos);
@@ -72,7 +83,15 @@ TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyReasoner, EvalShard, ::testing::Range(0, 4));
+INSTANTIATE_TEST_SUITE_P(TinyReasoner, EvalShard,
+                         ::testing::Combine(::testing::Values("hf", "gguf/tiny-reasoner-bf16.gguf"),
+                                            ::testing::Range(0, 4)),
+                         [](const auto& info) {
+                           std::string n = std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param));
+                           for (char& ch : n)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return n;
+                         });
 
 TEST(Reasoning, ThinkingBudgetForcesTheAnswer) {
   Session s(reasoner(), {});
