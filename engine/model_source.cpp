@@ -67,6 +67,25 @@ std::unique_ptr<ModelSource> open_hf_directory(const std::string& dir) {
   return src;
 }
 
+std::unique_ptr<ModelSource> open_pack(const std::string& path) {
+  auto pack = std::make_shared<PackFile>(path);
+  auto src = std::make_unique<ModelSource>();
+  const PackMetadata& meta = pack->metadata();
+  src->path = path;
+  src->format = ".sibyl pack";
+  src->config = meta.config;
+  src->tensors = pack->tensors();
+  src->tokenizer_json = meta.tokenizer_json;
+  src->tokenizer_config_json = meta.tokenizer_config_json;
+  if (src->tokenizer_json.empty())
+    src->text_missing = path + " holds no tokenizer; use token ids";
+  else if (src->tokenizer_config_json.empty())
+    src->text_missing = path + " holds no chat template";
+  src->generation = meta.generation;
+  src->keep_alive.push_back(pack);
+  return src;
+}
+
 std::unique_ptr<ModelSource> open_model_source(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) fail(Errc::io, "model path does not exist: " + path);
@@ -77,8 +96,4 @@ std::unique_ptr<ModelSource> open_model_source(const std::string& path) {
   fail(Errc::format, path + " is neither a model directory, a GGUF file nor a .sibyl pack (unknown first bytes)");
 }
 
-}  // namespace sibyl::engine
-
-namespace sibyl::engine {
-std::unique_ptr<ModelSource> open_pack(const std::string& path) { fail(Errc::unsupported, path + ": pack pending"); }
 }  // namespace sibyl::engine

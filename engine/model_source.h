@@ -9,15 +9,10 @@
 #include <vector>
 
 #include "config.h"
+#include "pack.h"  // GenerationDefaults
 #include "safetensors.h"
 
 namespace sibyl::engine {
-
-// Sampling defaults a model ships with (generation_config.json); unset fields stay empty.
-struct GenerationDefaults {
-  std::optional<float> temperature, top_p;
-  std::optional<int32_t> top_k, max_new_tokens;
-};
 
 struct ModelSource {
   std::string path;

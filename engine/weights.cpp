@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <functional>
 #include <set>
 #include <string>
 
@@ -17,20 +18,18 @@ struct Expected {
   // Per-head tensors [heads, rows, cols], uploaded as one [heads·rows, cols] tensor.
   int64_t heads = 0;
 
-  std::string shape_string() const {
-    std::string s = "[";
-    if (slots) s += std::to_string(slots->size()) + ", ";
-    if (heads) s += std::to_string(heads) + ", ";
-    if (rows) s += std::to_string(rows) + ", ";
-    return s + std::to_string(cols) + "]";
+  std::vector<int64_t> shape() const {
+    std::vector<int64_t> v;
+    if (slots) v.push_back(static_cast<int64_t>(slots->size()));
+    if (heads) v.push_back(heads);
+    if (rows) v.push_back(rows);
+    v.push_back(cols);
+    return v;
   }
-  bool shape_matches(const std::vector<int64_t>& shape) const {
-    std::vector<int64_t> want;
-    if (slots) want.push_back(static_cast<int64_t>(slots->size()));
-    if (heads) want.push_back(heads);
-    if (rows) want.push_back(rows);
-    want.push_back(cols);
-    return shape == want;
+  std::string shape_string() const {
+    std::string s;
+    for (int64_t d : shape()) s += (s.empty() ? "[" : ", ") + std::to_string(d);
+    return s + "]";
   }
 };
 
@@ -58,11 +57,13 @@ bool ignorable(const std::string& name, const ModelConfig& c) {
 // Whether layer l is MoE. transformers makes every layer from first_k_dense_replace on MoE and
 // ignores moe_layer_freq; DeepSeek's code honours it. No released model has a frequency other
 // than 1, so when one is given the checkpoint itself says which layers carry a router.
-bool layer_is_moe(const ModelSource& src, int64_t l) {
-  const ModelConfig& c = src.config;
+// What the tensors of a model look like: which names exist decides the layout.
+using HasTensor = std::function<bool(const std::string&)>;
+
+bool layer_is_moe(const ModelConfig& c, const HasTensor& has, int64_t l) {
   if (c.n_routed_experts == 0 || l < c.first_k_dense_replace) return false;
   if (c.moe_layer_freq == 1) return true;
-  return src.tensors.count("model.layers." + std::to_string(l) + ".mlp.gate.weight") != 0;
+  return has("model.layers." + std::to_string(l) + ".mlp.gate.weight");
 }
 
 // An FP8 weight needs the config's block size and its float32 `<name>_scale_inv` of one
@@ -85,8 +86,7 @@ void check_fp8_scale(const ModelSource& src, const Expected& x) {
                            std::to_string(c.fp8_block_rows) + ", " + std::to_string(c.fp8_block_cols) + "]");
 }
 
-std::vector<Expected> expected_tensors(const ModelSource& src, ModelWeights& w) {
-  const ModelConfig& c = src.config;
+std::vector<Expected> expected_tensors(const ModelConfig& c, const HasTensor& has, ModelWeights& w) {
   std::vector<Expected> e;
   const int64_t H = c.hidden_size, heads = c.n_heads;
   e.push_back({"model.embed_tokens.weight", c.vocab_size, H, &w.embed});
@@ -108,7 +108,7 @@ std::vector<Expected> expected_tensors(const ModelSource& src, ModelWeights& w) 
     }
     e.push_back({a + "kv_a_proj_with_mqa.weight", c.kv_width(), H, &L.kv_a});
     e.push_back({a + "kv_a_layernorm.weight", 0, c.kv_lora_rank, &L.kv_a_norm});
-    if (src.tensors.count(a + "kv_b_proj.weight")) {
+    if (has(a + "kv_b_proj.weight")) {
       e.push_back({a + "kv_b_proj.weight", heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, &L.kv_b});
     } else {  // split per head: W_UK transposed [kv_lora, nope], W_UV [v, kv_lora]
       e.push_back({a + "k_b_proj.weight", c.kv_lora_rank, c.qk_nope_head_dim, &L.k_b, nullptr, heads});
@@ -116,7 +116,7 @@ std::vector<Expected> expected_tensors(const ModelSource& src, ModelWeights& w) 
     }
     e.push_back({a + "o_proj.weight", H, heads * c.v_head_dim, &L.o});
     const std::string m = p + "mlp.";
-    L.moe = layer_is_moe(src, l);
+    L.moe = layer_is_moe(c, has, l);
     int64_t mlp_width = c.intermediate_size;
     std::string mlp_prefix = m;
     if (L.moe) {
@@ -127,12 +127,13 @@ std::vector<Expected> expected_tensors(const ModelSource& src, ModelWeights& w) 
       L.experts.up.resize(L.experts.gate.size());
       L.experts.down.resize(L.experts.gate.size());
       const std::string stacked = m + "experts.";
-      if (src.tensors.count(stacked + "gate_proj.weight")) {  // [experts, rows, cols]
+      const bool is_stacked = has(stacked + "gate_proj.weight");
+      if (is_stacked) {  // [experts, rows, cols]
         e.push_back({stacked + "gate_proj.weight", c.moe_intermediate_size, H, nullptr, &L.experts.gate});
         e.push_back({stacked + "up_proj.weight", c.moe_intermediate_size, H, nullptr, &L.experts.up});
         e.push_back({stacked + "down_proj.weight", H, c.moe_intermediate_size, nullptr, &L.experts.down});
       }
-      for (int64_t x = 0; x < c.n_routed_experts && !src.tensors.count(stacked + "gate_proj.weight"); ++x) {
+      for (int64_t x = 0; x < c.n_routed_experts && !is_stacked; ++x) {
         const std::string ex = m + "experts." + std::to_string(x) + ".";
         e.push_back({ex + "gate_proj.weight", c.moe_intermediate_size, H, &L.experts.gate[x]});
         e.push_back({ex + "up_proj.weight", c.moe_intermediate_size, H, &L.experts.up[x]});
@@ -158,6 +159,18 @@ bool stacked_experts(const ModelSource& src) {
 
 }  // namespace
 
+std::vector<TensorSpec> pack_layout(const ModelConfig& c) {
+  ModelWeights scratch;
+  const HasTensor has = [](const std::string& name) {
+    return !name.ends_with("kv_b_proj.weight");  // split k_b/v_b, stacked experts, routers present
+  };
+  std::vector<TensorSpec> specs;
+  for (const Expected& x : expected_tensors(c, has, scratch)) {
+    specs.push_back({x.name, x.shape()});
+  }
+  return specs;
+}
+
 ModelWeights load_weights(const ModelSource& src, backend::Backend& backend) {
   const ModelConfig& c = src.config;
   // A config far larger than its checkpoint is refused before its tensor list is built.
@@ -169,7 +182,8 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend) {
                            std::to_string(c.n_routed_experts) + " experts) but the file holds " +
                            std::to_string(src.tensors.size()) + " tensors");
   ModelWeights w;
-  std::vector<Expected> expected = expected_tensors(src, w);
+  std::vector<Expected> expected =
+      expected_tensors(c, [&](const std::string& name) { return src.tensors.count(name) != 0; }, w);
 
   std::vector<std::string> missing, unexpected;
   std::set<std::string> known;
@@ -181,7 +195,7 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend) {
       continue;
     }
     const TensorView& t = it->second;
-    if (!x.shape_matches(t.shape))
+    if (x.shape() != t.shape)
       fail(Errc::format, "tensor \"" + x.name + "\" in " + t.file + " has shape " + t.shape_string() +
                              " but the config implies " + x.shape_string());
     if (t.dtype == DType::f8_e4m3) {

@@ -45,6 +45,15 @@ struct ModelWeights {
   std::vector<std::unique_ptr<Tensor>> storage;
 };
 
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+
+// Every tensor of a model with config `c` in the pack layout (split k_b/v_b, stacked experts),
+// in load order: what a generator of synthetic packs writes.
+std::vector<TensorSpec> pack_layout(const ModelConfig& c);
+
 // Validates names, shapes and dtypes of every tensor (missing and unexpected ones are
 // named in the error), then uploads them. The source must outlive the backend tensors.
 ModelWeights load_weights(const ModelSource& source, backend::Backend& backend);

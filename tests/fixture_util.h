@@ -53,3 +53,29 @@ Errc error_of(F&& f, std::string* message = nullptr) {
 }
 
 }  // namespace sibyl::engine::test
+
+#include <map>
+#include <memory>
+
+#include "convert.h"
+#include "test_files.h"
+
+namespace sibyl::engine::test {
+
+// `input` converted to a .sibyl pack with `preset`, once per process, in a temp dir that lives
+// until exit.
+inline std::string converted_pack(const std::string& input, const std::string& preset) {
+  static sibyl_test::TempDir dir;
+  static std::map<std::string, std::string> done;
+  const std::string key = preset + "|" + input;
+  auto it = done.find(key);
+  if (it != done.end()) return it->second;
+  const std::string out = (dir.path() / (std::to_string(done.size()) + "-" + preset + ".sibyl")).string();
+  ConvertOptions o;
+  o.preset = preset;
+  o.n_threads = 1;
+  convert_model(input, out, o);
+  return done.emplace(key, out).first->second;
+}
+
+}  // namespace sibyl::engine::test

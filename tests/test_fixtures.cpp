@@ -24,16 +24,24 @@ struct Fixture {
   std::vector<float> logits(int seq) const { return f32_of(ref->at("seq" + std::to_string(seq) + ".logits")); }
 };
 
-// `name`: a fixture directory (reference inside it), or a GGUF file beside its
-// `<name>.reference.safetensors` (the exact logits of its dequantized weights).
+// `name`: a fixture directory (reference inside it); a GGUF file beside its
+// `<name>.reference.safetensors` (the exact logits of its dequantized weights); or
+// "<fixture>.<preset>.sibyl": the fixture converted to a pack with that preset.
 const Fixture& fixture(const std::string& name) {
   static std::map<std::string, Fixture> cache;
   auto it = cache.find(name);
   if (it == cache.end()) {
     Fixture f;
-    f.model = Model::load(data_dir() + "/" + name, {});
-    const std::string ref = name.ends_with(".gguf") ? name.substr(0, name.size() - 5) + ".reference.safetensors"
-                                                    : name + "/reference.safetensors";
+    std::string ref = name + "/reference.safetensors";
+    if (name.ends_with(".sibyl")) {
+      const size_t dot = name.find('.');
+      const std::string dir = name.substr(0, dot), preset = name.substr(dot + 1, name.size() - dot - 7);
+      f.model = Model::load(converted_pack(data_dir() + "/" + dir, preset), {});
+      ref = dir + "/reference.safetensors";
+    } else {
+      f.model = Model::load(data_dir() + "/" + name, {});
+      if (name.ends_with(".gguf")) ref = name.substr(0, name.size() - 5) + ".reference.safetensors";
+    }
     f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + ref);
     it = cache.emplace(name, std::move(f)).first;
   }
@@ -92,8 +100,10 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
+  // Packs: bf16 fixtures converted at bf16 (same values, the kernels' layout), FP8 kept as FP8.
   for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
-                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf"})
+                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf", "tiny-v3.bf16.sibyl",
+                         "tiny-v2-lite.bf16.sibyl", "tiny-v2.bf16.sibyl", "tiny-v3-fp8.keep.sibyl"})
     for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
                       Feed::chunks})
       cases.push_back({fx, feed});
@@ -101,6 +111,31 @@ std::vector<Case> all_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureLogits, ::testing::ValuesIn(all_cases()), case_name);
+
+// A quantized pack computes exactly what its stored weights say: its logits equal (within
+// float32 rounding) those of the same pack dequantized to F32 — the way the GGUF references
+// were made, with Sibyl's dequantizer, itself checked against llama.cpp's by the GGUF cases.
+class QuantizedPack : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QuantizedPack, LogitsEqualTheDequantizedWeights) {
+  const std::string quantized = converted_pack(data_dir() + "/tiny-v3", GetParam());
+  auto q = Model::load(quantized, {});
+  auto f = Model::load(converted_pack(quantized, "f32"), {});
+  const Fixture& ref = fixture("tiny-v3");
+  for (int seq = 0; seq < 4; ++seq) {
+    const auto toks = ref.tokens(seq);
+    for (AttentionPath path : {AttentionPath::expanded, AttentionPath::absorbed}) {
+      Session sq(q, {}), sf(f, {});
+      sq.append(toks.data(), static_cast<int64_t>(toks.size()), LogitsMode::all, path);
+      sf.append(toks.data(), static_cast<int64_t>(toks.size()), LogitsMode::all, path);
+      EXPECT_LT(relative_error(sq.logits(), sf.logits()), kTolerance) << GetParam() << " seq" << seq;
+      // Quantization itself moves these random-weight logits far (see tests/data/gguf/README.md).
+      EXPECT_GT(relative_error(sq.logits(), ref.logits(seq)), 1e-4) << "the pack should really be quantized";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, QuantizedPack, ::testing::Values("q8_0", "q6_k", "q4_k"));
 
 class FixtureGreedy : public ::testing::TestWithParam<std::string> {};
 

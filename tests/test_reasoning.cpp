@@ -53,13 +53,17 @@ const nlohmann::json& eval_results() {
 }
 
 // All public eval problems, in four shards so CTest can run them side by side, from each file
-// form of the model: its Hugging Face directory, and llama.cpp's GGUF of it (tokenizer and chat
-// template from the GGUF metadata).
+// form of the model: its Hugging Face directory, llama.cpp's GGUF of it (tokenizer and chat
+// template from the GGUF metadata), and packs converted to Q8_0 and Q4_K (greedy outputs must
+// stay identical: quantization is judged on the trained model).
 class EvalShard : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
   const auto& [file, shard] = GetParam();
-  const std::shared_ptr<Model>& model = reasoner(file == "hf" ? model_dir() : data_dir() + "/" + file);
+  const std::string path = file == "hf"               ? model_dir()
+                           : file.ends_with(".sibyl") ? converted_pack(model_dir(), file.substr(0, file.find('.')))
+                                                      : data_dir() + "/" + file;
+  const std::shared_ptr<Model>& model = reasoner(path);
   const Tokenizer& tok = model->tokenizer();
   const ChatFormat& fmt = model->chat_format();
   const nlohmann::json& results = eval_results();
@@ -84,7 +88,7 @@ TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyReasoner, EvalShard,
-                         ::testing::Combine(::testing::Values("hf", "gguf/tiny-reasoner-bf16.gguf"),
+                         ::testing::Combine(::testing::Values("hf", "gguf/tiny-reasoner-bf16.gguf", "q8_0.sibyl", "q4_k.sibyl"),
                                             ::testing::Range(0, 4)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param));
