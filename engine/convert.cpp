@@ -187,14 +187,6 @@ class Planner {
 
 bool storable(DType t) { return t != DType::f8_e4m3 && t != DType::i32 && t != DType::i64; }
 
-// llama.cpp's fallbacks when a row is not a whole number of 256-value blocks.
-DType fitting(DType t, int64_t cols) {
-  while (cols % block_elems(t) != 0) {
-    t = t == DType::q4_k ? DType::q5_0 : t == DType::q6_k || t == DType::q5_0 ? DType::q8_0 : DType::bf16;
-  }
-  return t;
-}
-
 DType preset_type(const std::string& preset, const Planned& p) {
   if (preset == "keep") {  // FP8 split out of kv_b: FP8 × scale is exact in F32 (the tensor is small)
     if (p.source_dtype == DType::f8_e4m3 && p.reshaped) return DType::f32;
@@ -213,7 +205,7 @@ DType choose_type(const ConvertOptions& o, const Planned& p) {
   for (const auto& [glob, type] : o.overrides)
     if (fnmatch(glob.c_str(), p.name.c_str(), 0) == 0) t = type;
   if (t == DType::f8_e4m3) return p.fp8_scale ? t : DType::bf16;  // FP8 is only ever kept, never made
-  return fitting(t, p.cols);
+  return fit_row_type(t, p.cols);
 }
 
 // Quantizes `rows` rows of `cols` floats into dst, on up to n_threads threads.
@@ -231,6 +223,12 @@ void quantize_rows(DType t, const float* src, uint8_t* dst, int64_t rows, int64_
 }
 
 }  // namespace
+
+DType fit_row_type(DType t, int64_t cols) {
+  while (cols % block_elems(t) != 0)
+    t = t == DType::q4_k ? DType::q5_0 : t == DType::q6_k || t == DType::q5_0 ? DType::q8_0 : DType::bf16;
+  return t;
+}
 
 const std::vector<std::string>& convert_presets() {
   static const std::vector<std::string> p = {"keep", "f32", "f16", "bf16", "q8_0", "q6_k", "q4_k"};

@@ -42,6 +42,10 @@ struct ConvertReport {
   uint64_t file_bytes = 0;
 };
 
+// `wanted`, or llama.cpp's fallback when a row of `cols` is not whole blocks of it:
+// Q4_K → Q5_0, Q6_K → Q8_0, Q5_0/Q8_0 → BF16.
+DType fit_row_type(DType wanted, int64_t cols);
+
 // Names the presets convert_model accepts.
 const std::vector<std::string>& convert_presets();
 

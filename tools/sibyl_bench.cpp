@@ -2,6 +2,8 @@
 // Medians over repetitions; every repetition uses a fresh session.
 #include <sibyl/sibyl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,7 +20,9 @@ static const char* kUsage =
     "  --depth D     tokens already in the context before each test (default 0)\n"
     "  --reps R      repetitions; the median is reported (default 5)\n"
     "  --threads N   CPU threads (default: all)\n"
-    "  --json        print one JSON object instead of the table\n";
+    "  --json        print one JSON object instead of the table\n"
+    "Also reported: the load time (open → ready for the first token), the first token's time,\n"
+    "and resident memory before and after each (Linux /proc/self/statm).\n";
 
 namespace {
 
@@ -29,6 +33,18 @@ double median(std::vector<double> v) {
   size_t n = v.size();
   return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+// Resident set size in MiB (0 where /proc is unavailable).
+double rss_mib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "error: %s: %s\n", what, sibyl_last_error_message());
@@ -65,10 +81,24 @@ int main(int argc, char** argv) {
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
   sibyl_model* model = nullptr;
+  const double rss_start = rss_mib();
+  auto t_load = Clock::now();
   check(sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model), "cannot load model");
+  const double load_ms = ms_since(t_load), rss_loaded = rss_mib();
   sibyl_model_info info;
   info.struct_size = sizeof info;
   check(sibyl_model_get_info(model, &info), "model info");
+  double first_token_ms = 0, rss_first_token = 0;
+  {  // the first token of a fresh session: touches the pages one token needs
+    sibyl_session* s = nullptr;
+    check(sibyl_session_create(model, nullptr, &s), "session");
+    int32_t tok = tokens(1, info.vocab_size, 7)[0];
+    auto t0 = Clock::now();
+    check(sibyl_session_append(s, &tok, 1, SIBYL_LOGITS_LAST), "first token");
+    first_token_ms = ms_since(t0);
+    rss_first_token = rss_mib();
+    sibyl_session_destroy(s);
+  }
 
   std::vector<double> pp, tg;
   for (long long r = 0; r < reps; ++r) {
@@ -99,14 +129,19 @@ int main(int argc, char** argv) {
   if (args.has("--json")) {
     std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
                 "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
-                "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu}\n",
+                "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu, \"load_ms\": %.3f, "
+                "\"first_token_ms\": %.3f, \"rss_start_mib\": %.1f, \"rss_loaded_mib\": %.1f, "
+                "\"rss_first_token_mib\": %.1f}\n",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
                 n_prompt, median(pp), n_gen, median(tg), reps,
-                static_cast<unsigned long long>(info.kv_bytes_per_token));
+                static_cast<unsigned long long>(info.kv_bytes_per_token), load_ms, first_token_ms, rss_start,
+                rss_loaded, rss_first_token);
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
                 info.backend, kv_mib);
+    std::printf("load %.1f ms (RSS %.1f -> %.1f MiB); first token %.1f ms (RSS %.1f MiB)\n", load_ms, rss_start,
+                rss_loaded, first_token_ms, rss_first_token);
     std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
     if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));
     if (n_gen > 0) std::printf("| tg%-13lld | %5lld | %9.1f |\n", n_gen, depth, median(tg));

@@ -9,6 +9,7 @@
 
 #include "cli_args.h"
 #include "config.h"
+#include "convert.h"
 #include "failure.h"
 #include "file_util.h"
 #include "pack.h"
@@ -19,7 +20,8 @@ static const char* kUsage =
     "usage: sibyl-synth OUTPUT.sibyl [--config config.json] [--layers N] [--quant bf16|q8_0|q4_k] [--seed S]\n"
     "Random weights at the shapes of --config (a Hugging Face config.json; default: DeepSeek-V2-Lite).\n"
     "--layers   keep only the first N layers (default: all)\n"
-    "--quant    bf16 (default); q8_0; q4_k = routed experts Q4_K, other matrices Q8_0\n";
+    "--quant    bf16 (default); q8_0; q4_k = routed experts Q4_K, other matrices Q8_0\n"
+    "           (rows that are not whole blocks fall back as in sibyl-convert: Q4_K->Q5_0->Q8_0->BF16)\n";
 
 namespace {
 
@@ -64,7 +66,8 @@ void random_tensor(Rng& rng, sibyl::engine::DType t, int64_t rows, int64_t cols,
   for (size_t b = 0; b < blocks; ++b) {
     uint8_t* block = out.data() + b * bb;
     switch (t) {
-      case DType::q8_0: std::memcpy(block, &small, 2); break;                    // d · int8
+      case DType::q8_0:                                                          // d · int8
+      case DType::q5_0: std::memcpy(block, &small, 2); break;                    // d · (q − 16)
       case DType::q4_k: std::memcpy(block, &small, 2), std::memcpy(block + 2, &small, 2); break;  // d, dmin
       case DType::bf16:
         for (size_t i = 0; i < bb; i += 2) {  // ±[2^-8, 2^-4): exponent fixed, mantissa and sign random
@@ -115,7 +118,7 @@ int main(int argc, char** argv) {
       const bool vector = s.shape.size() == 1, router = s.name.ends_with(".mlp.gate.weight");
       DType t = quant == "bf16" ? DType::bf16 : DType::q8_0;
       if (quant == "q4_k" && s.name.find(".mlp.experts.") != std::string::npos) t = DType::q4_k;
-      if (cols % block_elems(t) != 0) t = DType::bf16;
+      t = fit_row_type(t, cols);
       if (vector || router) {  // norms 1, biases 0, router small: float32 like every converter writes them
         std::vector<float> v(static_cast<size_t>(rows * cols), s.name.ends_with("norm.weight") ? 1.0f : 0.0f);
         if (router)
