@@ -68,3 +68,36 @@ execute_process(COMMAND ${CHAT} --hide-reasoning INPUT_FILE ${WORK}/chat_input.t
 if(NOT rc EQUAL 0 OR NOT out MATCHES "> 12 [+] 30 = 42[.]" OR NOT err MATCHES "prompt [0-9]+ [(][+][1-9][0-9]* cached[)]")
   message(FATAL_ERROR "sibyl-chat interactive: rc=${rc} '${out}' ${err}")
 endif()
+
+# sibyl-convert: the tiny-reasoner to a Q8_0 pack (progress, summary, verified checksum); the same
+# C ABI load then runs the pack, and the GGUF, in sibyl-chat with the same answer.
+execute_process(COMMAND ${CONVERT} ${DATA}/../../models/tiny-reasoner ${WORK}/reasoner-q8_0.sibyl --quant q8_0
+                        --type "lm_head.weight=Q6_K" --verify
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "routed experts +9 +4718592 .* 8[.]500 +Q8_0 100%" OR NOT out MATCHES "output head .*Q6_K 100%"
+   OR NOT out MATCHES "checksum verified" OR NOT err MATCHES "100[.]0%")
+  message(FATAL_ERROR "sibyl-convert: rc=${rc} '${out}' ${err}")
+endif()
+foreach(model ${WORK}/reasoner-q8_0.sibyl ${DATA}/gguf/tiny-reasoner-bf16.gguf)
+  execute_process(COMMAND ${CHAT} --model ${model} --prompt "What is 347 + 589?" --hide-reasoning
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "347 [+] 589 = 936[.]")
+    message(FATAL_ERROR "sibyl-chat --model ${model}: rc=${rc} '${out}' ${err}")
+  endif()
+endforeach()
+execute_process(COMMAND ${CONVERT} ${DATA}/tiny-v3 ${WORK}/bad.sibyl --quant q3_k RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "q3_k")
+  message(FATAL_ERROR "sibyl-convert with an unknown preset: rc=${rc} '${err}'")
+endif()
+
+# sibyl-synth: random weights at real shapes (tiny-v3's config here) load and run.
+execute_process(COMMAND ${SYNTH} ${WORK}/synth.sibyl --config ${DATA}/tiny-v3/config.json --quant q4_k
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "wrote .*synth.sibyl")
+  message(FATAL_ERROR "sibyl-synth: rc=${rc} '${out}' ${err}")
+endif()
+execute_process(COMMAND ${RUN} --model ${WORK}/synth.sibyl --tokens 1,2,3 --max-new 4
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "^[0-9]+ [0-9]+ [0-9]+ [0-9]+")
+  message(FATAL_ERROR "sibyl-run on a synthetic pack: rc=${rc} '${out}' ${err}")
+endif()
