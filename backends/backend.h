@@ -157,11 +157,40 @@ class Backend {
                            const ExpertWeights& experts) = 0;
 };
 
+enum class BackendKind { automatic, cpu, cuda, vulkan };
+
+// A Vulkan device owned by the application, shared with Sibyl (see docs/VULKAN.md). The handles
+// are the application's Vulkan handles; the application keeps them alive longer than the model.
+struct VulkanDeviceImport {
+  void* instance = nullptr;         // VkInstance
+  void* physical_device = nullptr;  // VkPhysicalDevice
+  void* device = nullptr;           // VkDevice
+  void* queue = nullptr;            // VkQueue of a compute-capable family
+  uint32_t queue_family_index = 0;
+  void* get_instance_proc_addr = nullptr;  // PFN_vkGetInstanceProcAddr; nullptr: the loader's
+  // Called around every Sibyl submission to `queue` (Vulkan requires external synchronisation
+  // of a queue); nullptr when the application never submits to that queue from another thread.
+  void (*lock_queue)(void* user_data) = nullptr;
+  void (*unlock_queue)(void* user_data) = nullptr;
+  void* queue_user_data = nullptr;
+};
+
 struct BackendOptions {
-  int n_threads = 0;  // CPU: 0 = all hardware threads
+  int n_threads = 0;            // CPU: 0 = all hardware threads
+  int device_index = 0;         // GPU backends: which device
+  uint64_t memory_budget = 0;   // GPU backends: bytes of device memory Sibyl may use; 0 = no limit
+  const VulkanDeviceImport* vulkan_import = nullptr;  // Vulkan: run on the application's device
 };
 
 // The CPU backend: float32 compute from the stored weights; the oracle for the others.
 std::unique_ptr<Backend> create_cpu_backend(const BackendOptions& options);
+
+// Which backends this build contains.
+bool backend_built(BackendKind kind);
+const char* backend_kind_name(BackendKind kind);  // "auto", "cpu", "cuda", "vulkan"
+
+// A named backend (Errc::backend naming why when it is not built in or no device is usable), or
+// for `automatic` the first that works of CUDA, Vulkan, CPU.
+std::unique_ptr<Backend> create_backend(BackendKind kind, const BackendOptions& options);
 
 }  // namespace sibyl::backend

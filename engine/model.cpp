@@ -9,9 +9,7 @@ namespace sibyl::engine {
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
   m->source_ = open_model_source(path);
-  backend::BackendOptions bo;
-  bo.n_threads = options.n_threads;
-  m->backend_ = backend::create_cpu_backend(bo);
+  m->backend_ = backend::create_backend(options.backend, options.backend_options);
   m->weights_ = load_weights(*m->source_, *m->backend_);
   m->rope_ = compute_rope(m->config());
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());

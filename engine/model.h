@@ -27,7 +27,8 @@ struct StepObserver {
 };
 
 struct ModelLoadOptions {
-  int n_threads = 0;
+  backend::BackendKind backend = backend::BackendKind::automatic;
+  backend::BackendOptions backend_options;  // threads, device, memory budget, shared Vulkan device
 };
 
 class Model {

@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "quant.h"
+
 // GCC/Clang function multi-versioning: one clone per SIMD level, chosen at load time.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SIBYL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -44,11 +46,13 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
     case DType::bf16:
       bf16_row(dst, static_cast<const uint16_t*>(src), n);
       return;
-    case DType::f16: {
-      auto* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = engine::f16_to_f32(s[i]);
+    case DType::f16:
+    case DType::q8_0:
+    case DType::q5_0:
+    case DType::q4_k:
+    case DType::q6_k:
+      engine::dequantize_row(dtype, src, dst, n);
       return;
-    }
     case DType::f8_e4m3: {  // unscaled values; WeightRows::row applies the block scales
       static const std::array<float, 256> table = [] {
         std::array<float, 256> t{};

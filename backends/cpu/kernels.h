@@ -12,10 +12,12 @@ using engine::dtype_size;
 
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
-void to_f32(float* dst, const void* src, DType dtype, int64_t n);
+void to_f32(float* dst, const void* src, DType dtype, int64_t n);  // f8_e4m3 unscaled; i32/i64 give zeros
 
 // A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time. FP8 rows
-// are multiplied by their block scales on the way.
+// are multiplied by their block scales on the way; block-quantized rows (Q8_0, Q5_0, Q4_K,
+// Q6_K: row j at data + j·row_bytes(dtype, k), k a whole number of blocks) are decoded by
+// engine::dequantize_row, so a quantized model is never expanded in memory.
 struct WeightRows {
   const uint8_t* data;
   DType dtype;

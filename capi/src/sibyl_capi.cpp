@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -71,15 +72,16 @@ void require_array(const void* p, size_t n, const char* what, const char* count)
 
 // Copies the caller's options over the defaults, reading only the bytes it declared.
 template <class T>
-T read_options(const T* given, void (*init)(T*), const char* what) {
+T read_options(const T* given, void (*init)(T*), const char* what, size_t oldest_size = sizeof(T)) {
   T out;
   init(&out);
   if (!given) return out;
-  if (given->struct_size < sizeof(T))  // version 1 is the smallest version there is
+  // An older caller's smaller struct: its fields are read, the newer ones keep their defaults.
+  if (given->struct_size < oldest_size)
     fail(Errc::struct_size, std::string(what) + ".struct_size is " + std::to_string(given->struct_size) +
-                                ", smaller than any known version (" + std::to_string(sizeof(T)) +
+                                ", smaller than any known version (" + std::to_string(oldest_size) +
                                 "); call " + what + "_init first");
-  std::memcpy(&out, given, sizeof(T));
+  std::memcpy(&out, given, std::min<size_t>(given->struct_size, sizeof(T)));
   out.struct_size = sizeof(T);
   return out;
 }
@@ -197,15 +199,33 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
   return guarded([&] {
     require(path, "path");
     require(out_model, "out_model");
-    sibyl_model_options o = read_options(options, sibyl_model_options_init, "sibyl_model_options");
-    if (o.backend == SIBYL_BACKEND_CUDA || o.backend == SIBYL_BACKEND_VULKAN)
-      fail(Errc::backend, std::string(o.backend == SIBYL_BACKEND_CUDA ? "CUDA" : "Vulkan") +
-                              " backend is not built into this library; use SIBYL_BACKEND_AUTO or _CPU");
-    if (o.backend != SIBYL_BACKEND_AUTO && o.backend != SIBYL_BACKEND_CPU)
+    sibyl_model_options o = read_options(options, sibyl_model_options_init, "sibyl_model_options",
+                                         offsetof(sibyl_model_options, device_index));  // 0.1's size
+    if (o.backend < SIBYL_BACKEND_AUTO || o.backend > SIBYL_BACKEND_VULKAN)
       fail(Errc::invalid_argument, "unknown backend " + std::to_string(static_cast<int>(o.backend)));
     if (o.n_threads < 0) fail(Errc::invalid_argument, "n_threads must not be negative");
+    if (o.device_index < 0) fail(Errc::invalid_argument, "device_index must not be negative");
     sibyl::engine::ModelLoadOptions lo;
-    lo.n_threads = o.n_threads;
+    lo.backend = static_cast<sibyl::backend::BackendKind>(o.backend);
+    lo.backend_options.n_threads = o.n_threads;
+    lo.backend_options.device_index = o.device_index;
+    lo.backend_options.memory_budget = o.memory_budget;
+    sibyl::backend::VulkanDeviceImport vk;
+    if (o.vulkan_device) {
+      const sibyl_vulkan_device& d = *o.vulkan_device;
+      if (d.struct_size < sizeof(sibyl_vulkan_device))
+        fail(Errc::struct_size, "sibyl_vulkan_device.struct_size is " + std::to_string(d.struct_size) +
+                                    "; set it to sizeof(sibyl_vulkan_device)");
+      if (o.backend != SIBYL_BACKEND_VULKAN)
+        fail(Errc::invalid_argument, "vulkan_device is set: choose backend SIBYL_BACKEND_VULKAN");
+      if (!d.instance || !d.physical_device || !d.device || !d.queue)
+        fail(Errc::invalid_argument, "sibyl_vulkan_device needs instance, physical_device, device and queue");
+      if (!d.lock_queue != !d.unlock_queue)
+        fail(Errc::invalid_argument, "sibyl_vulkan_device: set both lock_queue and unlock_queue, or neither");
+      vk = {d.instance, d.physical_device, d.device, d.queue, d.queue_family_index, d.get_instance_proc_addr,
+            d.lock_queue, d.unlock_queue, d.queue_user_data};
+      lo.backend_options.vulkan_import = &vk;
+    }
     auto m = std::make_unique<sibyl_model>();
     m->model = sibyl::engine::Model::load(path, lo);
     m->architecture = m->model->config().family == sibyl::engine::Family::deepseek_v2 ? "deepseek_v2" : "deepseek_v3";

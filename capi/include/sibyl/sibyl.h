@@ -167,17 +167,43 @@ SIBYL_API void sibyl_set_log_callback(SIBYL_NULLABLE sibyl_log_fn fn, SIBYL_NULL
 /* ---------------------------------------------------------------- model */
 
 typedef enum sibyl_backend_kind {
-    SIBYL_BACKEND_AUTO = 0, /* the best backend built in and available (today: CPU) */
+    SIBYL_BACKEND_AUTO = 0,   /* the first usable of CUDA, Vulkan, CPU among those built in */
     SIBYL_BACKEND_CPU = 1,
-    SIBYL_BACKEND_CUDA = 2,  /* not built in yet: SIBYL_ERR_BACKEND */
-    SIBYL_BACKEND_VULKAN = 3, /* not built in yet: SIBYL_ERR_BACKEND */
+    SIBYL_BACKEND_CUDA = 2,   /* SIBYL_ERR_BACKEND when not built in or no usable device */
+    SIBYL_BACKEND_VULKAN = 3, /* SIBYL_ERR_BACKEND when not built in or no usable device */
     SIBYL_BACKEND_MAX_ENUM = 0x7fffffff
 } sibyl_backend_kind;
+
+/**
+ * A Vulkan device the application owns, for Sibyl to share instead of creating its own
+ * (SIBYL_BACKEND_VULKAN). The handles are the application's Vulkan handles cast to pointers,
+ * so this header needs no vulkan.h. The application keeps them alive until the model is
+ * destroyed. Requirements and synchronisation: docs/VULKAN.md.
+ */
+typedef struct sibyl_vulkan_device {
+    uint32_t struct_size;            /* sizeof(sibyl_vulkan_device) */
+    void* instance;                  /* VkInstance */
+    void* physical_device;           /* VkPhysicalDevice */
+    void* device;                    /* VkDevice */
+    void* queue;                     /* VkQueue of a compute-capable queue family */
+    uint32_t queue_family_index;
+    void* get_instance_proc_addr;    /* PFN_vkGetInstanceProcAddr; NULL: the system loader's */
+    /* Called around each Sibyl submission to `queue` (Vulkan queues need external
+       synchronisation); NULL when the application never submits to that queue concurrently. */
+    void (*lock_queue)(void* user_data);
+    void (*unlock_queue)(void* user_data);
+    void* queue_user_data;
+} sibyl_vulkan_device;
 
 typedef struct sibyl_model_options {
     uint32_t struct_size;       /* sizeof(sibyl_model_options) — set by _init */
     sibyl_backend_kind backend; /* default SIBYL_BACKEND_AUTO */
     int32_t n_threads;          /* CPU worker threads; 0 (default) = all hardware threads */
+    /* since 0.2: */
+    int32_t device_index;       /* GPU backends: which device (default 0) */
+    uint64_t memory_budget;     /* GPU backends: device bytes Sibyl may use; 0 (default) = no limit.
+                                   A model that does not fit is SIBYL_ERR_OUT_OF_MEMORY. */
+    const sibyl_vulkan_device* vulkan_device; /* NULL (default): Sibyl creates its own device */
 } sibyl_model_options;
 
 /** Fill `options` with defaults (including struct_size). NULL is ignored. */
@@ -187,9 +213,12 @@ SIBYL_API void sibyl_model_options_init(SIBYL_NULLABLE sibyl_model_options* opti
  * Load a model from `path`: a Hugging Face directory (config.json plus
  * model.safetensors or model.safetensors.index.json with its shards; bf16,
  * fp16 or fp32 weights, or DeepSeek's FP8 release format: float8_e4m3fn
- * weights with float32 per-block `weight_scale_inv`, kept as FP8 in memory). Files are memory-mapped and validated before use
+ * weights with float32 per-block `weight_scale_inv`, kept as FP8 in memory),
+ * a GGUF file (llama.cpp's deepseek2 files: F32/F16/BF16/Q8_0/Q5_0/Q4_K/Q6_K,
+ * tokenizer and chat template from its metadata) or a .sibyl pack (written by
+ * sibyl-convert). Files are memory-mapped and validated before use
  * (header, dtypes, shapes against the config, offsets inside the file,
- * missing/extra tensors named in the error).
+ * missing/extra tensors named in the error); see docs/MODEL_FILES.md.
  *
  * Ownership: on success *out_model is a new model the caller must pass to
  * sibyl_model_destroy. `options` may be NULL (defaults); it is not retained.
