@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -318,6 +319,41 @@ TEST_F(CapiMisuse, BackendNotBuiltInIsABackendError) {
         EXPECT_EQ(st, SIBYL_ERR_BACKEND) << sibyl_last_error_message();
         EXPECT_GT(std::strlen(sibyl_last_error_message()), 0u);
     }
+}
+
+// An application built against 0.1's smaller sibyl_model_options still loads (new fields default).
+TEST_F(CapiMisuse, OlderModelOptionsStillLoad) {
+    sibyl_model_options options;
+    sibyl_model_options_init(&options);
+    options.backend = SIBYL_BACKEND_CPU;
+    options.struct_size = static_cast<uint32_t>(offsetof(sibyl_model_options, device_index));
+    sibyl_model* m = nullptr;
+    ASSERT_EQ(sibyl_model_load(tiny_v3_dir().c_str(), &options, &m), SIBYL_OK) << sibyl_last_error_message();
+    sibyl_model_destroy(m);
+}
+
+TEST_F(CapiMisuse, BadDeviceOptionsAreNamed) {
+    sibyl_model_options options;
+    sibyl_model_options_init(&options);
+    options.device_index = -1;
+    sibyl_model* m = kModelSentinel;
+    EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT, sibyl_model_load(tiny_v3_dir().c_str(), &options, &m));
+    EXPECT_NE(std::string(sibyl_last_error_message()).find("device_index"), std::string::npos);
+
+    int dummy = 0;
+    sibyl_vulkan_device vk{};
+    vk.struct_size = sizeof vk;
+    vk.instance = vk.physical_device = vk.device = vk.queue = &dummy;
+    sibyl_model_options_init(&options);
+    options.vulkan_device = &vk;  // with backend AUTO: ambiguous
+    EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT, sibyl_model_load(tiny_v3_dir().c_str(), &options, &m));
+    EXPECT_NE(std::string(sibyl_last_error_message()).find("SIBYL_BACKEND_VULKAN"), std::string::npos);
+    options.backend = SIBYL_BACKEND_VULKAN;
+    vk.queue = nullptr;
+    EXPECT_FAILS_WITH(SIBYL_ERR_INVALID_ARGUMENT, sibyl_model_load(tiny_v3_dir().c_str(), &options, &m));
+    vk.struct_size = 4;
+    EXPECT_FAILS_WITH(SIBYL_ERR_STRUCT_SIZE, sibyl_model_load(tiny_v3_dir().c_str(), &options, &m));
+    EXPECT_EQ(m, kModelSentinel);
 }
 
 // ------------------------------------------------------------------ struct sizes

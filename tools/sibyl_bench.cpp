@@ -10,16 +10,16 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.h"
+#include "cli_model.h"
 
 static const char* kUsage =
-    "usage: sibyl-bench [--model DIR] [options]\n"
-    "  --model DIR   model directory (default: the embedded tiny-reasoner)\n"
+    "usage: sibyl-bench [--model PATH] [options]\n"
+    "  --model PATH  model directory, GGUF file or .sibyl pack (default: the embedded tiny-reasoner)\n"
     "  --prompt N    prompt tokens processed in one append (default 64; 0 = skip)\n"
     "  --gen N       tokens generated one at a time, greedy (default 32; 0 = skip)\n"
     "  --depth D     tokens already in the context before each test (default 0)\n"
     "  --reps R      repetitions; the median is reported (default 5)\n"
-    "  --threads N   CPU threads (default: all)\n"
+    SIBYL_CLI_MODEL_FLAGS_HELP
     "  --json        print one JSON object instead of the table\n"
     "Also reported: the load time (open → ready for the first token), the first token's time,\n"
     "and resident memory before and after each (Linux /proc/self/statm).\n";
@@ -71,15 +71,13 @@ std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sibyl::cli::Args args(argc, argv, {"--model", "--prompt", "--gen", "--depth", "--reps", "--threads"}, kUsage,
+  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--prompt", "--gen", "--depth", "--reps"}), kUsage,
                         {"--json"});
   const long long n_prompt = args.get_int("--prompt", 64), n_gen = args.get_int("--gen", 32),
                   depth = args.get_int("--depth", 0), reps = args.get_int("--reps", 5);
   if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps <= 0) args.die("counts must not be negative; --reps >= 1");
 
-  sibyl_model_options mo;
-  sibyl_model_options_init(&mo);
-  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   const double rss_start = rss_mib();
   auto t_load = Clock::now();

@@ -7,14 +7,15 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.h"
+#include "cli_model.h"
 
 static const char* kUsage =
-    "usage: sibyl-logits [--model DIR] --tokens-file F --out OUT [--mode prefill|decode] [--threads N]\n"
+    "usage: sibyl-logits [--model PATH] --tokens-file F --out OUT [--mode prefill|decode] [model flags]\n"
     "Reads whitespace-separated token ids from F and writes the logits of every\n"
     "position as raw little-endian float32, row-major [T, vocab], no header, to OUT.\n"
     "prefill: one forward over all tokens; decode: one token at a time (absorbed MLA).\n"
-    "--model defaults to the embedded tiny-reasoner.\n";
+    "--model (a directory, GGUF file or .sibyl pack) defaults to the embedded tiny-reasoner.\n"
+    SIBYL_CLI_MODEL_FLAGS_HELP;
 
 namespace {
 int fail(const char* what) {
@@ -24,7 +25,7 @@ int fail(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sibyl::cli::Args args(argc, argv, {"--model", "--tokens-file", "--out", "--mode", "--threads"}, kUsage);
+  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--tokens-file", "--out", "--mode"}), kUsage);
   for (const char* f : {"--tokens-file", "--out"})
     if (!args.has(f)) args.die(std::string(f) + " is required");
   const std::string mode = args.get("--mode", "prefill");
@@ -38,9 +39,7 @@ int main(int argc, char** argv) {
   if (!sibyl::cli::parse_token_list(text.str(), tokens) || tokens.empty())
     args.die("the tokens file must hold at least one integer id, separated by whitespace");
 
-  sibyl_model_options mo;
-  sibyl_model_options_init(&mo);
-  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session_options opts;

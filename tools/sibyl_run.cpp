@@ -6,16 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.h"
+#include "cli_model.h"
 
 static const char* kUsage =
-    "usage: sibyl-run [--model DIR] --tokens \"1,2,3\" [options]\n"
-    "  --model DIR          model directory (default: the embedded tiny-reasoner)\n"
+    "usage: sibyl-run [--model PATH] --tokens \"1,2,3\" [options]\n"
+    "  --model PATH         model directory, GGUF file or .sibyl pack (default: the embedded tiny-reasoner)\n"
     "  --max-new N          tokens to generate (default 32); stops early at end-of-sequence\n"
     "  --seed S             sampling seed (default 0)\n"
     "  --temperature T      0 = greedy (default)\n"
     "  --top-k K  --top-p P  --min-p P  --repeat-penalty R  --repeat-last-n N\n"
-    "  --threads N          CPU threads (default: all)\n"
+    SIBYL_CLI_MODEL_FLAGS_HELP
     "Prints the generated ids space-separated on stdout and timing on stderr.\n";
 
 namespace {
@@ -42,16 +42,14 @@ int fail(const char* what) {
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
-                        {"--model", "--tokens", "--max-new", "--seed", "--temperature", "--top-k", "--top-p",
-                         "--min-p", "--repeat-penalty", "--repeat-last-n", "--threads"},
+                        sibyl::cli::with_model_flags({"--model", "--tokens", "--max-new", "--seed", "--temperature", "--top-k", "--top-p",
+                         "--min-p", "--repeat-penalty", "--repeat-last-n"}),
                         kUsage);
   std::vector<int32_t> prompt;
   if (!sibyl::cli::parse_token_list(args.get("--tokens"), prompt) || prompt.empty())
     args.die("--tokens needs a non-empty list of integer ids");
 
-  sibyl_model_options mo;
-  sibyl_model_options_init(&mo);
-  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session* session = nullptr;

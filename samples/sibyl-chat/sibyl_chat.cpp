@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "cli_args.h"
+#include "cli_model.h"
 
 static const char* kUsage =
     "usage: sibyl-chat [--prompt TEXT] [options]\n"
-    "  --model DIR          model directory (default: the embedded tiny-reasoner)\n"
+    "  --model PATH         model directory, GGUF file or .sibyl pack (default: the embedded tiny-reasoner)\n"
     "  --prompt TEXT        answer one question and exit (default: interactive chat)\n"
     "  --system TEXT        a system message\n"
     "  --think-budget N     reasoning tokens before the answer is forced (default: unlimited)\n"
@@ -22,7 +22,7 @@ static const char* kUsage =
     "  --hide-reasoning     do not print the reasoning\n"
     "  --max-new N          tokens per reply (default 1024)\n"
     "  --seed S  --temperature T  --top-k K  --top-p P   sampling (default: greedy)\n"
-    "  --threads N          CPU threads (default: all)\n"
+    SIBYL_CLI_MODEL_FLAGS_HELP
     "Interactive commands: /reset (new conversation), /quit.\n";
 
 namespace {
@@ -60,13 +60,11 @@ int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_dat
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
-                        {"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
-                         "--top-k", "--top-p", "--threads"},
+                        sibyl::cli::with_model_flags({"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
+                         "--top-k", "--top-p"}),
                         kUsage, {"--no-think", "--hide-reasoning"});
   const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
-  sibyl_model_options mo;
-  sibyl_model_options_init(&mo);
-  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(model_dir.c_str(), &mo, &model) != SIBYL_OK) {
     std::fprintf(stderr, "error: %s\n", sibyl_last_error_message());

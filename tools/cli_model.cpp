@@ -1,0 +1,32 @@
+#include "cli_model.h"
+
+namespace sibyl::cli {
+
+sibyl_model_options model_options(const Args& args) {
+  sibyl_model_options mo;
+  sibyl_model_options_init(&mo);
+  mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
+  const std::string backend = args.get("--backend", "auto");
+  if (backend == "auto")
+    mo.backend = SIBYL_BACKEND_AUTO;
+  else if (backend == "cpu")
+    mo.backend = SIBYL_BACKEND_CPU;
+  else if (backend == "cuda")
+    mo.backend = SIBYL_BACKEND_CUDA;
+  else if (backend == "vulkan")
+    mo.backend = SIBYL_BACKEND_VULKAN;
+  else
+    args.die("--backend must be auto, cpu, cuda or vulkan");
+  const long long device = args.get_int("--device", 0), budget = args.get_int("--vram-budget", 0);
+  if (device < 0 || budget < 0) args.die("--device and --vram-budget must not be negative");
+  mo.device_index = static_cast<int32_t>(device);
+  mo.memory_budget = static_cast<uint64_t>(budget) << 20;
+  return mo;
+}
+
+std::vector<std::string> with_model_flags(std::vector<std::string> flags) {
+  flags.insert(flags.end(), kModelFlags.begin(), kModelFlags.end());
+  return flags;
+}
+
+}  // namespace sibyl::cli

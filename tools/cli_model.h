@@ -1,0 +1,25 @@
+// Model-loading flags shared by the tools that load through the C ABI.
+#pragma once
+#include <sibyl/sibyl.h>
+
+#include <string>
+#include <vector>
+
+#include "cli_args.h"
+
+namespace sibyl::cli {
+
+// The model-loading flags every tool shares: --threads N, --backend auto|cpu|cuda|vulkan,
+// --device N, --vram-budget MiB.
+inline const std::vector<std::string> kModelFlags = {"--threads", "--backend", "--device", "--vram-budget"};
+#define SIBYL_CLI_MODEL_FLAGS_HELP                                                          \
+  "  --threads N          CPU threads (default: all)\n"                                     \
+  "  --backend B          auto (default: CUDA, then Vulkan, then CPU) | cpu | cuda | vulkan\n" \
+  "  --device N           GPU index (default 0)\n"                                          \
+  "  --vram-budget MIB    GPU memory Sibyl may use (default: no limit)\n"
+// Model options from those flags (dies with a message on a bad value).
+sibyl_model_options model_options(const Args& args);
+// Flags plus the shared model flags.
+std::vector<std::string> with_model_flags(std::vector<std::string> flags);
+
+}  // namespace sibyl::cli
