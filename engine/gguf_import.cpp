@@ -248,6 +248,15 @@ void read_tensors(const GgufFile& f, ModelSource& src) {
   }
 }
 
+// GGUF strings are meant to be UTF-8; JSON cannot hold anything else.
+std::string dump_json(const json& j, const std::string& path) {
+  try {
+    return j.dump();
+  } catch (const json::exception& e) {
+    fail(Errc::format, path + ": tokenizer metadata is not valid UTF-8 (" + e.what() + ")");
+  }
+}
+
 // tokenizer.ggml.* → tokenizer.json; chat template → tokenizer_config.json. A tokenizer the
 // engine cannot run leaves the model usable with token ids, saying why.
 void read_text(const GgufFile& f, ModelSource& src) {
@@ -289,7 +298,7 @@ void read_text(const GgufFile& f, ModelSource& src) {
               {"model",
                {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}, {"ignore_merges", false},
                 {"byte_fallback", false}}}};
-  src.tokenizer_json = tok.dump();
+  src.tokenizer_json = dump_json(tok, f.path());
 
   const auto tpl = f.get_string("tokenizer.chat_template");
   if (!tpl) {
@@ -303,7 +312,7 @@ void read_text(const GgufFile& f, ModelSource& src) {
   json cfg = {{"chat_template", std::string(*tpl)},
               {"bos_token", token_text("tokenizer.ggml.bos_token_id")},
               {"eos_token", token_text("tokenizer.ggml.eos_token_id")}};
-  src.tokenizer_config_json = cfg.dump();
+  src.tokenizer_config_json = dump_json(cfg, f.path());
 }
 
 }  // namespace

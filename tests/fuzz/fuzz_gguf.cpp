@@ -1,10 +1,18 @@
 // libFuzzer target: the GGUF parser must turn any bytes into metadata and tensor views that
 // lie inside the input, or into a Failure — never a crash, hang, overread or huge allocation.
+// Inputs that parse also go through the deepseek2 import (metadata → config, tensor names,
+// tokenizer.json synthesis and the tokenizer built from it).
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 #include "failure.h"
 #include "gguf.h"
+#include "model_source.h"
+#include "tokenizer.h"
 
 namespace {
 
@@ -32,6 +40,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!inside(data, size, reinterpret_cast<const char*>(t.data), t.nbytes)) __builtin_trap();
       if (t.nbytes == 0 || c.tensor(t.name) != &t) __builtin_trap();
     }
+  } catch (const sibyl::engine::Failure&) {
+    return 0;
+  }
+  // The import reads a file: write the input to a per-process temp file.
+  static const std::string path = "/tmp/sibyl-fuzz-gguf-" + std::to_string(getpid()) + ".gguf";
+  if (FILE* f = std::fopen(path.c_str(), "wb")) {
+    const bool ok = std::fwrite(data, 1, size, f) == size;
+    std::fclose(f);
+    if (!ok) return 0;
+  }
+  try {
+    auto src = sibyl::engine::open_gguf(path);
+    if (!src->tokenizer_json.empty()) (void)sibyl::engine::Tokenizer::from_json(src->tokenizer_json, "fuzz");
   } catch (const sibyl::engine::Failure&) {
   }
   return 0;
