@@ -187,11 +187,16 @@ class Planner {
 
 bool storable(DType t) { return t != DType::f8_e4m3 && t != DType::i32 && t != DType::i64; }
 
+// Float presets never round FP8 weights further: FP8 × block scale rarely fits a 16-bit float,
+// and FP8 is already smaller. So FP8 stays FP8, and the small tensors split out of an FP8 kv_b
+// become F32 (exact).
+bool float_preset(const std::string& preset) {
+  return preset == "keep" || preset == "f32" || preset == "f16" || preset == "bf16";
+}
+
 DType preset_type(const std::string& preset, const Planned& p) {
-  if (preset == "keep") {  // FP8 split out of kv_b: FP8 × scale is exact in F32 (the tensor is small)
-    if (p.source_dtype == DType::f8_e4m3 && p.reshaped) return DType::f32;
-    return p.source_dtype;
-  }
+  if (p.source_dtype == DType::f8_e4m3 && float_preset(preset)) return p.reshaped ? DType::f32 : DType::f8_e4m3;
+  if (preset == "keep") return p.source_dtype;
   if (preset == "q4_k") return p.cls == "routed experts" ? DType::q4_k : DType::q8_0;
   DType t;
   if (!dtype_from_name(preset.c_str(), t) || !storable(t)) fail(Errc::invalid_argument, "unknown preset " + preset);
@@ -259,7 +264,7 @@ ConvertReport convert_model(const std::string& input, const std::string& output,
     fail(Errc::invalid_argument, "unknown preset \"" + o.preset + "\" (keep, f32, f16, bf16, q8_0, q6_k, q4_k)");
   const int threads = o.n_threads > 0 ? o.n_threads : std::max(1u, std::thread::hardware_concurrency());
   const auto src = open_model_source(input);
-  Planner planner(*src, o.preset == "keep");  // the plan's readers refer to it and to the source
+  Planner planner(*src, float_preset(o.preset));  // the plan's readers refer to it and to the source
   const std::vector<Planned> plan = planner.plan();
 
   PackMetadata meta;

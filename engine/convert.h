@@ -19,9 +19,9 @@ struct ConvertProgress {
 };
 
 struct ConvertOptions {
-  // "keep" (source types where the layout allows; FP8 stays FP8), "f32", "f16", "bf16",
-  // "q8_0", "q6_k", "q4_k" (routed experts Q4_K, the rest of the matrices Q8_0). See
-  // docs/MODEL_FILES.md for what each preset does with every tensor class.
+  // "keep" (source types where the layout allows), "f32", "f16", "bf16", "q8_0", "q6_k",
+  // "q4_k" (routed experts Q4_K, the rest of the matrices Q8_0). Float presets keep FP8
+  // weights as FP8 (exact and smaller). See docs/MODEL_FILES.md.
   std::string preset = "bf16";
   // (glob on the canonical output name, type), applied in order after the preset; e.g.
   // {"*.mlp.experts.*", DType::q4_k}. Vectors (norms, biases) and the router stay float32.

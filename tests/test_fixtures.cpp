@@ -100,10 +100,10 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  // Packs: bf16 fixtures converted at bf16 (same values, the kernels' layout), FP8 kept as FP8.
+  // Packs at bf16 (same values in the kernels' layout; the FP8 fixture stays FP8) and "keep".
   for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
                          "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf", "tiny-v3.bf16.sibyl",
-                         "tiny-v2-lite.bf16.sibyl", "tiny-v2.bf16.sibyl", "tiny-v3-fp8.keep.sibyl"})
+                         "tiny-v2-lite.bf16.sibyl", "tiny-v2.bf16.sibyl", "tiny-v3-fp8.keep.sibyl", "tiny-v3-fp8.bf16.sibyl"})
     for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
                       Feed::chunks})
       cases.push_back({fx, feed});
