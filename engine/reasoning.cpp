@@ -23,7 +23,7 @@ ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatForm
   const int32_t think_close = marker_id(tokenizer, format.think_close());
   const bool opens_thinking = format.prompt_opens_thinking() && think_close >= 0;
   // The format's own way out of the think block: what the model writes before its answer.
-  const std::vector<int32_t> close_block = tokenizer.encode("\n" + format.think_close() + "\n\n");
+  const std::vector<int32_t> close_block = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
 
   std::vector<int32_t> prompt = tokenizer.encode(format.render(messages, /*add_generation_prompt=*/true));
   if (opens_thinking && !params.thinking) prompt.insert(prompt.end(), close_block.begin(), close_block.end());

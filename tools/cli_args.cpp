@@ -16,7 +16,7 @@ Args::Args(int argc, char** argv, const std::vector<std::string>& flags, const c
       std::exit(0);
     }
     if (std::find(switches.begin(), switches.end(), a) != switches.end()) {
-      values_[a] = "1";
+      values_.insert_or_assign(a, std::string(1, '1'));
       continue;
     }
     if (std::find(flags.begin(), flags.end(), a) == flags.end()) die("unknown argument: " + a);
