@@ -62,7 +62,7 @@ void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, i
   double ss = 0.0;
   for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(src[j]) * src[j];
   float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
-  std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(cols));
+  std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(w.k));  // row() converts all w.k
   const float* wr = w.row(0, scratch.data());
   for (int64_t j = 0; j < cols; ++j) dst[j] = wr[j] * (src[j] * inv);
 }

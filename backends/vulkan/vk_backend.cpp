@@ -1,0 +1,253 @@
+// The Vulkan backend's memory, transfers and step boundaries; the ops are in vk_ops.cpp,
+// vk_mla.cpp and vk_moe.cpp.
+#include "vk_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "failure.h"
+#include "log.h"
+
+namespace sibyl::backend::vulkan {
+
+using engine::Errc;
+using engine::fail;
+
+namespace {
+
+constexpr VkDeviceSize kUploadPiece = 8u << 20;     // staged per copy
+constexpr VkDeviceSize kUploadBatch = 64u << 20;    // staged before a submission
+
+}  // namespace
+
+// ---------------------------------------------------------------- tensors
+
+VkTensor::~VkTensor() { be_.release(alloc_); }
+
+WeightDesc VkTensor::desc() const {
+  const int64_t col_blocks = block_cols ? (cols() + block_cols - 1) / block_cols : 1;
+  return {static_cast<uint32_t>(dtype()), static_cast<uint32_t>(engine::row_bytes(dtype(), cols())), scale_word,
+          static_cast<uint32_t>(std::max<int64_t>(block_rows, 1)), static_cast<uint32_t>(std::max<int64_t>(block_cols, 1)),
+          static_cast<uint32_t>(col_blocks)};
+}
+
+VkKvCache::~VkKvCache() {
+  for (const Alloc& a : layers_) be_.release(a);
+}
+
+void VkKvCache::reserve(int64_t tokens) {
+  if (tokens > capacity_) be_.grow_cache(*this, tokens);
+}
+
+// ---------------------------------------------------------------- backend
+
+VulkanBackend::VulkanBackend(const BackendOptions& options)
+    : dev_(options), mem_(dev_, options.memory_budget), kernels_(dev_), step_(dev_), xfer_(dev_) {
+  // On CPU implementations (lavapipe) barriers are expensive and there is no memory
+  // coalescing to gain: one invocation per output row. GPUs reduce each row across 16 lanes.
+  lanes_ = dev_.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 1 : 16;
+  if (const char* l = std::getenv("SIBYL_VULKAN_LANES")) {  // for tests of both kernels' shapes
+    const int v = std::atoi(l);
+    if (v == 1 || v == 2 || v == 4 || v == 8 || v == 16 || v == 32 || v == 64) lanes_ = static_cast<uint32_t>(v);
+  }
+  dummy_ = mem_.alloc(256, "a placeholder buffer");
+  engine::log(engine::LogLevel::info, std::string("vulkan: ") + dev_.name() + (dev_.imported ? " (shared with the application)" : ""));
+}
+
+VulkanBackend::~VulkanBackend() {
+  try {
+    std::lock_guard lock(mu_);
+    xfer_.finish();
+    step_.finish();
+  } catch (...) {  // a lost device: nothing to wait for
+  }
+  mem_.free(dummy_);
+}
+
+void VulkanBackend::release(const Alloc& a) {
+  std::lock_guard lock(mem_mu_);
+  mem_.free(a);
+}
+
+Alloc VulkanBackend::temp(VkDeviceSize bytes, const char* what) {
+  std::lock_guard lock(mem_mu_);
+  return mem_.alloc(bytes, what);
+}
+
+void VulkanBackend::trim_locked() {
+  if (step_.open() || step_.pending() || xfer_.open() || xfer_.pending()) return;
+  std::lock_guard lock(mem_mu_);
+  mem_.trim();
+}
+
+std::unique_lock<std::mutex> VulkanBackend::out_of_step() {
+  std::unique_lock lock(mu_);
+  const auto me = std::this_thread::get_id();
+  if (owner_ == me) abandon_step_locked();  // this thread began a step and never ended it
+  cv_.wait(lock, [&] { return owner_ == std::thread::id(); });
+  return lock;
+}
+
+void VulkanBackend::abandon_step_locked() {
+  try {
+    step_.finish();
+  } catch (...) {
+  }
+  owner_ = std::thread::id();
+  cv_.notify_all();
+}
+
+std::unique_ptr<Tensor> VulkanBackend::upload(const HostWeight& w) {
+  const VkDeviceSize data = engine::row_bytes(w.dtype, w.cols) * static_cast<VkDeviceSize>(w.rows);
+  VkDeviceSize scale_at = 0, scale_bytes = 0;
+  if (w.block_scale) {
+    if (w.block_rows <= 0 || w.block_cols <= 0) fail(Errc::invalid_argument, "vulkan: " + w.name + ": bad FP8 blocks");
+    scale_at = (data + 3) / 4 * 4;
+    scale_bytes = static_cast<VkDeviceSize>((w.rows + w.block_rows - 1) / w.block_rows) *
+                  static_cast<VkDeviceSize>((w.cols + w.block_cols - 1) / w.block_cols) * 4;
+  }
+  auto lock = out_of_step();
+  Alloc a = temp(std::max(data, scale_at + scale_bytes), w.name.c_str());
+  auto t = std::make_unique<VkTensor>(*this, w.dtype, w.rows, w.cols, a);
+  if (w.block_scale) {
+    t->scale_word = static_cast<uint32_t>(scale_at / 4);
+    t->block_rows = w.block_rows;
+    t->block_cols = w.block_cols;
+  }
+  xfer_.begin();
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (VkDeviceSize at = 0; at < data; at += kUploadPiece) {
+    if (xfer_.staged_bytes() >= kUploadBatch) {
+      xfer_.finish();
+      xfer_.begin();
+    }
+    xfer_.upload(a.range, at, src + at, std::min(kUploadPiece, data - at));
+  }
+  if (scale_bytes) xfer_.upload(a.range, scale_at, w.block_scale, scale_bytes);
+  return t;  // submitted with the next batch, or at the next step / read / write
+}
+
+std::unique_ptr<Tensor> VulkanBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
+  if (engine::is_quantized(dtype)) fail(Errc::internal, "vulkan: alloc of a quantized tensor");
+  const VkDeviceSize bytes = engine::row_bytes(dtype, cols) * static_cast<VkDeviceSize>(rows);
+  return std::make_unique<VkTensor>(*this, dtype, rows, cols, temp(bytes, "an activation tensor"));
+}
+
+void VulkanBackend::write(Tensor& dst, const void* src, size_t bytes) {
+  if (bytes > dst.nbytes()) fail(Errc::internal, "vulkan backend: write past the end of a tensor");
+  auto& t = static_cast<VkTensor&>(dst);
+  if (dst.dtype() == DType::i32) {
+    const auto* v = static_cast<const int32_t*>(src);
+    t.host_max = bytes >= 4 ? *std::max_element(v, v + bytes / 4) : -1;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (owner_ == std::this_thread::get_id() && step_.open()) {  // ordered before the step's ops
+      try {
+        step_.upload(vk(dst).range(), 0, src, bytes);
+      } catch (...) {
+        abandon_step_locked();
+        throw;
+      }
+      return;
+    }
+  }
+  auto lock = out_of_step();
+  step_.wait();  // the last step may still read dst
+  xfer_.begin();
+  xfer_.upload(vk(dst).range(), 0, src, bytes);
+  xfer_.finish();
+  trim_locked();
+}
+
+void VulkanBackend::read(const Tensor& src, void* dst, size_t bytes) {
+  if (bytes > src.nbytes()) fail(Errc::internal, "vulkan backend: read past the end of a tensor");
+  if (bytes == 0) return;
+  auto readback = [&](Recorder& r) {
+    if (!readback_ || readback_->size() < bytes)
+      readback_ = std::make_unique<HostBuffer>(dev_, std::max<VkDeviceSize>(bytes, 1 << 20), true);
+    r.download(vk(src).range(), 0, readback_->buffer(), bytes);
+    r.finish();
+    std::memcpy(dst, readback_->data(), bytes);
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (owner_ == std::this_thread::get_id() && step_.open()) {  // a capture inside the step
+      try {
+        readback(step_);
+        step_.begin();
+      } catch (...) {
+        abandon_step_locked();
+        throw;
+      }
+      return;
+    }
+  }
+  auto lock = out_of_step();
+  xfer_.finish();
+  step_.wait();
+  xfer_.begin();
+  readback(xfer_);
+  trim_locked();
+}
+
+std::unique_ptr<KvCache> VulkanBackend::create_kv_cache(int64_t n_layers, int64_t row_width) {
+  return std::make_unique<VkKvCache>(*this, n_layers, row_width);
+}
+
+void VulkanBackend::grow_cache(VkKvCache& cache, int64_t tokens) {
+  int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(cache.capacity_ * 2, cache.capacity_ + 4096));
+  cap = std::max<int64_t>(cap, 64);
+  const VkDeviceSize bytes = static_cast<VkDeviceSize>(cap * cache.width_) * 4;
+  const VkDeviceSize old_bytes = static_cast<VkDeviceSize>(cache.capacity_ * cache.width_) * 4;
+  auto lock = out_of_step();
+  std::vector<Alloc> grown;
+  try {
+    for (size_t l = 0; l < cache.layers_.size(); ++l) grown.push_back(temp(bytes, "the KV cache"));
+    if (old_bytes) {  // keep the contents
+      xfer_.begin();
+      for (size_t l = 0; l < grown.size(); ++l) xfer_.copy(cache.layers_[l].range, 0, grown[l].range, 0, old_bytes);
+      xfer_.finish();
+    }
+  } catch (...) {
+    for (const Alloc& a : grown) release(a);
+    throw;
+  }
+  for (const Alloc& a : cache.layers_) release(a);
+  cache.layers_ = std::move(grown);
+  cache.capacity_ = cap;
+}
+
+void VulkanBackend::begin_step() {
+  std::unique_lock lock(mu_);
+  const auto me = std::this_thread::get_id();
+  if (owner_ == me) abandon_step_locked();
+  cv_.wait(lock, [&] { return owner_ == std::thread::id(); });
+  owner_ = me;
+  try {
+    xfer_.finish();
+    step_.wait();
+    trim_locked();
+    step_.begin();
+  } catch (...) {
+    abandon_step_locked();
+    throw;
+  }
+}
+
+void VulkanBackend::end_step() {
+  std::lock_guard lock(mu_);
+  if (owner_ != std::this_thread::get_id()) fail(Errc::internal, "vulkan: end_step without begin_step");
+  owner_ = std::thread::id();
+  cv_.notify_all();
+  step_.submit();
+}
+
+}  // namespace sibyl::backend::vulkan
+
+namespace sibyl::backend {
+std::unique_ptr<Backend> create_vulkan_backend(const BackendOptions& options) {
+  return std::make_unique<vulkan::VulkanBackend>(options);
+}
+}  // namespace sibyl::backend
