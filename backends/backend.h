@@ -1,13 +1,18 @@
 // The backend interface: what the engine asks of a compute device.
 //
 // Nouns: a Backend (one device, owning its memory), Tensors (weights uploaded
-// once, activations, step inputs) and KvCaches (one per session). Ops are
-// *enqueued* between begin_step() and end_step(): a device backend may record
-// them into a CUDA graph or a Vulkan command buffer and submit the whole step at
-// once. Only read() brings data back to the host (logits, or debug captures), and
-// it waits for the step to finish. Step inputs that change per step (token ids,
-// positions) live in device tensors written with write(), so a recorded step can
-// be replayed with new inputs.
+// once, activations, step inputs) and one KvPool per model (the paged latent
+// cache every session of the model shares). Ops are *enqueued* between
+// begin_step() and end_step(): a device backend may record them into a CUDA graph
+// or a Vulkan command buffer and submit the whole step at once. Only read() (and
+// read_kv_rows) bring data back to the host, and they wait for the step to finish.
+//
+// A step is a batch: its rows come from several sequences (sessions). Everything
+// that changes from one decode step to the next — token ids, positions, which
+// sequence a row belongs to, the sequences' page tables — lives in device tensors
+// written with write() before the step (see StepBatch). So a decode step with the
+// same shape enqueues the same ops on the same tensors, and begin_step()'s replay
+// key lets a device backend record it once and replay it with new inputs.
 //
 // The ops are coarse and fitted to the DeepSeek V2/V3 family (MLA + MoE), not a
 // general graph: every op here has one obvious kernel on every backend.
@@ -54,14 +59,48 @@ struct HostWeight {
   int64_t block_rows = 0, block_cols = 0;
 };
 
-// The latent MLA cache of one session: per layer, per token, one row of
-// [c_kv (kv_lora_rank, RMS-normed) | k_pe (qk_rope_head_dim, after RoPE)].
-class KvCache {
+// The latent MLA cache of a model, shared by all its sessions: fixed-size pages of
+// `page_tokens` rows, per layer. A row is [c_kv (kv_lora_rank, RMS-normed) | k_pe
+// (qk_rope_head_dim, after RoPE)] in float32. On the GPU backends layer l's rows are one
+// array [n_pages · page_tokens, width]: row r of page p is row p · page_tokens + r (the
+// CPU backend keeps one block per page). Which pages hold a sequence is the engine's
+// business (its page table, a step input).
+class KvPool {
  public:
-  virtual ~KvCache() = default;
-  // Make room for `tokens` positions (keeps the contents). Throws Errc::out_of_memory.
-  virtual void reserve(int64_t tokens) = 0;
-  virtual int64_t capacity() const = 0;
+  virtual ~KvPool() = default;
+  // Makes pages [0, n_pages) usable, keeping the contents of the existing ones.
+  // Throws Errc::out_of_memory. Never called inside a step.
+  virtual void grow(int64_t n_pages) = 0;
+  virtual int64_t n_pages() const = 0;
+  virtual int64_t page_tokens() const = 0;
+};
+
+// How attention reads the latent cache. Both give the same result (not bitwise).
+enum class MlaPath {
+  absorbed,  // fold W_UK into q, attend in latent space, then W_UV (decode)
+  expanded,  // expand k_nope, v for every cached token, plain causal attention (prefill)
+};
+
+// The rows of one sequence in a step: rows [first_row, first_row + n_rows) of every
+// activation, contiguous, sequences in order. This is host-side *shape* (what a
+// recorded step is keyed on); the contents that vary live in StepBatch's tensors.
+struct SeqRows {
+  int64_t first_row = 0, n_rows = 0;
+  MlaPath path = MlaPath::absorbed;
+  // expanded only: an upper bound of the positions of these rows + 1 (sizes the expansion).
+  int64_t expanded_context = 0;
+};
+
+// The batch of one step. Row i is token tokens[i] of sequence row_seq[i] at position
+// positions[i]; it attends causally to that sequence's positions [0, positions[i]],
+// whose latent rows are found through the sequence's page table:
+// position p is row p % page_tokens of page page_table[row_seq[i]][p / page_tokens].
+struct StepBatch {
+  const Tensor* positions = nullptr;   // i32 [n, 1]
+  const Tensor* row_seq = nullptr;     // i32 [n, 1]: index of row i's sequence (a page_table row)
+  const Tensor* page_table = nullptr;  // i32 [n_seqs, max_pages]; unused entries are -1
+  std::vector<SeqRows> seqs;           // n_seqs entries
+  int64_t rows() const { return seqs.empty() ? 0 : seqs.back().first_row + seqs.back().n_rows; }
 };
 
 struct RopeParams {
@@ -85,12 +124,6 @@ struct MlaWeights {
   const Tensor* v_b = nullptr;
 };
 
-// How attention reads the latent cache. Both give the same result.
-enum class MlaPath {
-  absorbed,  // fold W_UK into q, attend in latent space, then W_UV (decode)
-  expanded,  // expand k_nope, v for every cached token, plain causal attention (prefill)
-};
-
 enum class ScoreFunc { softmax, sigmoid };
 enum class ExpertSelect { greedy, group_limited, noaux_tc };
 
@@ -112,16 +145,29 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // True when every op computes each row exactly as it would alone: a row's result is then
+  // bitwise independent of the other rows of the step, their count and the thread count.
+  // The engine relies on it for batch-invariant (deterministic) results (CPU: yes).
+  virtual bool batch_invariant() const { return false; }
 
   // ---- memory
   virtual std::unique_ptr<Tensor> upload(const HostWeight& w) = 0;
   virtual std::unique_ptr<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   virtual void write(Tensor& dst, const void* src, size_t bytes) = 0;
   virtual void read(const Tensor& src, void* dst, size_t bytes) = 0;  // waits for the step
-  virtual std::unique_ptr<KvCache> create_kv_cache(int64_t n_layers, int64_t row_width) = 0;
+  // An empty pool (grow() adds pages). Throws Errc::out_of_memory.
+  virtual std::unique_ptr<KvPool> create_kv_pool(int64_t n_layers, int64_t row_width, int64_t page_tokens) = 0;
+  // Host copies of the first `n_rows` rows of `page` in `layer` ([n_rows, width] float32);
+  // they wait for the step (save/load of a session's state).
+  virtual void read_kv_rows(const KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, float* dst) = 0;
+  virtual void write_kv_rows(KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, const float* src) = 0;
 
   // ---- step boundaries
-  virtual void begin_step() = 0;
+  // replay_key != 0 promises: every step begun with this key enqueues the same ops, with the
+  // same arguments, on the same tensors; only the contents written with write() before the
+  // ops differ. A device backend may record the first such step and replay it (CUDA graph,
+  // Vulkan command buffer). 0: no promise (record nothing).
+  virtual void begin_step(uint64_t replay_key = 0) = 0;
   virtual void end_step() = 0;  // submit; results are ready for read()
 
   // ---- ops (dst may alias src where noted)
@@ -135,18 +181,21 @@ class Backend {
   virtual void add(Tensor& acc, const Tensor& x) = 0;
   // dst = silu(gate) * up.
   virtual void swiglu(Tensor& dst, const Tensor& gate, const Tensor& up) = 0;
-  // dst[0, :] = src[row, :].
-  virtual void copy_row(Tensor& dst, const Tensor& src, int64_t row) = 0;
+  // dst[i, :] = src[rows[i], :]; rows i32 [dst.rows, 1] (the rows whose logits are kept).
+  virtual void gather_rows(Tensor& dst, const Tensor& src, const Tensor& rows) = 0;
+  // Copies page `src` to page `dst` in every layer (copy-on-write of a shared page).
+  virtual void copy_kv_page(KvPool& pool, int64_t dst, int64_t src) = 0;
 
   // MLA, part 1: from kv_a = [c_kv | k_pe] rows, RMS-norm c_kv, rotate k_pe, and store
-  // both into `layer` of the cache at positions (i32 [n, 1]).
-  virtual void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
-                         const Tensor& positions, const RopeParams& rope) = 0;
-  // MLA, part 2: q [n, heads·(nope+rope)] (rope part not yet rotated) attends causally to
-  // cache positions [0, positions[i]]; dst [n, heads·v_head_dim].
-  virtual void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer,
-                             const Tensor& positions, const MlaWeights& up, const MlaShape& shape,
-                             const RopeParams& rope, MlaPath path) = 0;
+  // both into `layer` of the pool at each row's (sequence, position).
+  virtual void mla_store(KvPool& pool, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                         const StepBatch& batch, const RopeParams& rope) = 0;
+  // MLA, part 2: q [n, heads·(nope+rope)] (rope part not yet rotated); row i attends causally
+  // to its sequence's positions [0, positions[i]], each sequence by its SeqRows::path;
+  // dst [n, heads·v_head_dim].
+  virtual void mla_attention(Tensor& dst, const Tensor& q, const KvPool& pool, int64_t layer,
+                             const StepBatch& batch, const MlaWeights& up, const MlaShape& shape,
+                             const RopeParams& rope) = 0;
 
   // MoE router: logits = x · gateᵀ in float32, scores, group-limited top-k.
   // ids i32 [n, top_k], weights f32 [n, top_k]; raw_logits f32 [n, n_experts] if non-null.

@@ -1,34 +1,29 @@
 // The DeepSeek V2/V3 forward pass, built from backend ops. Per layer:
 //   x += MLA(RMSNorm(x));  x += (MLP | MoE)(RMSNorm(x))
-// Shapes in comments: n = tokens in this step, H = hidden, heads = attention heads.
+// One step carries the rows of several sequences (see backend::StepBatch).
+// Shapes in comments: n = rows in this step, H = hidden, heads = attention heads.
+#include <algorithm>
 #include <memory>
 
 #include "failure.h"
 #include "model.h"
+#include "runtime/step_plan.h"
 
 namespace sibyl::engine {
 namespace {
 
 using backend::Backend;
-using TensorPtr = std::unique_ptr<Tensor>;
 
 struct Step {
   Backend& be;
   const ModelConfig& c;
-  backend::KvCache& cache;
-  const Tensor& positions;  // i32 [n, 1]
+  backend::KvPool& pool;
+  const backend::StepBatch& batch;
+  StepPlan& a;  // the activations
   backend::RopeParams rope;
   backend::MlaShape mla;
-  backend::MlaPath path;
-  int64_t n;
   StepObserver* observer;
 
-  TensorPtr f32(int64_t cols) { return be.alloc(DType::f32, n, cols); }
-  TensorPtr linear(const Tensor& x, const Tensor& w) {  // [n, w.rows]
-    TensorPtr y = be.alloc(DType::f32, x.rows(), w.rows());
-    be.matmul(*y, x, w);
-    return y;
-  }
   std::vector<float> download(const Tensor& t) {
     std::vector<float> v(static_cast<size_t>(t.rows() * t.cols()));
     be.read(t, v.data(), v.size() * 4);
@@ -36,33 +31,32 @@ struct Step {
   }
 };
 
-// Multi-head latent attention; stores this step's latent rows in the cache.
-TensorPtr mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
-  TensorPtr q;  // [n, heads·(nope + rope)]
+// Multi-head latent attention; stores this step's latent rows in the cache. Result in a.o.
+void mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
+  Tensor& q = *s.a.q;  // [n, heads·(nope + rope)]
   if (L.q_a) {
-    TensorPtr c_q = s.linear(x, *L.q_a);  // [n, q_lora_rank]
-    s.be.rmsnorm(*c_q, *c_q, *L.q_a_norm, static_cast<float>(s.c.rms_norm_eps));
-    q = s.linear(*c_q, *L.q_b);
+    s.be.matmul(*s.a.c_q, x, *L.q_a);  // [n, q_lora_rank]
+    s.be.rmsnorm(*s.a.c_q, *s.a.c_q, *L.q_a_norm, static_cast<float>(s.c.rms_norm_eps));
+    s.be.matmul(q, *s.a.c_q, *L.q_b);
   } else {
-    q = s.linear(x, *L.q);
+    s.be.matmul(q, x, *L.q);
   }
-  TensorPtr kv_a = s.linear(x, *L.kv_a);  // [n, kv_lora_rank + rope]
-  s.be.mla_store(s.cache, layer, *kv_a, *L.kv_a_norm, static_cast<float>(s.c.rms_norm_eps), s.positions, s.rope);
-  TensorPtr attn = s.f32(s.c.n_heads * s.c.v_head_dim);  // [n, heads·v]
-  s.be.mla_attention(*attn, *q, s.cache, layer, s.positions, backend::MlaWeights{L.kv_b, L.k_b, L.v_b}, s.mla,
-                     s.rope, s.path);
-  return s.linear(*attn, *L.o);  // [n, H]
+  s.be.matmul(*s.a.kv_a, x, *L.kv_a);  // [n, kv_lora_rank + rope]
+  s.be.mla_store(s.pool, layer, *s.a.kv_a, *L.kv_a_norm, static_cast<float>(s.c.rms_norm_eps), s.batch, s.rope);
+  s.be.mla_attention(*s.a.attn, q, s.pool, layer, s.batch, backend::MlaWeights{L.kv_b, L.k_b, L.v_b}, s.mla,
+                     s.rope);                 // [n, heads·v]
+  s.be.matmul(*s.a.out, *s.a.attn, *L.o);  // [n, H]
 }
 
-// SwiGLU MLP: the dense layers' MLP and the shared experts.
-TensorPtr swiglu_mlp(Step& s, const LayerWeights& L, const Tensor& x) {
-  TensorPtr g = s.linear(x, *L.gate), u = s.linear(x, *L.up);  // [n, width]
-  s.be.swiglu(*g, *g, *u);
-  return s.linear(*g, *L.down);  // [n, H]
+// SwiGLU MLP of `width` (the dense layers' MLP and the shared experts) into `out`.
+void swiglu_mlp(Step& s, const LayerWeights& L, const Tensor& x, Tensor& gate, Tensor& up, Tensor& out) {
+  s.be.matmul(gate, x, *L.gate);
+  s.be.matmul(up, x, *L.up);
+  s.be.swiglu(gate, gate, up);
+  s.be.matmul(out, gate, *L.down);  // [n, H]
 }
 
-TensorPtr moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
-  const ModelConfig& c = s.c;
+backend::RouterParams router_params(const ModelConfig& c) {
   backend::RouterParams rp;
   rp.score = c.scoring == ScoringFunc::softmax ? backend::ScoreFunc::softmax : backend::ScoreFunc::sigmoid;
   rp.select = c.topk_method == TopkMethod::greedy                 ? backend::ExpertSelect::greedy
@@ -75,21 +69,27 @@ TensorPtr moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x
   // V3 (reference: transformers) normalises whenever asked; V2 only with top_k > 1.
   rp.normalize = c.norm_topk_prob && (c.family == Family::deepseek_v3 || c.n_experts_per_tok > 1);
   rp.scaling = static_cast<float>(c.routed_scaling_factor);
-
-  TensorPtr ids = s.be.alloc(DType::i32, s.n, rp.top_k);    // [n, top_k]
-  TensorPtr weights = s.f32(rp.top_k);                      // [n, top_k]
-  TensorPtr raw = s.observer ? s.f32(rp.n_experts) : nullptr;  // [n, n_experts]
-  s.be.moe_route(*ids, *weights, raw.get(), x, *L.router, L.router_bias, rp);
-  if (s.observer) {
-    std::vector<int32_t> id_host(static_cast<size_t>(s.n * rp.top_k));
-    s.be.read(*ids, id_host.data(), id_host.size() * 4);
-    s.observer->route(layer, id_host, s.download(*weights), s.download(*raw));
-  }
-  TensorPtr out = s.f32(c.hidden_size);  // [n, H]
-  s.be.moe_experts(*out, x, *ids, *weights, L.experts);
-  if (L.gate) s.be.add(*out, *swiglu_mlp(s, L, x));
-  return out;
+  return rp;
 }
+
+// Routed experts (+ shared experts) into a.out.
+void moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
+  const backend::RouterParams rp = router_params(s.c);
+  StepPlan& a = s.a;
+  s.be.moe_route(*a.moe_ids, *a.moe_weights, a.router_logits.get(), x, *L.router, L.router_bias, rp);
+  if (s.observer) {
+    std::vector<int32_t> id_host(static_cast<size_t>(a.moe_ids->rows() * rp.top_k));
+    s.be.read(*a.moe_ids, id_host.data(), id_host.size() * 4);
+    s.observer->route(layer, id_host, s.download(*a.moe_weights), s.download(*a.router_logits));
+  }
+  s.be.moe_experts(*a.out, x, *a.moe_ids, *a.moe_weights, L.experts);
+  if (L.gate) {
+    swiglu_mlp(s, L, x, *a.shared_gate, *a.shared_up, *a.shared_out);
+    s.be.add(*a.out, *a.shared_out);
+  }
+}
+
+}  // namespace
 
 // Expanded attention is cheaper for many queries, but materialises k_nope and v for every
 // cached token; absorbed attention reads the latent cache directly. Short steps, and steps
@@ -100,60 +100,103 @@ AttentionPath choose_attention_path(const ModelConfig& c, int64_t n_tokens, int6
   return n_tokens < 16 || expanded_bytes > 256.0 * (1 << 20) ? AttentionPath::absorbed : AttentionPath::expanded;
 }
 
-}  // namespace
-
-void Model::forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, int64_t pos0, LogitsMode mode,
-                    AttentionPath path, std::vector<float>& logits, StepObserver* observer) const {
+void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer) {
   const ModelConfig& c = config();
   Backend& be = *backend_;
-  if (n <= 0) fail(Errc::internal, "forward of an empty step");
-  if (cache.capacity() < pos0 + n) fail(Errc::internal, "KV cache too small for the step");
+  if (seqs.empty()) fail(Errc::internal, "forward of an empty step");
 
-  std::vector<int32_t> pos_host(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) pos_host[i] = static_cast<int32_t>(pos0 + i);
-  TensorPtr token_ids = be.alloc(DType::i32, n, 1), positions = be.alloc(DType::i32, n, 1);
-  be.begin_step();
-  be.write(*token_ids, tokens, static_cast<size_t>(n) * 4);
-  be.write(*positions, pos_host.data(), static_cast<size_t>(n) * 4);
+  // Host inputs: tokens, positions, row → sequence, page tables, rows whose logits are kept.
+  StepInputs& in = inputs_;
+  in.clear();
+  backend::StepBatch batch;
+  int64_t max_pages = 1;
+  for (const SeqStep& q : seqs) max_pages = std::max<int64_t>(max_pages, static_cast<int64_t>(q.pages->size()));
+  const int64_t table_cols = StepPlan::round_table_cols(max_pages);
+  bool decode_only = true;
+  for (size_t si = 0; si < seqs.size(); ++si) {
+    const SeqStep& q = seqs[si];
+    if (q.n <= 0) fail(Errc::internal, "forward: a sequence with no rows");
+    if (static_cast<int64_t>(q.pages->size()) * kv_->page_tokens() < q.pos0 + q.n)
+      fail(Errc::internal, "forward: a sequence's pages do not cover its positions");
+    const int64_t first = static_cast<int64_t>(in.tokens.size());
+    AttentionPath path = q.path;
+    if (path == AttentionPath::automatic)  // batch-invariant backends: rows must not depend on chunking
+      path = be.batch_invariant() ? AttentionPath::absorbed : choose_attention_path(c, q.n, q.pos0 + q.n);
+    batch.seqs.push_back({first, q.n, path == AttentionPath::absorbed ? backend::MlaPath::absorbed
+                                                                      : backend::MlaPath::expanded,
+                          q.pos0 + q.n});
+    for (int64_t i = 0; i < q.n; ++i) {
+      in.tokens.push_back(q.tokens[i]);
+      in.positions.push_back(static_cast<int32_t>(q.pos0 + i));
+      in.row_seq.push_back(static_cast<int32_t>(si));
+    }
+    for (int64_t p = 0; p < table_cols; ++p)
+      in.page_table.push_back(p < static_cast<int64_t>(q.pages->size()) ? (*q.pages)[p] : -1);
+    if (q.logits == LogitsMode::all)
+      for (int64_t i = 0; i < q.n; ++i) in.logit_rows.push_back(static_cast<int32_t>(first + i));
+    else if (q.logits == LogitsMode::last)
+      in.logit_rows.push_back(static_cast<int32_t>(first + q.n - 1));
+    decode_only = decode_only && q.n == 1 && q.logits == LogitsMode::last && path == AttentionPath::absorbed;
+  }
+  const auto n = static_cast<int64_t>(in.tokens.size());
+  const auto n_out = static_cast<int64_t>(in.logit_rows.size());
+  StepPlan& a = plan(n, static_cast<int64_t>(seqs.size()), table_cols, n_out, observer != nullptr);
+  batch.positions = a.positions.get();
+  batch.row_seq = a.row_seq.get();
+  batch.page_table = a.page_table.get();
 
-  if (path == AttentionPath::automatic) path = choose_attention_path(c, n, pos0 + n);
-  Step s{be, c, cache, *positions,
+  // A decode step of the same shape enqueues the same ops on the same plan: replayable.
+  be.begin_step(decode_only && !observer ? a.replay_key : 0);
+  be.write(*a.tokens, in.tokens.data(), in.tokens.size() * 4);
+  be.write(*a.positions, in.positions.data(), in.positions.size() * 4);
+  be.write(*a.row_seq, in.row_seq.data(), in.row_seq.size() * 4);
+  be.write(*a.page_table, in.page_table.data(), in.page_table.size() * 4);
+  if (a.logit_rows) be.write(*a.logit_rows, in.logit_rows.data(), in.logit_rows.size() * 4);
+
+  Step s{be, c, kv_->pool(), batch, a,
          backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
          backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
                            rope_.softmax_scale},
-         path == AttentionPath::absorbed ? backend::MlaPath::absorbed : backend::MlaPath::expanded, n, observer};
-
-  TensorPtr x = s.f32(c.hidden_size);  // residual stream [n, H]
-  be.embed(*x, *weights_.embed, *token_ids);
-  if (observer) observer->hidden(0, s.download(*x));
-  TensorPtr h = s.f32(c.hidden_size);
+         observer};
+  Tensor& x = *a.x;  // residual stream [n, H]
+  Tensor& h = *a.h;
+  be.embed(x, *weights_.embed, *a.tokens);
+  if (observer) observer->hidden(0, s.download(x));
   const auto eps = static_cast<float>(c.rms_norm_eps);
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = weights_.layers[l];
-    be.rmsnorm(*h, *x, *L.input_norm, eps);
-    be.add(*x, *mla_attention(s, L, l, *h));
-    be.rmsnorm(*h, *x, *L.post_norm, eps);
-    be.add(*x, *(L.moe ? moe_ffn(s, L, l, *h) : swiglu_mlp(s, L, *h)));
-    if (observer && l + 1 < c.n_layers) observer->hidden(l + 1, s.download(*x));
+    be.rmsnorm(h, x, *L.input_norm, eps);
+    mla_attention(s, L, l, h);
+    be.add(x, *a.out);
+    be.rmsnorm(h, x, *L.post_norm, eps);
+    if (L.moe)
+      moe_ffn(s, L, l, h);
+    else
+      swiglu_mlp(s, L, h, *a.mlp_gate, *a.mlp_up, *a.out);
+    be.add(x, *a.out);
+    if (observer && l + 1 < c.n_layers) observer->hidden(l + 1, s.download(x));
   }
-  be.rmsnorm(*h, *x, *weights_.norm, eps);  // [n, H]
-  if (observer) observer->hidden(c.n_layers, s.download(*h));
-
-  TensorPtr out;
-  if (mode == LogitsMode::all) {
-    out = s.linear(*h, *weights_.lm_head);  // [n, vocab]
-  } else if (mode == LogitsMode::last) {
-    TensorPtr last = be.alloc(DType::f32, 1, c.hidden_size);
-    be.copy_row(*last, *h, n - 1);
-    out = s.linear(*last, *weights_.lm_head);  // [1, vocab]
+  be.rmsnorm(h, x, *weights_.norm, eps);  // [n, H]
+  if (observer) observer->hidden(c.n_layers, s.download(h));
+  if (n_out > 0) {
+    if (a.logit_rows) be.gather_rows(*a.kept, h, *a.logit_rows);  // [n_out, H]
+    be.matmul(*a.logits, a.logit_rows ? *a.kept : h, *weights_.lm_head);  // [n_out, vocab]
   }
   be.end_step();
-  if (out) {
-    logits.resize(static_cast<size_t>(out->rows() * out->cols()));
-    be.read(*out, logits.data(), logits.size() * 4);
-  } else {
-    logits.clear();
-  }
+  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
+  if (n_out > 0) be.read(*a.logits, logits.data(), logits.size() * 4);
+}
+
+StepPlan& Model::plan(int64_t n, int64_t n_seqs, int64_t table_cols, int64_t n_out, bool observed) {
+  const StepPlan::Key key{n, n_seqs, table_cols, n_out, observed};
+  for (auto it = plans_.begin(); it != plans_.end(); ++it)
+    if ((*it)->key == key) {
+      plans_.splice(plans_.begin(), plans_, it);  // most recent first
+      return *plans_.front();
+    }
+  if (plans_.size() >= kMaxPlans) plans_.pop_back();
+  plans_.push_front(std::make_unique<StepPlan>(*backend_, config(), weights_, key, ++plans_made_));
+  return *plans_.front();
 }
 
 }  // namespace sibyl::engine

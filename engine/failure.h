@@ -20,6 +20,7 @@ enum class Errc : int {
   backend = 11,
   internal = 12,
   buffer_too_small = 13,
+  busy = 14,
 };
 
 class Failure : public std::exception {

@@ -15,13 +15,28 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());
   m->inv_freq_ = m->backend_->alloc(DType::f32, 1, half);
   m->backend_->write(*m->inv_freq_, m->rope_.inv_freq.data(), static_cast<size_t>(half) * 4);
+  KvPagesOptions kv;
+  kv.page_tokens = options.kv_page_tokens > 0 ? options.kv_page_tokens : kDefaultKvPageTokens;
+  kv.budget_bytes = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : kDefaultKvCacheBytes;
+  m->kv_ = std::make_unique<KvPages>(*m->backend_, m->config().n_layers, m->config().kv_width(), kv);
   m->load_text_support();
   log(LogLevel::info, "loaded " + path + " (" + m->source_->format + ", " + m->config().model_type + ", " +
                           std::to_string(m->weights_.n_parameters) + " parameters) on " + m->backend_->name());
   return m;
 }
 
-Model::~Model() = default;
+Model::~Model() {
+  plans_.clear();  // backend tensors before the backend
+  if (kv_) kv_->clear_index();
+  kv_.reset();
+}
+
+void Model::copy_pages(const std::vector<PageCopy>& copies) {
+  if (copies.empty()) return;
+  backend_->begin_step(0);
+  for (const PageCopy& c : copies) backend_->copy_kv_page(kv_->pool(), c.dst, c.src);
+  backend_->end_step();
+}
 
 void Model::load_text_support() {
   const ModelSource& src = *source_;

@@ -1,12 +1,17 @@
 // A loaded model: config, weights on a backend, RoPE tables, and the forward pass.
 #pragma once
+#include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "backend.h"
 #include "chat_format.h"
 #include "model_source.h"
+#include "runtime/kv_pages.h"
+#include "runtime/seq_pages.h"
+#include "runtime/step_plan.h"
 #include "rope.h"
 #include "tokenizer.h"
 #include "weights.h"
@@ -29,7 +34,27 @@ struct StepObserver {
 struct ModelLoadOptions {
   backend::BackendKind backend = backend::BackendKind::automatic;
   backend::BackendOptions backend_options;  // threads, device, memory budget, shared Vulkan device
+  int64_t kv_cache_bytes = 0;               // the latent cache pool of all sessions; 0: kDefaultKvCacheBytes
+  int64_t kv_page_tokens = 0;               // tokens per cache page; 0: kDefaultKvPageTokens
 };
+
+constexpr int64_t kDefaultKvCacheBytes = int64_t{1} << 30;
+constexpr int64_t kDefaultKvPageTokens = 64;
+
+// One sequence's part of a forward step: tokens at positions [pos0, pos0 + n), whose latent
+// rows live in `pages` (a page table that must already cover pos0 + n positions).
+struct SeqStep {
+  const int32_t* tokens = nullptr;
+  int64_t n = 0;
+  int64_t pos0 = 0;
+  const std::vector<int32_t>* pages = nullptr;
+  LogitsMode logits = LogitsMode::last;
+  AttentionPath path = AttentionPath::automatic;  // automatic: see choose_attention_path
+};
+
+// The attention path for a sequence's `n_tokens` rows over `context` positions on a backend
+// whose results may depend on the batch (batch-invariant backends always go absorbed).
+AttentionPath choose_attention_path(const ModelConfig& c, int64_t n_tokens, int64_t context);
 
 class Model {
  public:
@@ -46,13 +71,21 @@ class Model {
   const Tokenizer& tokenizer() const;
   const ChatFormat& chat_format() const;
 
-  // Runs `n` tokens at positions [pos0, pos0 + n) against `cache` (which must hold
-  // pos0 + n rows) and returns the requested logits rows [rows, vocab].
-  void forward(backend::KvCache& cache, const int32_t* tokens, int64_t n, int64_t pos0, LogitsMode mode,
-               AttentionPath path, std::vector<float>& logits, StepObserver* observer = nullptr) const;
+  // The lock every step and every use of kv_pages() takes: one step runs at a time.
+  std::mutex& step_mutex() const { return step_mutex_; }
+  KvPages& kv_pages() { return *kv_; }
+
+  // One step over the rows of several sequences (under step_mutex()); returns the kept
+  // logits rows [rows, vocab], sequences in order.
+  void forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer = nullptr);
+  // Runs the page copies of copy-on-write in a step of their own.
+  void copy_pages(const std::vector<PageCopy>& copies);
 
  private:
   Model() = default;
+  StepPlan& plan(int64_t n, int64_t n_seqs, int64_t table_cols, int64_t n_out, bool observed);
+  static constexpr size_t kMaxPlans = 8;
+
   void load_text_support();
   std::shared_ptr<backend::Backend> backend_;
   std::unique_ptr<ModelSource> source_;  // keeps the weight memory maps alive
@@ -62,6 +95,11 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ChatFormat> chat_format_;
   std::string text_unavailable_;  // why tokenizer_/chat_format_ are missing
+  mutable std::mutex step_mutex_;
+  std::unique_ptr<KvPages> kv_;
+  std::list<std::unique_ptr<StepPlan>> plans_;  // most recently used first
+  uint64_t plans_made_ = 0;
+  StepInputs inputs_;
 };
 
 }  // namespace sibyl::engine

@@ -1,7 +1,10 @@
-// One conversation over a model: token history, latent KV cache, logits, RNG.
-// Holds the model weakly: once the model is gone every call fails with
-// Errc::model_destroyed, and the session can still be destroyed safely.
+// One conversation over a model: token history, its pages of the model's latent
+// cache, logits, RNG. Holds the model weakly: once the model is gone every call
+// fails with Errc::model_destroyed, and the session can still be destroyed safely.
+// A session serves one call at a time: a second call while one runs (another thread,
+// the call's own callback, or a request of the scheduler that owns it) is Errc::busy.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -28,6 +31,21 @@ class Session {
  public:
   Session(const std::shared_ptr<Model>& model, const SessionOptions& options);
   ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Marks the session in use for the lifetime of the guard; Errc::busy when it already is.
+  class Use {
+   public:
+    explicit Use(const Session& s);
+    ~Use();
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+   private:
+    const Session& s_;
+  };
+  bool in_use() const { return in_use_.load(std::memory_order_acquire); }
 
   // Runs the tokens through the model; on failure the session is unchanged.
   void append(const int32_t* tokens, int64_t n, LogitsMode mode, AttentionPath path = AttentionPath::automatic,
@@ -36,6 +54,7 @@ class Session {
   int64_t logits_rows() const { return logits_rows_; }
   int64_t vocab_size() const { return vocab_; }
   int64_t position() const { return static_cast<int64_t>(tokens_.size()); }
+  int64_t max_context() const { return max_context_; }
   const std::vector<int32_t>& tokens() const { return tokens_; }
   const std::vector<int32_t>& eos_tokens() const { return eos_; }
 
@@ -43,29 +62,47 @@ class Session {
   void ensure_model_alive() const { lock_model(); }
   std::shared_ptr<Model> model() const { return lock_model(); }
 
-  void rewind(int64_t position);
+  void rewind(int64_t position);  // releases the cache pages past it
   void reset();
   void set_seed(uint64_t seed) { rng_.seed_with(seed); }
+  Rng& rng() { return rng_; }
   int32_t sample(const SamplerParams& params);
+  // Becomes a copy of `other` (history, logits, RNG) sharing its cache pages.
+  void fork_from(const Session& other);
 
   // Counts generated tokens in `generated` (also when it throws); on_token returning true stops.
   void generate(const int32_t* prompt, int64_t n_prompt, const GenerateParams& params,
                 const std::function<bool(int32_t)>& on_token, int64_t& generated);
 
+  // ---- for the scheduler (under the model's step mutex)
+  // Checks a feed of n tokens at the current position (context, vocabulary).
+  void check_feed(const int32_t* tokens, int64_t n) const;
+  // Shares cached prefix pages for `pending` (tokens to run next): appends the covered
+  // tokens to the history and returns how many.
+  int64_t share_cached_prefix(Model& m, const int32_t* pending, int64_t n);
+  // Pages for positions [position(), position() + n); false when the pool has none left.
+  bool reserve(Model& m, int64_t n, std::vector<PageCopy>& copies);
+  SeqStep step_for(const int32_t* tokens, int64_t n, LogitsMode mode, AttentionPath path) const;
+  // The step ran: the tokens join the history, `rows` logits rows [rows, vocab] are kept.
+  void commit(Model& m, const int32_t* tokens, int64_t n, const float* logits, int64_t rows);
+  // The step failed or was abandoned: drop pages past the history.
+  void abandon(Model& m);
+  const SeqPages& pages() const { return pages_; }
+
  private:
   std::shared_ptr<Model> lock_model() const;
 
   std::weak_ptr<Model> model_;
-  std::shared_ptr<backend::Backend> backend_;  // outlives cache_
-  std::unique_ptr<backend::KvCache> cache_;
   std::vector<int32_t> eos_;
   int64_t vocab_;
   int64_t max_context_;
   uint64_t seed_;
   std::vector<int32_t> tokens_;
+  SeqPages pages_;
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
   Rng rng_;
+  mutable std::atomic<bool> in_use_{false};
 };
 
 }  // namespace sibyl::engine

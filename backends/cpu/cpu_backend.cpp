@@ -24,12 +24,34 @@ void CpuTensor::set_block_scale(const void* scale, int64_t block_rows, int64_t b
   block_cols_ = block_cols;
 }
 
-void CpuKvCache::reserve(int64_t tokens) {
-  if (tokens <= capacity_) return;
-  int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(capacity_ * 2, capacity_ + 4096));
-  cap = std::max<int64_t>(cap, 64);
-  for (auto& layer : layers_) layer.resize(static_cast<size_t>(cap * width_));
-  capacity_ = cap;
+void CpuKvPool::grow(int64_t n_pages) {
+  pages_.reserve(static_cast<size_t>(n_pages));
+  while (this->n_pages() < n_pages) pages_.push_back(std::make_unique<float[]>(page_floats()));  // zeroed
+}
+
+PagedRows::PagedRows(const CpuKvPool& p, const StepBatch& batch)
+    : pool(p),
+      positions(cpu(*batch.positions).i32()),
+      row_seq(cpu(*batch.row_seq).i32()),
+      table(cpu(*batch.page_table).i32()),
+      max_pages(batch.page_table->cols()),
+      page_tokens(p.page_tokens()) {}
+
+int64_t PagedRows::page_of(int64_t i, int64_t pos) const {
+  const int64_t slot = pos / page_tokens;
+  const int32_t page = slot < max_pages ? table[row_seq[i] * max_pages + slot] : -1;
+  if (page < 0 || page >= pool.n_pages())
+    fail(Errc::internal, "cpu backend: position " + std::to_string(pos) + " of step row " + std::to_string(i) +
+                             " has no page");
+  return page;
+}
+
+const float* PagedRows::at(int64_t layer, int64_t i, int64_t pos) const {
+  return pool.row(layer, page_of(i, pos), pos % page_tokens);
+}
+
+float* PagedRows::mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos) const {
+  return p.row(layer, page_of(i, pos), pos % page_tokens);
 }
 
 void gemm(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {
@@ -73,6 +95,7 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& options) : pool_(options.n_threads) {}
   const char* name() const override { return "cpu"; }
+  bool batch_invariant() const override { return true; }  // every op is row by row (see gemm, mla)
 
   std::unique_ptr<Tensor> upload(const HostWeight& w) override {
     // Weights stay in the memory map (zero copy) unless misaligned for their dtype.
@@ -98,10 +121,20 @@ class CpuBackend final : public Backend {
     if (bytes > src.nbytes()) fail(Errc::internal, "cpu backend: read past the end of a tensor");
     std::memcpy(dst, cpu(src).bytes(), bytes);
   }
-  std::unique_ptr<KvCache> create_kv_cache(int64_t n_layers, int64_t row_width) override {
-    return std::make_unique<CpuKvCache>(n_layers, row_width);
+  std::unique_ptr<KvPool> create_kv_pool(int64_t n_layers, int64_t row_width, int64_t page_tokens) override {
+    return std::make_unique<CpuKvPool>(n_layers, row_width, page_tokens);
   }
-  void begin_step() override {}
+  void read_kv_rows(const KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, float* dst) override {
+    const auto& p = kv(pool);
+    check_page(p, page, n_rows);
+    std::memcpy(dst, p.row(layer, page, 0), static_cast<size_t>(n_rows * p.width()) * 4);
+  }
+  void write_kv_rows(KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, const float* src) override {
+    auto& p = kv(pool);
+    check_page(p, page, n_rows);
+    std::memcpy(p.row(layer, page, 0), src, static_cast<size_t>(n_rows * p.width()) * 4);
+  }
+  void begin_step(uint64_t) override {}
   void end_step() override {}
 
   void embed(Tensor& dst, const Tensor& table, const Tensor& tokens) override {
@@ -142,18 +175,28 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0, n = dst.rows() * dst.cols(); i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   }
 
-  void copy_row(Tensor& dst, const Tensor& src, int64_t row) override {
-    std::memcpy(cpu(dst).f32(), cpu(src).f32() + row * src.cols(), static_cast<size_t>(src.cols()) * 4);
+  void gather_rows(Tensor& dst, const Tensor& src, const Tensor& rows) override {
+    const int32_t* r = cpu(rows).i32();
+    for (int64_t i = 0; i < dst.rows(); ++i) {
+      if (r[i] < 0 || r[i] >= src.rows()) fail(Errc::internal, "cpu backend: gather_rows index out of range");
+      std::memcpy(cpu(dst).f32() + i * dst.cols(), cpu(src).f32() + r[i] * src.cols(),
+                  static_cast<size_t>(src.cols()) * 4);
+    }
+  }
+  void copy_kv_page(KvPool& pool, int64_t dst, int64_t src) override {
+    auto& p = kv(pool);
+    check_page(p, dst, 0);
+    check_page(p, src, 0);
+    std::memcpy(p.page(dst), p.page(src), p.page_floats() * 4);
   }
 
-  void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
-                 const Tensor& positions, const RopeParams& rope) override {
-    cpu::mla_store(pool_, static_cast<CpuKvCache&>(cache), layer, cpu(kv_a), cpu(kv_norm), eps, cpu(positions), rope);
+  void mla_store(KvPool& pool, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                 const StepBatch& batch, const RopeParams& rope) override {
+    cpu::mla_store(pool_, kv(pool), layer, cpu(kv_a), cpu(kv_norm), eps, batch, rope);
   }
-  void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer, const Tensor& positions,
-                     const MlaWeights& up, const MlaShape& shape, const RopeParams& rope, MlaPath path) override {
-    cpu::mla_attention(pool_, cpu(dst), cpu(q), static_cast<const CpuKvCache&>(cache), layer, cpu(positions), up,
-                       shape, rope, path);
+  void mla_attention(Tensor& dst, const Tensor& q, const KvPool& pool, int64_t layer, const StepBatch& batch,
+                     const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) override {
+    cpu::mla_attention(pool_, cpu(dst), cpu(q), kv(pool), layer, batch, up, shape, rope);
   }
   void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
                  const Tensor* score_bias, const RouterParams& params) override {
@@ -166,6 +209,14 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  static CpuKvPool& kv(KvPool& p) { return static_cast<CpuKvPool&>(p); }
+  static const CpuKvPool& kv(const KvPool& p) { return static_cast<const CpuKvPool&>(p); }
+  static void check_page(const CpuKvPool& p, int64_t page, int64_t n_rows) {
+    if (page < 0 || page >= p.n_pages() || n_rows < 0 || n_rows > p.page_tokens())
+      fail(Errc::internal, "cpu backend: KV page " + std::to_string(page) + " (" + std::to_string(n_rows) +
+                               " rows) outside the pool");
+  }
+
   ThreadPool pool_;
 };
 

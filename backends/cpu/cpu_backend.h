@@ -35,19 +35,43 @@ class CpuTensor final : public Tensor {
   int64_t block_rows_ = 0, block_cols_ = 0;
 };
 
-class CpuKvCache final : public KvCache {
+// The paged latent cache on the host: one block per page holding its rows of every layer,
+// [n_layers, page_tokens, width], so growing never moves existing pages.
+class CpuKvPool final : public KvPool {
  public:
-  CpuKvCache(int64_t n_layers, int64_t row_width) : layers_(n_layers), width_(row_width) {}
-  void reserve(int64_t tokens) override;
-  int64_t capacity() const override { return capacity_; }
+  CpuKvPool(int64_t n_layers, int64_t row_width, int64_t page_tokens)
+      : n_layers_(n_layers), width_(row_width), page_tokens_(page_tokens) {}
+  void grow(int64_t n_pages) override;
+  int64_t n_pages() const override { return static_cast<int64_t>(pages_.size()); }
+  int64_t page_tokens() const override { return page_tokens_; }
   int64_t width() const { return width_; }
-  float* row(int64_t layer, int64_t pos) { return layers_[layer].data() + pos * width_; }
-  const float* row(int64_t layer, int64_t pos) const { return layers_[layer].data() + pos * width_; }
+  float* row(int64_t layer, int64_t page, int64_t r) {
+    return pages_[static_cast<size_t>(page)].get() + (layer * page_tokens_ + r) * width_;
+  }
+  const float* row(int64_t layer, int64_t page, int64_t r) const {
+    return pages_[static_cast<size_t>(page)].get() + (layer * page_tokens_ + r) * width_;
+  }
+  size_t page_floats() const { return static_cast<size_t>(n_layers_ * page_tokens_ * width_); }
+  float* page(int64_t page) { return pages_[static_cast<size_t>(page)].get(); }
 
  private:
-  std::vector<std::vector<float>> layers_;
-  int64_t width_;
-  int64_t capacity_ = 0;
+  int64_t n_layers_, width_, page_tokens_;
+  std::vector<std::unique_ptr<float[]>> pages_;
+};
+
+// Where a step's rows find their latent rows: the StepBatch's tensors read on the host.
+struct PagedRows {
+  PagedRows(const CpuKvPool& pool, const StepBatch& batch);
+  // The latent row of position `pos` of the sequence of step row `i`.
+  const float* at(int64_t layer, int64_t i, int64_t pos) const;
+  float* mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos) const;
+  int64_t page_of(int64_t i, int64_t pos) const;
+
+  const CpuKvPool& pool;
+  const int32_t* positions;
+  const int32_t* row_seq;
+  const int32_t* table;
+  int64_t max_pages, page_tokens;
 };
 
 inline const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t); }
@@ -62,11 +86,10 @@ void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope);
 void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols);
 
 // MLA and MoE ops live in their own files.
-void mla_store(ThreadPool& pool, CpuKvCache& cache, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
-               float eps, const CpuTensor& positions, const RopeParams& rope);
-void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                   const CpuTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
-                   MlaPath path);
+void mla_store(ThreadPool& pool, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
+               float eps, const StepBatch& batch, const RopeParams& rope);
+void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
+                   const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope);
 void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
                const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params);
 void moe_experts(ThreadPool& pool, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,

@@ -60,26 +60,32 @@ struct UpRows {
   WeightRows kv_b{}, k_b{}, v_b{};
 };
 
-void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                        const int32_t* pos, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
-  const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
-                dr = sh.qk_rope_head_dim, dv = sh.v_head_dim;
-  pool.parallel_for(n * H, (pos[n - 1] + 1) * (R + dr) + (dn + dv) * R, [&](int64_t begin, int64_t end) {
+// Rows [first, first + n) of the step; each row reads only its own sequence's cache, so
+// its result does not depend on the other rows of the batch.
+void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const PagedRows& kv, int64_t layer,
+                        int64_t first, int64_t n, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
+  const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
+                dv = sh.v_head_dim;
+  const int32_t* pos = kv.positions;
+  const int64_t longest = *std::max_element(pos + first, pos + first + n) + 1;
+  pool.parallel_for(n * H, longest * (R + dr) + (dn + dv) * R, [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(dn + dr), q_lat(R), o_lat(R), scratch(std::max(R, dn)), scores;
+    std::vector<const float*> rows;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t i = item / H, h = item % H;
+      const int64_t i = first + item / H, h = item % H;
       rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
       up.absorb_query(q_lat.data(), qrow.data(), h, scratch.data());
       const int64_t len = pos[i] + 1;
       scores.resize(static_cast<size_t>(len));
+      rows.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
-        const float* c = cache.row(layer, t);
+        const float* c = rows[t] = kv.at(layer, i, t);
         scores[t] = (dot(q_lat.data(), c, R) + dot(qrow.data() + dn, c + R, dr)) * sh.softmax_scale;
       }
       softmax(scores.data(), len);
       // õ = Σ p · c_kv  [R], then o = W_UV · õ  [dv]
       std::fill(o_lat.begin(), o_lat.end(), 0.0f);
-      for (int64_t t = 0; t < len; ++t) axpy(o_lat.data(), scores[t], cache.row(layer, t), R);
+      for (int64_t t = 0; t < len; ++t) axpy(o_lat.data(), scores[t], rows[t], R);
       float* out = dst.f32() + i * dst.cols() + h * dv;
       for (int64_t j = 0; j < dv; ++j) out[j] = dot(up.value_row(h, j, scratch.data()), o_lat.data(), R);
     }
@@ -96,21 +102,22 @@ struct Expanded {
   }
 };
 
-Expanded expand_latent(ThreadPool& pool, const CpuKvCache& cache, int64_t layer, int64_t L, const MlaWeights& w,
+// `lat` holds the sequence's latent rows [L, width] contiguously.
+Expanded expand_latent(ThreadPool& pool, const float* lat, int64_t width, int64_t L, const MlaWeights& w,
                        const MlaShape& sh) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dv = sh.v_head_dim;
   Expanded e;
   if (w.kv_b) {  // [k_nope | v] per head: c_kv [L, R] · kv_bᵀ
     const int64_t cols = H * (dn + dv);
     e.k.resize(static_cast<size_t>(L * cols));
-    gemm(pool, cache.row(layer, 0), L, cache.width(), cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
+    gemm(pool, lat, L, width, cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
     e.k_stride = e.v_stride = cols;
     e.k_head = e.v_head = dn + dv;
     e.v_offset = dn;
     return e;
   }
   e.v.resize(static_cast<size_t>(L * H * dv));
-  gemm(pool, cache.row(layer, 0), L, cache.width(), cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
+  gemm(pool, lat, L, width, cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
   e.k.resize(static_cast<size_t>(L * H * dn));
   const WeightRows k_b = cpu(*w.k_b).weight_rows();
   pool.parallel_for(H, L * dn * R, [&](int64_t begin, int64_t end) {
@@ -121,7 +128,7 @@ Expanded expand_latent(ThreadPool& pool, const CpuKvCache& cache, int64_t layer,
         for (int64_t d = 0; d < dn; ++d) k_t[d * R + c] = row[d];
       }
       for (int64_t t = 0; t < L; ++t)
-        for (int64_t d = 0; d < dn; ++d) e.k[t * H * dn + h * dn + d] = dot(cache.row(layer, t), &k_t[d * R], R);
+        for (int64_t d = 0; d < dn; ++d) e.k[t * H * dn + h * dn + d] = dot(lat + t * width, &k_t[d * R], R);
     }
   });
   e.k_stride = H * dn;
@@ -132,21 +139,25 @@ Expanded expand_latent(ThreadPool& pool, const CpuKvCache& cache, int64_t layer,
   return e;
 }
 
-void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                        const int32_t* pos, const MlaWeights& w, const MlaShape& sh, const RopeParams& rope) {
-  const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
-                dr = sh.qk_rope_head_dim, dv = sh.v_head_dim;
-  const int64_t L = *std::max_element(pos, pos + n) + 1;
-  const Expanded kv = expand_latent(pool, cache, layer, L, w, sh);
+// Rows [first, first + n) of the step, all of one sequence.
+void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const PagedRows& paged, int64_t layer,
+                        int64_t first, int64_t n, const MlaWeights& w, const MlaShape& sh, const RopeParams& rope) {
+  const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
+                dv = sh.v_head_dim, width = paged.pool.width();
+  const int32_t* pos = paged.positions;
+  const int64_t L = *std::max_element(pos + first, pos + first + n) + 1;
+  std::vector<float> lat(static_cast<size_t>(L * width));  // the sequence's latent rows, gathered from its pages
+  for (int64_t t = 0; t < L; ++t) std::copy_n(paged.at(layer, first, t), width, lat.data() + t * width);
+  const Expanded kv = expand_latent(pool, lat.data(), width, L, w, sh);
   pool.parallel_for(n * H, L * (dn + dr + dv), [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(dn + dr), scores;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t i = item / H, h = item % H;
+      const int64_t i = first + item / H, h = item % H;
       rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
       const int64_t len = pos[i] + 1;
       scores.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
-        const float* k_pe = cache.row(layer, t) + R;
+        const float* k_pe = lat.data() + t * width + R;
         scores[t] = (dot(qrow.data(), kv.key(t, h), dn) + dot(qrow.data() + dn, k_pe, dr)) * sh.softmax_scale;
       }
       softmax(scores.data(), len);
@@ -159,31 +170,44 @@ void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
 
 }  // namespace
 
-void mla_store(ThreadPool& pool, CpuKvCache& cache, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
-               float eps, const CpuTensor& positions, const RopeParams& rope) {
+void mla_store(ThreadPool& pool, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
+               float eps, const StepBatch& batch, const RopeParams& rope) {
   const int64_t R = kv_norm.cols(), dr = kv_a.cols() - R;
-  const int32_t* pos = positions.i32();
+  const PagedRows paged(kv, batch);
   const WeightRows w = kv_norm.weight_rows();
   pool.parallel_for(kv_a.rows(), kv_a.cols(), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* src = kv_a.f32() + i * kv_a.cols();
-      float* row = cache.row(layer, pos[i]);
+      const int32_t pos = paged.positions[i];
+      float* row = paged.mutable_at(kv, layer, i, pos);
       rmsnorm_row(row, src, w, eps, R);
       std::copy(src + R, src + R + dr, row + R);
-      rope_rotate(row + R, dr, pos[i], rope);
+      rope_rotate(row + R, dr, pos, rope);
     }
   });
 }
 
-void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvCache& cache, int64_t layer,
-                   const CpuTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
-                   MlaPath path) {
+void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
+                   const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) {
   if (q.rows() == 0) return;
   if (!up.kv_b && (!up.k_b || !up.v_b)) fail(Errc::internal, "mla_attention without up-projection weights");
-  if (path == MlaPath::absorbed)
-    attention_absorbed(pool, dst, q, cache, layer, positions.i32(), UpRows(up, shape), shape, rope);
-  else
-    attention_expanded(pool, dst, q, cache, layer, positions.i32(), up, shape, rope);
+  const PagedRows paged(kv, batch);
+  const UpRows rows(up, shape);
+  // Consecutive absorbed sequences run as one parallel loop (decode rows of many sessions).
+  size_t s = 0;
+  while (s < batch.seqs.size()) {
+    const SeqRows& first = batch.seqs[s];
+    if (first.path == MlaPath::expanded) {
+      attention_expanded(pool, dst, q, paged, layer, first.first_row, first.n_rows, up, shape, rope);
+      ++s;
+      continue;
+    }
+    size_t e = s;
+    while (e < batch.seqs.size() && batch.seqs[e].path == MlaPath::absorbed) ++e;
+    const int64_t n = batch.seqs[e - 1].first_row + batch.seqs[e - 1].n_rows - first.first_row;
+    if (n > 0) attention_absorbed(pool, dst, q, paged, layer, first.first_row, n, rows, shape, rope);
+    s = e;
+  }
 }
 
 }  // namespace sibyl::backend::cpu

@@ -1,0 +1,76 @@
+#include "runtime/seq_pages.h"
+
+#include "failure.h"
+
+namespace sibyl::engine {
+
+bool SeqPages::prepare_write(KvPages& kv, int64_t from, int64_t to, std::vector<PageCopy>& copies) {
+  const int64_t P = kv.page_tokens();
+  if (to <= from) return true;
+  for (int64_t slot = from / P; slot <= (to - 1) / P; ++slot) {
+    if (slot < static_cast<int64_t>(pages_.size())) {
+      const int32_t old = pages_[slot];
+      if (kv.refs(old) == 1) continue;
+      const int32_t fresh = kv.allocate();
+      if (fresh < 0) return false;
+      copies.push_back({fresh, old});
+      kv.release(old);
+      pages_[slot] = fresh;
+      keys_.resize(std::min(keys_.size(), static_cast<size_t>(slot)));  // its content will change
+    } else {
+      const int32_t fresh = kv.allocate();
+      if (fresh < 0) return false;
+      pages_.push_back(fresh);
+    }
+  }
+  return true;
+}
+
+int64_t SeqPages::share_prefix(KvPages& kv, const std::vector<int32_t>& tokens, int64_t from, int64_t end,
+                               int64_t keep) {
+  const int64_t P = kv.page_tokens();
+  if (from % P != 0 || static_cast<int64_t>(pages_.size()) != from / P) return 0;
+  if (keys_.size() < pages_.size()) publish(kv, tokens, from);  // keys of the pages held so far
+  if (keys_.size() < pages_.size()) return 0;
+  int64_t pos = from;
+  while (pos + P <= end - keep) {
+    const uint64_t key = KvPages::chain_key(key_before(pages_.size()), tokens.data() + pos, P);
+    const int32_t page = kv.find(key, tokens.data() + pos);
+    if (page < 0) break;
+    kv.retain(page);
+    pages_.push_back(page);
+    keys_.push_back(key);
+    pos += P;
+  }
+  return pos - from;
+}
+
+void SeqPages::publish(KvPages& kv, const std::vector<int32_t>& tokens, int64_t n) {
+  const int64_t P = kv.page_tokens();
+  const size_t full = static_cast<size_t>(std::min<int64_t>(n / P, static_cast<int64_t>(pages_.size())));
+  while (keys_.size() < full) {
+    const size_t k = keys_.size();
+    const uint64_t key = KvPages::chain_key(key_before(k), tokens.data() + k * P, P);
+    keys_.push_back(key);
+    kv.publish(key, tokens.data() + k * P, pages_[k]);
+  }
+}
+
+void SeqPages::truncate(KvPages& kv, int64_t positions) {
+  const int64_t P = kv.page_tokens();
+  const size_t keep = static_cast<size_t>((positions + P - 1) / P);
+  while (pages_.size() > keep) {
+    kv.release(pages_.back());
+    pages_.pop_back();
+  }
+  keys_.resize(std::min(keys_.size(), static_cast<size_t>(positions / P)));
+}
+
+void SeqPages::share_from(KvPages& kv, const SeqPages& other) {
+  release(kv);
+  pages_ = other.pages_;
+  keys_ = other.keys_;
+  for (int32_t p : pages_) kv.retain(p);
+}
+
+}  // namespace sibyl::engine
