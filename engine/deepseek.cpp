@@ -116,7 +116,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   for (size_t si = 0; si < seqs.size(); ++si) {
     const SeqStep& q = seqs[si];
     if (q.n <= 0) fail(Errc::internal, "forward: a sequence with no rows");
-    if (static_cast<int64_t>(q.pages->size()) * kv_->page_tokens() < q.pos0 + q.n)
+    if (static_cast<int64_t>(q.pages->size()) * kv_pages().page_tokens() < q.pos0 + q.n)
       fail(Errc::internal, "forward: a sequence's pages do not cover its positions");
     const int64_t first = static_cast<int64_t>(in.tokens.size());
     AttentionPath path = q.path;
@@ -153,7 +153,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   be.write(*a.page_table, in.page_table.data(), in.page_table.size() * 4);
   if (a.logit_rows) be.write(*a.logit_rows, in.logit_rows.data(), in.logit_rows.size() * 4);
 
-  Step s{be, c, kv_->pool(), batch, a,
+  Step s{be, c, kv_pages().pool(), batch, a,
          backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
          backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
                            rope_.softmax_scale},

@@ -3,6 +3,7 @@
 
 #include "failure.h"
 #include "log.h"
+#include "runtime/scheduler.h"
 
 namespace sibyl::engine {
 
@@ -18,7 +19,9 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   KvPagesOptions kv;
   kv.page_tokens = options.kv_page_tokens > 0 ? options.kv_page_tokens : kDefaultKvPageTokens;
   kv.budget_bytes = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : kDefaultKvCacheBytes;
-  m->kv_ = std::make_unique<KvPages>(*m->backend_, m->config().n_layers, m->config().kv_width(), kv);
+  m->kv_ = std::make_shared<SharedKvPages>();
+  m->kv_->pages = std::make_unique<KvPages>(*m->backend_, m->config().n_layers, m->config().kv_width(), kv);
+  m->scheduler_ = std::make_unique<Scheduler>(*m, options.scheduler);
   m->load_text_support();
   log(LogLevel::info, "loaded " + path + " (" + m->source_->format + ", " + m->config().model_type + ", " +
                           std::to_string(m->weights_.n_parameters) + " parameters) on " + m->backend_->name());
@@ -26,15 +29,17 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
 }
 
 Model::~Model() {
+  scheduler_.reset();  // stops its threads, ends pending requests
+  if (!kv_) return;
+  std::lock_guard lock(kv_->mutex);
   plans_.clear();  // backend tensors before the backend
-  if (kv_) kv_->clear_index();
-  kv_.reset();
+  kv_->pages.reset();
 }
 
 void Model::copy_pages(const std::vector<PageCopy>& copies) {
   if (copies.empty()) return;
   backend_->begin_step(0);
-  for (const PageCopy& c : copies) backend_->copy_kv_page(kv_->pool(), c.dst, c.src);
+  for (const PageCopy& c : copies) backend_->copy_kv_page(kv_pages().pool(), c.dst, c.src);
   backend_->end_step();
 }
 

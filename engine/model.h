@@ -10,6 +10,7 @@
 #include "chat_format.h"
 #include "model_source.h"
 #include "runtime/kv_pages.h"
+#include "runtime/scheduler_options.h"
 #include "runtime/seq_pages.h"
 #include "runtime/step_plan.h"
 #include "rope.h"
@@ -36,6 +37,7 @@ struct ModelLoadOptions {
   backend::BackendOptions backend_options;  // threads, device, memory budget, shared Vulkan device
   int64_t kv_cache_bytes = 0;               // the latent cache pool of all sessions; 0: kDefaultKvCacheBytes
   int64_t kv_page_tokens = 0;               // tokens per cache page; 0: kDefaultKvPageTokens
+  SchedulerOptions scheduler;
 };
 
 constexpr int64_t kDefaultKvCacheBytes = int64_t{1} << 30;
@@ -72,8 +74,11 @@ class Model {
   const ChatFormat& chat_format() const;
 
   // The lock every step and every use of kv_pages() takes: one step runs at a time.
-  std::mutex& step_mutex() const { return step_mutex_; }
-  KvPages& kv_pages() { return *kv_; }
+  std::mutex& step_mutex() const { return kv_->mutex; }
+  KvPages& kv_pages() { return *kv_->pages; }
+  // The cache pool as sessions hold it: it outlives the model (empty once the model is gone).
+  const std::shared_ptr<SharedKvPages>& shared_kv() const { return kv_; }
+  class Scheduler& scheduler() { return *scheduler_; }
 
   // One step over the rows of several sequences (under step_mutex()); returns the kept
   // logits rows [rows, vocab], sequences in order.
@@ -95,8 +100,8 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ChatFormat> chat_format_;
   std::string text_unavailable_;  // why tokenizer_/chat_format_ are missing
-  mutable std::mutex step_mutex_;
-  std::unique_ptr<KvPages> kv_;
+  std::shared_ptr<SharedKvPages> kv_;
+  std::unique_ptr<class Scheduler> scheduler_;
   std::list<std::unique_ptr<StepPlan>> plans_;  // most recently used first
   uint64_t plans_made_ = 0;
   StepInputs inputs_;

@@ -4,6 +4,7 @@
 
 #include "channel_writer.h"
 #include "failure.h"
+#include "runtime/blocking.h"
 
 namespace sibyl::engine {
 namespace {
@@ -15,87 +16,155 @@ int32_t marker_id(const Tokenizer& tokenizer, const std::string& text) {
   return id ? *id : -1;
 }
 
+class ChatJob final : public Job {
+ public:
+  ChatJob(Session& s, std::shared_ptr<void> keep, std::shared_ptr<Request> r, const Tokenizer& tokenizer,
+          const ChatFormat& format, const std::vector<ChatMessage>& messages, ChatParams params)
+      : Job(s, std::move(keep), std::move(r)),
+        tok_(tokenizer),
+        p_(std::move(params)),
+        decoder_(tokenizer),
+        writer_(sink_, p_.stop_strings) {
+    think_open_ = marker_id(tokenizer, format.think_open());
+    think_close_ = marker_id(tokenizer, format.think_close());
+    const bool opens_thinking = format.prompt_opens_thinking() && think_close_ >= 0;
+    // The format's own way out of the think block: what the model writes before its answer.
+    close_block_ = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
+    prompt_ = tokenizer.encode(format.render(messages, /*add_generation_prompt=*/true));
+    if (opens_thinking && !p_.thinking) prompt_.insert(prompt_.end(), close_block_.begin(), close_block_.end());
+    if (prompt_.empty()) fail(Errc::invalid_argument, "the conversation renders to an empty prompt");
+    channel_ = opens_thinking && p_.thinking ? Channel::reasoning : Channel::answer;
+    // Padding rows of the embedding (ids the tokenizer cannot print) are never sampled.
+    printable_.resize(static_cast<size_t>(s.vocab_size()));
+    for (int32_t id = 0; id < static_cast<int32_t>(printable_.size()); ++id) printable_[id] = tokenizer.is_valid(id);
+    p_.sampler.allowed = &printable_;
+  }
+
+  void start() override {
+    // Reuse the longest prefix the session holds (a shared system prompt, earlier turns); at
+    // least one token runs so that there are logits to sample from.
+    Session& s = session();
+    const std::vector<int32_t>& cached = s.tokens();
+    size_t common = static_cast<size_t>(
+        std::mismatch(prompt_.begin(), prompt_.end(), cached.begin(), cached.end()).first - prompt_.begin());
+    common = std::min(common, prompt_.size() - 1);
+    const int64_t rest = static_cast<int64_t>(prompt_.size() - common);
+    if (rest > s.max_context() - static_cast<int64_t>(common))
+      fail(Errc::context_full, "the prompt of " + std::to_string(prompt_.size()) +
+                                   " tokens exceeds the session's max_context of " + std::to_string(s.max_context()));
+    s.rewind_locked(static_cast<int64_t>(common));
+    if (p_.reseed) s.rng().seed_with(p_.seed);
+    stats.reused_tokens = static_cast<int64_t>(common);
+    pending.assign(prompt_.begin() + static_cast<std::ptrdiff_t>(common), prompt_.end());
+    pending_is_prompt = true;
+  }
+
+  std::optional<StopReason> advance() override {
+    pending_is_prompt = false;
+    if (stopping_) return stop_;
+    if (request().soft_stopped()) return StopReason::callback;
+    if (generated_ >= p_.max_new_tokens) return StopReason::max_tokens;
+    Session& s = session();
+    if (channel_ == Channel::reasoning && p_.think_budget >= 0 && stats.reasoning_tokens >= p_.think_budget) {
+      // Budget spent: close the think block as the model itself would, then answer.
+      if (writer_.write(channel_, decoder_.finish())) return stop_for_writer();
+      channel_ = Channel::answer;
+      pending = close_block_;
+      return std::nullopt;
+    }
+    if (s.position() >= s.max_context())
+      fail(Errc::context_full, "the session reached its max_context of " + std::to_string(s.max_context()) +
+                                   " tokens during the reply");
+    const int32_t token = s.sample_logits(p_.sampler);
+    ++generated_;
+    ++stats.generated;
+    if (stats.first_token_us == 0) stats.first_token_us = now_us();
+    (channel_ == Channel::reasoning ? stats.reasoning_tokens : stats.answer_tokens)++;
+    pending.assign(1, token);  // every token of the reply stays in context
+    Event e;
+    e.kind = EventKind::token;
+    e.token = token;
+    request().push(std::move(e));
+    const auto& eos = s.eos_tokens();
+    if (std::find(eos.begin(), eos.end(), token) != eos.end()) return stop_after(StopReason::eos);
+    if (token == think_close_ || token == think_open_) {  // markers switch channels, never print
+      if (writer_.write(channel_, decoder_.finish())) return stop_after(stop_for_writer());
+      channel_ = token == think_close_ ? Channel::answer : Channel::reasoning;
+      return std::nullopt;
+    }
+    if (tok_.is_special(token)) return std::nullopt;  // other control tokens are not text
+    if (writer_.write(channel_, decoder_.push(token))) return stop_after(stop_for_writer());
+    return std::nullopt;
+  }
+
+  void finish(StopReason stop) override {
+    if (stop == StopReason::stop_string || stop == StopReason::callback || stop == StopReason::error) return;
+    writer_.write(channel_, decoder_.finish());
+    writer_.finish();
+  }
+
+ private:
+  // Ends once the token just sampled has been appended.
+  std::optional<StopReason> stop_after(StopReason stop) {
+    stopping_ = true;
+    stop_ = stop;
+    return std::nullopt;
+  }
+  StopReason stop_for_writer() const { return writer_.hit_stop_string() ? StopReason::stop_string : StopReason::callback; }
+
+  const Tokenizer& tok_;
+  ChatParams p_;
+  std::vector<int32_t> prompt_, close_block_;
+  int32_t think_open_ = -1, think_close_ = -1;
+  std::vector<bool> printable_;
+  Channel channel_ = Channel::answer;
+  int64_t generated_ = 0;
+  bool stopping_ = false;
+  StopReason stop_ = StopReason::eos;
+  StreamDecoder decoder_;
+  TextSink sink_ = [this](Channel c, std::string_view piece) {
+    if (piece.empty()) return false;
+    Event e;
+    e.kind = EventKind::text;
+    e.channel = c;
+    e.text.assign(piece);
+    request().push(std::move(e));
+    return false;
+  };
+  ChannelWriter writer_;
+};
+
 }  // namespace
 
+std::unique_ptr<Job> make_chat_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,
+                                   const Tokenizer& tokenizer, const ChatFormat& format,
+                                   const std::vector<ChatMessage>& messages, ChatParams params) {
+  return std::make_unique<ChatJob>(session, std::move(keep), std::move(request), tokenizer, format, messages,
+                                   std::move(params));
+}
+
+ChatResult chat_result(const RequestStats& stats, StopReason stop) {
+  ChatResult r;
+  r.stop = stop;
+  r.prompt_tokens = stats.prompt_tokens;
+  r.reused_tokens = stats.reused_tokens;
+  r.reasoning_tokens = stats.reasoning_tokens;
+  r.answer_tokens = stats.answer_tokens;
+  return r;
+}
+
 ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatFormat& format,
-                    const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink) {
-  const int32_t think_open = marker_id(tokenizer, format.think_open());
-  const int32_t think_close = marker_id(tokenizer, format.think_close());
-  const bool opens_thinking = format.prompt_opens_thinking() && think_close >= 0;
-  // The format's own way out of the think block: what the model writes before its answer.
-  const std::vector<int32_t> close_block = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
-
-  std::vector<int32_t> prompt = tokenizer.encode(format.render(messages, /*add_generation_prompt=*/true));
-  if (opens_thinking && !params.thinking) prompt.insert(prompt.end(), close_block.begin(), close_block.end());
-  if (prompt.empty()) fail(Errc::invalid_argument, "the conversation renders to an empty prompt");
-
-  // Reuse the longest cached prefix (a shared system prompt, earlier turns); at least one
-  // token is run so that there are logits to sample from.
-  const std::vector<int32_t>& cached = session.tokens();
-  size_t common = static_cast<size_t>(
-      std::mismatch(prompt.begin(), prompt.end(), cached.begin(), cached.end()).first - prompt.begin());
-  common = std::min(common, prompt.size() - 1);
-  session.rewind(static_cast<int64_t>(common));
-  if (params.reseed) session.set_seed(params.seed);
-  session.append(prompt.data() + common, static_cast<int64_t>(prompt.size() - common), LogitsMode::last);
-
-  // Padding rows of the embedding (ids the tokenizer cannot print) are never sampled.
-  std::vector<bool> printable(static_cast<size_t>(session.vocab_size()));
-  for (int32_t id = 0; id < static_cast<int32_t>(printable.size()); ++id) printable[id] = tokenizer.is_valid(id);
-  SamplerParams sampler = params.sampler;
-  sampler.allowed = &printable;
-
-  ChatResult result;
-  result.reused_tokens = static_cast<int64_t>(common);
-  result.prompt_tokens = static_cast<int64_t>(prompt.size() - common);
-  Channel channel = opens_thinking && params.thinking ? Channel::reasoning : Channel::answer;
-  const std::vector<int32_t>& eos = session.eos_tokens();
-  StreamDecoder decoder(tokenizer);
-  ChannelWriter writer(sink, params.stop_strings);
-  auto stop_for_writer = [&] { return writer.hit_stop_string() ? StopReason::stop_string : StopReason::callback; };
-
-  for (int64_t generated = 0;; ++generated) {
-    if (params.cancel && params.cancel->load(std::memory_order_relaxed)) {
-      result.stop = StopReason::cancelled;
-      break;
-    }
-    if (generated >= params.max_new_tokens) {
-      result.stop = StopReason::max_tokens;
-      break;
-    }
-    if (channel == Channel::reasoning && params.think_budget >= 0 && result.reasoning_tokens >= params.think_budget) {
-      // Budget spent: close the think block as the model itself would, then answer.
-      if (writer.write(channel, decoder.finish())) {
-        result.stop = stop_for_writer();
-        break;
-      }
-      session.append(close_block.data(), static_cast<int64_t>(close_block.size()), LogitsMode::last);
-      channel = Channel::answer;
-    }
-    const int32_t token = session.sample(sampler);
-    session.append(&token, 1, LogitsMode::last);  // every token of the reply stays in context
-    (channel == Channel::reasoning ? result.reasoning_tokens : result.answer_tokens)++;
-    if (std::find(eos.begin(), eos.end(), token) != eos.end()) {
-      result.stop = StopReason::eos;
-      break;
-    }
-    if (token == think_close || token == think_open) {  // markers switch channels, never print
-      if (writer.write(channel, decoder.finish())) {
-        result.stop = stop_for_writer();
-        break;
-      }
-      channel = token == think_close ? Channel::answer : Channel::reasoning;
-      continue;
-    }
-    if (tokenizer.is_special(token)) continue;  // other control tokens are not text
-    if (writer.write(channel, decoder.push(token))) {
-      result.stop = stop_for_writer();
-      break;
-    }
-  }
-  if (result.stop != StopReason::stop_string && result.stop != StopReason::callback) {
-    if (writer.write(channel, decoder.finish()) || writer.finish()) result.stop = stop_for_writer();
-  }
+                    const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink,
+                    ChatResult* partial) {
+  std::shared_ptr<Model> model = session.model();
+  auto request = std::make_shared<Request>(/*hold=*/true);
+  auto job = make_chat_job(session, nullptr, request, tokenizer, format, messages, params);
+  const Event end = run_blocking(model->scheduler(), std::move(job), request, params.cancel, [&](const Event& e) {
+    return e.kind == EventKind::text && sink && sink(e.channel, e.text);
+  });
+  ChatResult result = chat_result(request->stats(), end.stop);
+  if (partial) *partial = result;
+  if (end.error) fail(static_cast<Errc>(end.error), end.message);
   return result;
 }
 

@@ -1,22 +1,23 @@
 // Chat generation with a reasoning stream: renders the conversation, reuses the
 // session's cached prefix, samples the reply and hands out UTF-8 pieces tagged with
 // their channel — the model's thinking (inside <think>…</think>) or its answer.
+// A chat is a job of the model's scheduler (batched with every other request);
+// run_chat is its blocking form.
 #pragma once
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "chat_format.h"
+#include "runtime/job.h"
 #include "sampler.h"
 #include "session.h"
 #include "tokenizer.h"
 
 namespace sibyl::engine {
-
-enum class Channel { reasoning = 0, answer = 1 };
-enum class StopReason { eos = 0, max_tokens = 1, stop_string = 2, callback = 3, cancelled = 4 };
 
 struct ChatParams {
   int64_t max_new_tokens = 1024;
@@ -26,7 +27,7 @@ struct ChatParams {
   SamplerParams sampler;
   bool reseed = false;
   uint64_t seed = 0;
-  const std::atomic<bool>* cancel = nullptr;  // checked before every token
+  const std::atomic<bool>* cancel = nullptr;  // run_chat: checked before every step
 };
 
 struct ChatResult {
@@ -40,7 +41,17 @@ struct ChatResult {
 // Receives each piece of text; returning true stops generation.
 using TextSink = std::function<bool(Channel channel, std::string_view piece)>;
 
+// The chat as a job; the tokenizer and format belong to the session's model.
+std::unique_ptr<Job> make_chat_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,
+                                   const Tokenizer& tokenizer, const ChatFormat& format,
+                                   const std::vector<ChatMessage>& messages, ChatParams params);
+
+ChatResult chat_result(const RequestStats& stats, StopReason stop);
+
+// Blocking: submits the chat and delivers its text to `sink` on this thread. A failure
+// throws after `partial` (when given) has been filled with what the chat did.
 ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatFormat& format,
-                    const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink);
+                    const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink,
+                    ChatResult* partial = nullptr);
 
 }  // namespace sibyl::engine

@@ -4,19 +4,22 @@
 #include <limits>
 
 #include "failure.h"
+#include "runtime/blocking.h"
 
 namespace sibyl::engine {
 
-Session::Use::Use(const Session& s) : s_(s) {
-  if (s.in_use_.exchange(true, std::memory_order_acq_rel))
+void Session::claim() const {
+  if (in_use_.exchange(true, std::memory_order_acq_rel))
     fail(Errc::busy, "the session is busy: a call or request is already running on it (another thread, "
                      "a callback of that call, or a submitted request not yet finished)");
 }
 
-Session::Use::~Use() { s_.in_use_.store(false, std::memory_order_release); }
+Session::Use::Use(const Session& s) : s_(s) { s.claim(); }
+
+Session::Use::~Use() { s_.unclaim(); }
 
 Session::Session(const std::shared_ptr<Model>& model, const SessionOptions& options)
-    : model_(model), rng_(options.seed) {
+    : model_(model), kv_(model->shared_kv()), rng_(options.seed) {
   const ModelConfig& c = model->config();
   eos_ = c.eos_token_ids;
   vocab_ = c.vocab_size;
@@ -32,10 +35,8 @@ Session::Session(const std::shared_ptr<Model>& model, const SessionOptions& opti
 }
 
 Session::~Session() {
-  if (std::shared_ptr<Model> m = model_.lock()) {
-    std::lock_guard lock(m->step_mutex());
-    pages_.release(m->kv_pages());
-  }
+  std::lock_guard lock(kv_->mutex);
+  if (kv_->pages) pages_.release(*kv_->pages);
 }
 
 std::shared_ptr<Model> Session::lock_model() const {
@@ -131,6 +132,14 @@ void Session::rewind(int64_t position) {
   logits_rows_ = 0;
 }
 
+void Session::rewind_locked(int64_t position) {
+  if (position < 0 || position > this->position()) fail(Errc::internal, "rewind_locked out of range");
+  tokens_.resize(static_cast<size_t>(position));
+  if (kv_->pages) pages_.truncate(*kv_->pages, position);
+  logits_.clear();
+  logits_rows_ = 0;
+}
+
 void Session::reset() {
   rewind(0);
   rng_.seed_with(seed_);
@@ -151,27 +160,37 @@ void Session::fork_from(const Session& other) {
 
 int32_t Session::sample(const SamplerParams& params) {
   lock_model();
+  return sample_logits(params);
+}
+
+int32_t Session::sample_logits(const SamplerParams& params) {
   if (logits_rows_ == 0) fail(Errc::no_logits, "no logits to sample from: append tokens (with logits) first");
   const float* last = logits_.data() + (logits_rows_ - 1) * vocab_;
   return sample_token(last, vocab_, params, tokens_, rng_);
 }
 
-void Session::generate(const int32_t* prompt, int64_t n_prompt, const GenerateParams& params,
-                       const std::function<bool(int32_t)>& on_token, int64_t& generated) {
+int Session::generate(const int32_t* prompt, int64_t n_prompt, const GenerateParams& params,
+                      const std::function<bool(int32_t)>& on_token, int64_t& generated,
+                      const std::atomic<bool>* cancel) {
   generated = 0;
-  lock_model();
-  if (n_prompt > 0) append(prompt, n_prompt, LogitsMode::last);  // validates before anything changes
-  if (params.reseed) rng_.seed_with(params.seed);
-  while (generated < params.max_new_tokens) {
-    if (position() >= max_context_)
-      fail(Errc::context_full, "the session reached its max_context of " + std::to_string(max_context_) +
-                                   " tokens after generating " + std::to_string(generated));
-    int32_t token = sample(params.sampler);
-    ++generated;
-    bool stop = on_token && on_token(token);
-    append(&token, 1, LogitsMode::last);  // every reported token is part of the context
-    if (stop || (params.stop_at_eos && std::find(eos_.begin(), eos_.end(), token) != eos_.end())) break;
-  }
+  std::shared_ptr<Model> model = lock_model();
+  check_feed(prompt, n_prompt);  // the context first: n_prompt may exceed the caller's array
+  GenerateJobParams p;
+  p.prompt.assign(prompt, prompt + n_prompt);
+  p.max_new_tokens = params.max_new_tokens;
+  p.stop_at_eos = params.stop_at_eos;
+  p.reseed = params.reseed;
+  p.seed = params.seed;
+  p.sampler = params.sampler;
+  auto request = std::make_shared<Request>(/*hold=*/true);
+  const Event end = run_blocking(model->scheduler(), make_generate_job(*this, nullptr, request, std::move(p)),
+                                 request, cancel, [&](const Event& e) {
+                                   if (e.kind != EventKind::token) return false;
+                                   ++generated;
+                                   return on_token && on_token(e.token);
+                                 });
+  if (end.error) fail(static_cast<Errc>(end.error), end.message);
+  return static_cast<int>(end.stop);
 }
 
 }  // namespace sibyl::engine

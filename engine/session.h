@@ -46,6 +46,8 @@ class Session {
     const Session& s_;
   };
   bool in_use() const { return in_use_.load(std::memory_order_acquire); }
+  void claim() const;  // what Use does, for a request that holds the session until it ends
+  void unclaim() const { in_use_.store(false, std::memory_order_release); }
 
   // Runs the tokens through the model; on failure the session is unchanged.
   void append(const int32_t* tokens, int64_t n, LogitsMode mode, AttentionPath path = AttentionPath::automatic,
@@ -67,12 +69,16 @@ class Session {
   void set_seed(uint64_t seed) { rng_.seed_with(seed); }
   Rng& rng() { return rng_; }
   int32_t sample(const SamplerParams& params);
+  int32_t sample_logits(const SamplerParams& params);  // sample() without the model check (scheduler)
   // Becomes a copy of `other` (history, logits, RNG) sharing its cache pages.
   void fork_from(const Session& other);
 
-  // Counts generated tokens in `generated` (also when it throws); on_token returning true stops.
-  void generate(const int32_t* prompt, int64_t n_prompt, const GenerateParams& params,
-                const std::function<bool(int32_t)>& on_token, int64_t& generated);
+  // Blocking generate through the model's scheduler. Counts generated tokens in `generated`
+  // (also when it throws); on_token (on this thread) returning true stops after that token;
+  // `cancel` (may be null) stops before the next step. Returns how it ended.
+  int generate(const int32_t* prompt, int64_t n_prompt, const GenerateParams& params,
+               const std::function<bool(int32_t)>& on_token, int64_t& generated,
+               const std::atomic<bool>* cancel = nullptr);
 
   // ---- for the scheduler (under the model's step mutex)
   // Checks a feed of n tokens at the current position (context, vocabulary).
@@ -85,6 +91,8 @@ class Session {
   SeqStep step_for(const int32_t* tokens, int64_t n, LogitsMode mode, AttentionPath path) const;
   // The step ran: the tokens join the history, `rows` logits rows [rows, vocab] are kept.
   void commit(Model& m, const int32_t* tokens, int64_t n, const float* logits, int64_t rows);
+  // rewind() for a job that already holds the step lock.
+  void rewind_locked(int64_t position);
   // The step failed or was abandoned: drop pages past the history.
   void abandon(Model& m);
   const SeqPages& pages() const { return pages_; }
@@ -93,6 +101,7 @@ class Session {
   std::shared_ptr<Model> lock_model() const;
 
   std::weak_ptr<Model> model_;
+  std::shared_ptr<SharedKvPages> kv_;  // to give the pages back, even after the model is gone
   std::vector<int32_t> eos_;
   int64_t vocab_;
   int64_t max_context_;

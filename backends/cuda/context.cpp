@@ -1,5 +1,6 @@
 #include "context.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -116,13 +117,21 @@ void Context::init(const BackendOptions& o) {
   check_blas(cublasSetWorkspace(exec_.blas, workspace_, workspace_bytes_), "cublasSetWorkspace");
 
   check(cudaHostAlloc(reinterpret_cast<void**>(&staging_), 2 * kStagingHalf, cudaHostAllocDefault), "cudaHostAlloc");
+  check(cudaMalloc(reinterpret_cast<void**>(&fault_), sizeof(int32_t)), "cudaMalloc (fault word)");
+  check(cudaMemset(fault_, 0, sizeof(int32_t)), "cudaMemset (fault word)");
+  check(cudaHostAlloc(reinterpret_cast<void**>(&fault_host_), sizeof(int32_t), cudaHostAllocDefault), "cudaHostAlloc");
+  *fault_host_ = 0;
   for (cudaEvent_t& e : half_done_) check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
 
   // Activation chunks: 64 MiB, or less under a small budget.
   size_t chunk = size_t(64) << 20;
   if (budget_ && budget_ / 8 < chunk) chunk = std::max<size_t>(size_t(2) << 20, size_t(budget_ / 8));
+  // A chunk given back may be what a recorded graph points at: those graphs go first.
   arena_ = std::make_unique<Arena>([this](size_t bytes) { return device_malloc_locked(bytes, "activations"); },
-                                   [](void* p, size_t) { cudaFree(p); },
+                                   [this](void* p, size_t) {
+                                     destroy_graphs_locked();
+                                     cudaFree(p);
+                                   },
                                    chunk);
 
   size_t free_b = 0, total_b = 0;
@@ -130,7 +139,7 @@ void Context::init(const BackendOptions& o) {
   description_ = std::string(prop.name) + " (device " + std::to_string(device_) + ", sm_" + std::to_string(prop.major) +
                  std::to_string(prop.minor) + ", " + std::to_string(prop.multiProcessorCount) + " SMs, " +
                  mib(double(total_b)) + ", " + mib(double(free_b)) + " free), precision " +
-                 (precision_ == Precision::f32 ? "f32" : "tf32") + ", graphs " + (graphs_ ? "on" : "off") +
+                 (precision_ == Precision::f32 ? "f32" : "tf32") + ", graphs " + (graphs_ ? "on (keyed steps)" : "off") +
                  (budget_ ? ", budget " + mib(double(budget_)) : std::string());
   engine::log(engine::LogLevel::info, "CUDA backend: " + description_);
 }
@@ -149,6 +158,8 @@ Context::~Context() {
   for (const Graph& g : graphs_cache_) cudaGraphExecDestroy(g.exec);
   graphs_cache_.clear();
   arena_.reset();
+  if (fault_) cudaFree(fault_);
+  if (fault_host_) cudaFreeHost(fault_host_);
   if (exec_.blas) cublasDestroy(exec_.blas);
   if (workspace_) cudaFree(workspace_);
   for (cudaEvent_t e : half_done_)
@@ -270,7 +281,7 @@ void Context::flush_locked(bool graph_ok) {
     }
   } clear{*this};
   ++counters_.flushes;
-  if (!(graphs_ && graph_ok && run_graph_locked())) run_ops_locked();
+  if (!(graphs_ && graph_ok && replay_key_ != 0 && run_graph_locked())) run_ops_locked();
   if (staging_off_) {  // the staged inputs of this half are read by now-submitted work
     check(cudaEventRecord(half_done_[half_], exec_.stream), "cudaEventRecord");
     half_recorded_[half_] = true;
@@ -288,12 +299,14 @@ uint64_t fnv1a(const std::vector<uint8_t>& v) {
 bool Context::run_graph_locked() {
   const uint64_t h = fnv1a(key_);
   for (Graph& g : graphs_cache_) {
-    if (g.hash != h || g.key != key_) continue;
+    if (g.replay_key != replay_key_ || g.hash != h || g.key != key_) continue;
     check(cudaGraphLaunch(g.exec, exec_.stream), "cudaGraphLaunch");
     g.last_use = ++use_clock_;
     ++counters_.graph_launches;
     return true;
   }
+  for (const auto& [k, failures] : capture_failures_)
+    if (k == replay_key_ && failures >= kCaptureTries) return false;
   // Capture: nothing runs while capturing, so any failure falls back to launching op by op.
   if (cudaStreamBeginCapture(exec_.stream, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
     cudaGetLastError();
@@ -313,31 +326,60 @@ bool Context::run_graph_locked() {
   if (graph) cudaGraphDestroy(graph);
   if (!ok) {
     cudaGetLastError();
+    // A few tries (a first use may do one-time setup that capture refuses), then op by op for good.
+    auto it = std::find_if(capture_failures_.begin(), capture_failures_.end(),
+                           [&](const auto& f) { return f.first == replay_key_; });
+    if (it != capture_failures_.end())
+      ++it->second;
+    else if (capture_failures_.size() < 64)
+      capture_failures_.emplace_back(replay_key_, 1);
     return false;
   }
-  constexpr size_t kMaxGraphs = 8;
-  if (graphs_cache_.size() >= kMaxGraphs) {  // evict the least recently used, once it has finished
-    size_t lru = 0;
-    for (size_t i = 1; i < graphs_cache_.size(); ++i)
-      if (graphs_cache_[i].last_use < graphs_cache_[lru].last_use) lru = i;
-    cudaStreamSynchronize(exec_.stream);
+  // Room: a key keeps its two latest variants (one per staging half), the cache its latest graphs.
+  constexpr size_t kMaxGraphs = 16, kVariantsPerKey = 2;
+  auto evict_lru = [&](bool same_key_only) {
+    size_t lru = graphs_cache_.size();
+    for (size_t i = 0; i < graphs_cache_.size(); ++i) {
+      if (same_key_only && graphs_cache_[i].replay_key != replay_key_) continue;
+      if (lru == graphs_cache_.size() || graphs_cache_[i].last_use < graphs_cache_[lru].last_use) lru = i;
+    }
+    if (lru == graphs_cache_.size()) return;
+    cudaStreamSynchronize(exec_.stream);  // it may still be running
     cudaGraphExecDestroy(graphs_cache_[lru].exec);
     graphs_cache_.erase(graphs_cache_.begin() + std::ptrdiff_t(lru));
-  }
-  graphs_cache_.push_back(Graph{h, key_, exec, ++use_clock_});
+  };
+  size_t variants = 0;
+  for (const Graph& g : graphs_cache_) variants += g.replay_key == replay_key_;
+  if (variants >= kVariantsPerKey) evict_lru(true);
+  else if (graphs_cache_.size() >= kMaxGraphs) evict_lru(false);
+  graphs_cache_.push_back(Graph{replay_key_, h, key_, exec, ++use_clock_});
   ++counters_.graph_captures;
   check(cudaGraphLaunch(exec, exec_.stream), "cudaGraphLaunch");
   ++counters_.graph_launches;
   return true;
 }
 
-void Context::begin_step() {
+void Context::destroy_graphs_locked() {
+  if (graphs_cache_.empty()) return;
+  cudaStreamSynchronize(exec_.stream);  // a graph may still be running
+  for (const Graph& g : graphs_cache_) cudaGraphExecDestroy(g.exec);
+  graphs_cache_.clear();
+  ++counters_.graph_invalidations;
+}
+
+void Context::invalidate_graphs() {
+  Lock lock(*this);
+  destroy_graphs_locked();
+}
+
+void Context::begin_step(uint64_t replay_key) {
   Lock lock(*this);
   flush_locked(false);  // leftovers: an aborted step, or another thread's step in progress
   const auto me = std::this_thread::get_id();
   clean_ = !in_step_ || owner_ == me;
   in_step_ = true;
   owner_ = me;
+  replay_key_ = replay_key;
   // The staging half this step writes into was last read by the step before the previous one.
   half_ ^= 1;
   if (half_recorded_[half_]) check(cudaEventSynchronize(half_done_[half_]), "staging wait");
@@ -348,7 +390,10 @@ void Context::end_step() {
   Lock lock(*this);
   const bool mine = in_step_ && owner_ == std::this_thread::get_id();
   flush_locked(mine && clean_);
-  if (mine) in_step_ = false;
+  if (mine) {
+    in_step_ = false;
+    replay_key_ = 0;
+  }
 }
 
 void Context::write(void* dst, const void* src, size_t bytes) {
@@ -368,19 +413,56 @@ void Context::write(void* dst, const void* src, size_t bytes) {
   check(cudaStreamSynchronize(exec_.stream), "write");
 }
 
+void Context::write_sync(void* dst, const void* src, size_t bytes) {
+  Lock lock(*this);
+  flush_locked(false);
+  if (in_step_) clean_ = false;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, exec_.stream), "write");
+  wait_locked("write");
+}
+
 void Context::read(const void* src, void* dst, size_t bytes) {
   Lock lock(*this);
   flush_locked(false);
   if (in_step_) clean_ = false;
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, exec_.stream), "read");
-  check(cudaStreamSynchronize(exec_.stream), "synchronize (a kernel of this step may have failed)");
+  wait_locked("synchronize (a kernel of this step may have failed)");
 }
 
 void Context::synchronize() {
   Lock lock(*this);
   flush_locked(false);
   if (in_step_) clean_ = false;
-  check(cudaStreamSynchronize(exec_.stream), "synchronize");
+  wait_locked("synchronize");
+}
+
+namespace {
+std::string fault_names(int32_t bits) {
+  static const std::pair<int32_t, const char*> names[] = {
+      {kFaultStoreRow, "mla_store got a row whose sequence, position or page is outside the batch or the pool"},
+      {kFaultRowInput, "mla_attention got a row whose sequence or position is out of range (a sequence outside "
+                       "the batch or not the row's own, a negative position, or one past the page table or the "
+                       "sequence's expanded_context)"},
+      {kFaultMissingPage, "mla_attention attended a position without a page in its page table"},
+      {kFaultPageId, "a page table entry is outside [-1, n_pages)"},
+      {kFaultGatherRow, "gather_rows got a row index outside its source"},
+  };
+  std::string out;
+  for (const auto& [bit, text] : names)
+    if (bits & bit) out += std::string(out.empty() ? "" : "; ") + text;
+  return out.empty() ? "unknown fault bits " + std::to_string(bits) : out;
+}
+}  // namespace
+
+void Context::wait_locked(const char* what) {
+  check(cudaMemcpyAsync(fault_host_, fault_, sizeof(int32_t), cudaMemcpyDeviceToHost, exec_.stream), "fault word");
+  check(cudaStreamSynchronize(exec_.stream), what);
+  const int32_t bits = *fault_host_;
+  if (!bits) return;
+  *fault_host_ = 0;  // reported once
+  check(cudaMemsetAsync(fault_, 0, sizeof(int32_t), exec_.stream), "fault word");
+  check(cudaStreamSynchronize(exec_.stream), "fault word");
+  fail(Errc::internal, "CUDA backend: invalid step inputs caught on the device: " + fault_names(bits));
 }
 
 Stats Context::stats() {

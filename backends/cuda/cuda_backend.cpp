@@ -47,40 +47,6 @@ WeightView CudaTensor::view() const {
                     scale_cols_};
 }
 
-// ---------------------------------------------------------------- KV cache
-
-CudaKvCache::CudaKvCache(std::shared_ptr<Context> ctx, int64_t n_layers, int64_t width)
-    : ctx_(std::move(ctx)), layers_(static_cast<size_t>(n_layers), nullptr), width_(width) {}
-
-CudaKvCache::~CudaKvCache() {
-  for (float* p : layers_)
-    if (p) ctx_->free_persistent(p, size_t(capacity_ * width_) * 4);
-}
-
-// Grows like the CPU cache (×2, at most +4096 rows, at least 64); contents are kept.
-void CudaKvCache::reserve(int64_t tokens) {
-  if (tokens <= capacity_) return;
-  int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(capacity_ * 2, capacity_ + 4096));
-  cap = std::max<int64_t>(cap, 64);
-  const size_t old_bytes = size_t(capacity_ * width_) * 4, new_bytes = size_t(cap * width_) * 4;
-  std::vector<float*> grown(layers_.size(), nullptr);
-  try {
-    for (float*& p : grown) p = static_cast<float*>(ctx_->alloc_persistent(new_bytes, "the KV cache"));
-  } catch (...) {
-    for (float* p : grown)
-      if (p) ctx_->free_persistent(p, new_bytes);
-    throw;
-  }
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    if (!layers_[l]) continue;
-    ctx_->enqueue(launch_copy, CopyParams{grown[l], layers_[l], int64_t(old_bytes), int32_t(cudaMemcpyDeviceToDevice), 0},
-                  "kv cache copy");
-    ctx_->free_persistent(layers_[l], old_bytes);  // waits for the copy
-  }
-  layers_ = std::move(grown);
-  capacity_ = cap;
-}
-
 RopeArgs rope_args(const RopeParams& rope) {
   return RopeArgs{dev_tensor(*rope.inv_freq).f32(), rope.attention_factor, rope.interleaved ? 1 : 0};
 }
@@ -106,23 +72,28 @@ class CudaBackend final : public Backend {
   }
   void write(Tensor& dst, const void* src, size_t bytes) override {
     if (bytes > dst.nbytes()) fail(Errc::internal, "CUDA backend: write past the end of a tensor");
-    CudaTensor& t = dev_tensor(dst);
-    if (t.dtype() == DType::i32 && bytes <= 64 * 1024) {
-      t.shadow.resize(bytes / 4);
-      std::memcpy(t.shadow.data(), src, t.shadow.size() * 4);
-    } else {
-      t.shadow.clear();
-    }
-    ctx_->write(t.data(), src, bytes);
+    ctx_->write(dev_tensor(dst).data(), src, bytes);
   }
   void read(const Tensor& src, void* dst, size_t bytes) override {
     if (bytes > src.nbytes()) fail(Errc::internal, "CUDA backend: read past the end of a tensor");
     ctx_->read(dev_tensor(src).data(), dst, bytes);
   }
-  std::unique_ptr<KvCache> create_kv_cache(int64_t n_layers, int64_t row_width) override {
-    return std::make_unique<CudaKvCache>(ctx_, n_layers, row_width);
+  std::unique_ptr<KvPool> create_kv_pool(int64_t n_layers, int64_t row_width, int64_t page_tokens) override {
+    return std::make_unique<CudaKvPool>(ctx_, n_layers, row_width, page_tokens);
   }
-  void begin_step() override { ctx_->begin_step(); }
+  void read_kv_rows(const KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, float* dst) override {
+    const CudaKvPool& p = dev_pool(pool);
+    const float* src = p.page(layer, page, "read_kv_rows");
+    if (n_rows < 0 || n_rows > p.page_tokens()) fail(Errc::internal, "CUDA backend: read_kv_rows: bad row count");
+    ctx_->read(src, dst, size_t(n_rows * p.width()) * sizeof(float));
+  }
+  void write_kv_rows(KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, const float* src) override {
+    CudaKvPool& p = dev_pool(pool);
+    float* dst = p.page(layer, page, "write_kv_rows");
+    if (n_rows < 0 || n_rows > p.page_tokens()) fail(Errc::internal, "CUDA backend: write_kv_rows: bad row count");
+    ctx_->write_sync(dst, src, size_t(n_rows * p.width()) * sizeof(float));
+  }
+  void begin_step(uint64_t replay_key) override { ctx_->begin_step(replay_key); }
   void end_step() override { ctx_->end_step(); }
 
   void embed(Tensor& dst, const Tensor& table, const Tensor& tokens) override {
@@ -174,21 +145,37 @@ class CudaBackend final : public Backend {
                   "swiglu");
   }
 
-  void copy_row(Tensor& dst, const Tensor& src, int64_t row) override {
-    const CopyParams p{dev_tensor(dst).f32(), dev_tensor(src).f32() + row * src.cols(), src.cols() * 4,
-                       int32_t(cudaMemcpyDeviceToDevice), 0};
-    ctx_->enqueue(launch_copy, p, "copy_row");
+  void gather_rows(Tensor& dst, const Tensor& src, const Tensor& rows) override {
+    if (dst.cols() != src.cols() || dst.dtype() != src.dtype() || dtype_size(src.dtype()) != 4 ||
+        rows.dtype() != DType::i32 || rows.rows() * rows.cols() < dst.rows())
+      fail(Errc::internal, "CUDA backend: gather_rows shapes do not match");
+    const GatherParams p{dev_tensor(dst).f32(), dev_tensor(src).f32(), dev_tensor(rows).i32(), dst.rows(), dst.cols(),
+                         src.cols(), src.rows(), ctx_->fault_word()};
+    if (dst.rows() > 0) ctx_->enqueue(launch_gather, p, "gather_rows");
   }
 
-  void mla_store(KvCache& cache, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
-                 const Tensor& positions, const RopeParams& rope) override {
-    cuda::mla_store(*ctx_, static_cast<CudaKvCache&>(cache), layer, dev_tensor(kv_a), dev_tensor(kv_norm), eps,
-                    dev_tensor(positions), rope);
+  // One device copy per layer, in stream order with the step's other ops.
+  void copy_kv_page(KvPool& pool, int64_t dst, int64_t src) override {
+    CudaKvPool& p = dev_pool(pool);
+    if (dst < 0 || src < 0 || dst >= p.n_pages() || src >= p.n_pages())
+      fail(Errc::internal, "CUDA backend: copy_kv_page: page " + std::to_string(dst < 0 || dst >= p.n_pages() ? dst : src) +
+                               " is outside the pool's " + std::to_string(p.n_pages()) + " pages");
+    for (int64_t l = 0; l < p.n_layers(); ++l) {
+      float* to = p.page(l, dst, "copy_kv_page");
+      const float* from = p.page(l, src, "copy_kv_page");
+      if (to == from) continue;
+      ctx_->enqueue(launch_copy, CopyParams{to, from, int64_t(p.page_bytes()), int32_t(cudaMemcpyDeviceToDevice), 0},
+                    "copy_kv_page");
+    }
   }
-  void mla_attention(Tensor& dst, const Tensor& q, const KvCache& cache, int64_t layer, const Tensor& positions,
-                     const MlaWeights& up, const MlaShape& shape, const RopeParams& rope, MlaPath path) override {
-    cuda::mla_attention(*ctx_, dev_tensor(dst), dev_tensor(q), static_cast<const CudaKvCache&>(cache), layer,
-                        dev_tensor(positions), up, shape, rope, path);
+
+  void mla_store(KvPool& pool, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
+                 const StepBatch& batch, const RopeParams& rope) override {
+    cuda::mla_store(*ctx_, dev_pool(pool), layer, dev_tensor(kv_a), dev_tensor(kv_norm), eps, batch, rope);
+  }
+  void mla_attention(Tensor& dst, const Tensor& q, const KvPool& pool, int64_t layer, const StepBatch& batch,
+                     const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) override {
+    cuda::mla_attention(*ctx_, dev_tensor(dst), dev_tensor(q), dev_pool(pool), layer, batch, up, shape, rope);
   }
   void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
                  const Tensor* score_bias, const RouterParams& params) override {

@@ -1,4 +1,4 @@
-// CUDA backend internals shared by its host files: tensors, the KV cache, and the op helpers
+// CUDA backend internals shared by its host files: tensors, the paged KV pool, and the op helpers
 // (linear algebra dispatch, MLA, MoE) that turn backend calls into recorded kernel launches.
 #pragma once
 #include <memory>
@@ -30,9 +30,6 @@ class CudaTensor final : public Tensor {
   WeightView view() const;
   void set_block_scale(const void* host_scale, int64_t block_rows, int64_t block_cols);
 
-  // Host copy of the last small i32 write (step positions): lets the host size the expanded
-  // attention path without reading the device back.
-  std::vector<int32_t> shadow;
   // Per-weight data built on first use (the MoE expert table hangs off the first gate tensor).
   mutable std::shared_ptr<void> attachment;
 
@@ -49,21 +46,54 @@ class CudaTensor final : public Tensor {
 inline const CudaTensor& dev_tensor(const Tensor& t) { return static_cast<const CudaTensor&>(t); }
 inline CudaTensor& dev_tensor(Tensor& t) { return static_cast<CudaTensor&>(t); }
 
-// The latent cache: one float32 buffer [capacity, width] per layer.
-class CudaKvCache final : public KvCache {
+// The paged latent cache: one float32 buffer [n_pages · page_tokens, width] per layer (kv_pool.cpp).
+class CudaKvPool final : public KvPool {
  public:
-  CudaKvCache(std::shared_ptr<Context> ctx, int64_t n_layers, int64_t width);
-  ~CudaKvCache() override;
-  void reserve(int64_t tokens) override;
-  int64_t capacity() const override { return capacity_; }
+  CudaKvPool(std::shared_ptr<Context> ctx, int64_t n_layers, int64_t width, int64_t page_tokens);
+  ~CudaKvPool() override;
+  CudaKvPool(const CudaKvPool&) = delete;
+  CudaKvPool& operator=(const CudaKvPool&) = delete;
+  void grow(int64_t n_pages) override;
+  int64_t n_pages() const override { return n_pages_; }
+  int64_t page_tokens() const override { return page_tokens_; }
+  int64_t n_layers() const { return int64_t(layers_.size()); }
   int64_t width() const { return width_; }
-  float* layer(int64_t l) const { return layers_[static_cast<size_t>(l)]; }
+  // Layer l's rows; Errc::internal naming `op` for a layer outside the pool.
+  float* layer(int64_t l, const char* op) const;
+  // Page `page` of layer l; Errc::internal naming `op` for a page or layer outside the pool.
+  float* page(int64_t l, int64_t page, const char* op) const;
+  size_t page_bytes() const { return size_t(page_tokens_ * width_) * sizeof(float); }
 
  private:
   std::shared_ptr<Context> ctx_;
-  std::vector<float*> layers_;
-  int64_t width_, capacity_ = 0;
+  struct Layer {
+    float* rows = nullptr;
+    int64_t pages = 0;  // allocated: at least n_pages_ (more after a grow that failed midway)
+  };
+  std::vector<Layer> layers_;
+  int64_t width_, page_tokens_, n_pages_ = 0;
 };
+
+// A pool of this backend (another backend's is Errc::internal, not undefined behaviour).
+inline const CudaKvPool& dev_pool(const KvPool& p) {
+  const auto* c = dynamic_cast<const CudaKvPool*>(&p);
+  if (!c) fail(Errc::internal, "CUDA backend: a KV pool from another backend");
+  return *c;
+}
+inline CudaKvPool& dev_pool(KvPool& p) { return const_cast<CudaKvPool&>(dev_pool(static_cast<const KvPool&>(p))); }
+
+// A step batch checked against its tensors and the pool (kv_pool.cpp): Errc::internal naming `op`
+// and what is wrong otherwise. `n` is the activation rows the op got (it must be batch.rows()).
+struct CheckedBatch {
+  const StepBatch* batch;
+  const CudaTensor* positions;
+  const CudaTensor* row_seq;
+  const CudaTensor* page_table;
+  int64_t n, n_seqs, max_pages;
+  PagedKv layer_view(const CudaKvPool& pool, int64_t layer, const char* op) const;
+  BatchRows rows(int64_t first_row, int64_t seq_lo, int64_t seq_hi) const;
+};
+CheckedBatch check_batch(const StepBatch& batch, const CudaKvPool& pool, int64_t n, const char* op);
 
 // A temporary device buffer from the step arena, returned when it goes out of scope (the recorded
 // ops that use it still run first: the stream orders every reuse after them).
@@ -112,11 +142,10 @@ constexpr int64_t kGemvMaxTokens = 32;
 constexpr int64_t kGemvTMaxTokens = 4;
 
 // ---- MLA (mla.cpp) and MoE (moe.cpp)
-void mla_store(Context& ctx, CudaKvCache& cache, int64_t layer, const CudaTensor& kv_a, const CudaTensor& kv_norm,
-               float eps, const CudaTensor& positions, const RopeParams& rope);
-void mla_attention(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCache& cache, int64_t layer,
-                   const CudaTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
-                   MlaPath path);
+void mla_store(Context& ctx, CudaKvPool& pool, int64_t layer, const CudaTensor& kv_a, const CudaTensor& kv_norm,
+               float eps, const StepBatch& batch, const RopeParams& rope);
+void mla_attention(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPool& pool, int64_t layer,
+                   const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope);
 void moe_route(Context& ctx, CudaTensor& ids, CudaTensor& weights, CudaTensor* raw_logits, const CudaTensor& x,
                const CudaTensor& gate, const CudaTensor* score_bias, const RouterParams& params);
 void moe_experts(Context& ctx, CudaTensor& dst, const CudaTensor& x, const CudaTensor& ids, const CudaTensor& weights,

@@ -1,5 +1,6 @@
 // Elementwise and row kernels: add, SwiGLU, RMSNorm, copies, and the MoE gather / weighted scatter.
 #include "device.cuh"
+#include "paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {
@@ -39,10 +40,16 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_kernel(const RmsnormParams p
 }
 
 __global__ void gather_kernel(const GatherParams p) {
-  const int64_t r = blockIdx.y;
-  const float* src = p.x + int64_t(p.rows[r]) * p.ldx;
-  for (int64_t c = int64_t(blockIdx.x) * kThreads + threadIdx.x; c < p.cols; c += int64_t(gridDim.x) * kThreads)
-    p.out[r * p.cols + c] = src[c];
+  const int64_t r = blockIdx.y, at = p.rows[r];
+  float* out = p.out + r * p.cols;
+  const int64_t c0 = int64_t(blockIdx.x) * kThreads + threadIdx.x, step = int64_t(gridDim.x) * kThreads;
+  if (at < 0 || at >= p.n_src) {  // never read outside the source: NaN marks the row
+    if (c0 == 0) dev::report(p.fault, kFaultGatherRow);
+    for (int64_t c = c0; c < p.cols; c += step) out[c] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const float* src = p.x + at * p.ldx;
+  for (int64_t c = c0; c < p.cols; c += step) out[c] = src[c];
 }
 
 // Rows of one launch are distinct (a token picks an expert once), so no two threads add to one element.

@@ -125,15 +125,18 @@ struct MemsetParams {
 void launch_memset(const MemsetParams& p, const Exec& ex);
 void launch_poison(const MemsetParams& p, const Exec& ex);  // 0xff bytes: NaN floats
 
-// MoE, grouped path: out[r] = x[rows[r]]  and  acc[rows[r]] += weights[slots[r]] · src[r].
+// out[r, :] = x[rows[r], :] (gather_rows, MoE grouped path). A row index outside [0, n_src) sets
+// kFaultGatherRow and fills the output row with NaN.
 struct GatherParams {
   float* out;
   const float* x;
   const int32_t* rows;
-  int64_t n, cols, ldx;
+  int64_t n, cols, ldx, n_src;
+  int32_t* fault;
 };
 void launch_gather(const GatherParams& p, const Exec& ex);
 
+// MoE, grouped path: acc[rows[r]] += weights[slots[r]] · src[r].
 struct ScatterAddParams {
   float* acc;
   const float* src;
@@ -144,33 +147,63 @@ struct ScatterAddParams {
 };
 void launch_scatter_add(const ScatterAddParams& p, const Exec& ex);
 
+// ---- The paged latent cache as kernels see it
+// Invalid step inputs cannot throw inside a kernel: the kernel skips the offending work, ORs one of
+// these bits into the context's fault word and the host reports them at the next read (context.h).
+enum FaultBits : int32_t {
+  kFaultStoreRow = 1,    // mla_store: a row's sequence, position or page is outside the batch or pool
+  kFaultRowInput = 2,    // attention: a row's sequence or position is out of range
+  kFaultMissingPage = 4, // attention: an attended position has no valid page in its sequence's table
+  kFaultPageId = 8,      // a page table entry outside [-1, n_pages)
+  kFaultGatherRow = 16,  // gather_rows: a row index outside the source
+};
+
+// One layer of the pool through a step's page tables: position t of sequence s is row
+// page_table[s·max_pages + t / page_tokens] · page_tokens + t % page_tokens of `rows`.
+struct PagedKv {
+  float* rows;                // the layer [n_pages · page_tokens, width]
+  const int32_t* page_table;  // [n_seqs, max_pages]; -1: no page
+  int64_t n_pages, page_tokens, max_pages, width;
+};
+
+// A run of step rows: row i of the run is sequence row_seq[i] (one of [seq_lo, seq_hi)) at
+// position positions[i].
+struct BatchRows {
+  const int32_t* positions;
+  const int32_t* row_seq;
+  int64_t seq_lo, seq_hi;
+};
+
 // ---- MLA
-// Per token i: cache[positions[i]] = [RMSNorm(kv_a[i, :R]) | RoPE(kv_a[i, R:R+dr])].
+// Per row i: the pool row of (row_seq[i], positions[i]) = [RMSNorm(kv_a[i, :R]) | RoPE(kv_a[i, R:R+dr])].
 struct MlaStoreParams {
   WeightView norm;
   const float* kv_a;
-  float* cache;  // the layer's rows [capacity, width]
-  const int32_t* positions;
+  PagedKv kv;
+  BatchRows rows;
   RopeArgs rope;
-  int64_t n_tokens, ld_kv_a, width, R, dr;
+  int64_t n_tokens, ld_kv_a, R, dr;
+  int32_t* fault;
   float eps;
   int32_t pad;
 };
 void launch_mla_store(const MlaStoreParams& p, const Exec& ex);
 
-// Absorbed attention over the latent cache, split over the sequence in n_splits pieces (split s of
-// token i covers its share of [0, positions[i]]). n_splits == 1 writes the normalised latent
-// output o_lat [n, H·R]; otherwise unnormalised partials [n, S, H, R] and (max, sum) [n, S, H, 2],
-// merged by launch_mla_merge.
+// Absorbed attention over the paged latent cache, split over the sequence in n_splits pieces (split
+// s of row i covers its share of [0, positions[i]]; the count comes from the pool's capacity, never
+// from the positions, so a decode step replays as a graph; empty splits exit early). n_splits == 1
+// writes the normalised latent output o_lat [n, H·R]; otherwise unnormalised partials
+// [n, S, H, R] and (max, sum) [n, S, H, 2], merged by launch_mla_merge.
 struct MlaDecodeParams {
   const float* q;      // [n, H·(dn+dr)], rope part not yet rotated
   const float* q_lat;  // [n, H·R]: q_nope absorbed through W_UK
-  const float* cache;  // the layer's rows [capacity, W]
-  const int32_t* positions;
+  PagedKv kv;          // width W = R + dr
+  BatchRows rows;
   float* out;
   float* ml;
+  int32_t* fault;
   RopeArgs rope;
-  int64_t n_tokens, n_heads, R, dn, dr, W, q_ld, n_splits;
+  int64_t n_tokens, n_heads, R, dn, dr, q_ld, n_splits;
   float scale;
   int32_t heads_per_block;
 };
@@ -185,16 +218,32 @@ struct MlaMergeParams {
 };
 void launch_mla_merge(const MlaMergeParams& p, const Exec& ex);
 
-// Expanded (prefill) causal attention: k_nope and v already expanded per token and head.
+// One sequence's latent rows [0, n) gathered through its page table into a contiguous [n, width]
+// (the expanded path's input). A position without a page (-1) gives a zero row: it lies past the
+// sequence's end, and the attention kernel checks that no attended position is one.
+struct KvGatherParams {
+  PagedKv kv;
+  int64_t seq, n;
+  float* out;
+  int32_t* fault;
+};
+void launch_kv_gather(const KvGatherParams& p, const Exec& ex);
+
+// Expanded (prefill) causal attention of one sequence's rows: k_nope and v already expanded for
+// its positions [0, n_keys), k_pe in its gathered latent rows.
 struct MlaPrefillParams {
   const float* q;       // [n, H·(dn+dr)]
-  const float* k_nope;  // k_nope of token t, head h: k_nope + t·k_ld + h·k_hs
+  const float* k_nope;  // k_nope of position t, head h: k_nope + t·k_ld + h·k_hs
   const float* v;       // v + t·v_ld + h·v_hs
-  const float* cache;   // k_pe of token t: cache + t·W + R
+  const float* latent;  // the gathered rows [n_keys, W]: k_pe of position t at latent + t·W + R
   const int32_t* positions;
+  const int32_t* row_seq;     // every row must be sequence `seq`
+  const int32_t* page_row;    // the sequence's page table row [max_pages]: attended positions need a page
   float* out;  // [n, out_ld], head h at h·dv
+  int32_t* fault;
   RopeArgs rope;
-  int64_t n_tokens, n_heads, dn, dr, dv, R, W, q_ld, k_ld, k_hs, v_ld, v_hs, out_ld;
+  int64_t n_tokens, n_keys, seq, n_pages, page_tokens;
+  int64_t n_heads, dn, dr, dv, R, W, q_ld, k_ld, k_hs, v_ld, v_hs, out_ld;
   float scale;
   int32_t pad;
 };

@@ -1,8 +1,11 @@
-// Multi-head latent attention: storing latent rows, and the two attention paths over them.
+// Multi-head latent attention over the paged pool: storing latent rows, and the two attention
+// paths, chosen per sequence of the step batch (SeqRows::path).
 //   absorbed: q_lat = q_nope·W_UK per head (GEMV / cuBLAS), latent attention split over the
-//             sequence (mla_decode.cu) + merge, then W_UV (GEMV / cuBLAS);
-//   expanded: k_nope and v expanded from the cache for every position (cuBLAS for long contexts),
-//             then tiled causal attention (mla_prefill.cu).
+//             sequence (mla_decode.cu, page table read on the device) + merge, then W_UV;
+//             consecutive absorbed sequences share one launch of each;
+//   expanded: per sequence, its latent rows [0, expanded_context) gathered through its page table
+//             (kv_gather.cu), k_nope and v expanded from them (cuBLAS for long contexts), then tiled
+//             causal attention (mla_prefill.cu).
 // Both MlaWeights layouts: kv_b [H·(dn+dv), R], or split k_b [H·R, dn] + v_b [H·dv, R].
 #include <algorithm>
 
@@ -11,32 +14,26 @@
 namespace sibyl::backend::cuda {
 namespace {
 
-// Largest position of the step + 1, from the host copy of the positions when there is one.
-int64_t context_length(Context& ctx, const CudaTensor& positions) {
-  std::vector<int32_t> pos = positions.shadow;
-  if (static_cast<int64_t>(pos.size()) < positions.rows()) {
-    pos.resize(static_cast<size_t>(positions.rows()));
-    ctx.read(positions.data(), pos.data(), pos.size() * 4);
-  }
-  int32_t mx = -1;
-  for (int64_t i = 0; i < positions.rows(); ++i) mx = std::max(mx, pos[static_cast<size_t>(i)]);
-  return int64_t(mx) + 1;
-}
-
-void check_shapes(const CudaTensor& q, const MlaWeights& up, const MlaShape& sh, int64_t width) {
+void check_shapes(const CudaTensor& dst, const CudaTensor& q, const MlaWeights& up, const MlaShape& sh, int64_t width) {
   if (!up.kv_b && (!up.k_b || !up.v_b)) fail(Errc::internal, "mla_attention without up-projection weights");
   if (sh.qk_rope_head_dim % 2 != 0) fail(Errc::unsupported, "CUDA backend: odd qk_rope_head_dim");
   if (sh.kv_lora_rank > 1024) fail(Errc::unsupported, "CUDA backend: kv_lora_rank above 1024");
   if (sh.v_head_dim > 256) fail(Errc::unsupported, "CUDA backend: v_head_dim above 256");
-  if (q.cols() < sh.n_heads * (sh.qk_nope_head_dim + sh.qk_rope_head_dim) ||
-      width != sh.kv_lora_rank + sh.qk_rope_head_dim)
+  if (q.cols() < sh.n_heads * (sh.qk_nope_head_dim + sh.qk_rope_head_dim) || dst.rows() != q.rows() ||
+      dst.cols() < sh.n_heads * sh.v_head_dim || width != sh.kv_lora_rank + sh.qk_rope_head_dim)
     fail(Errc::internal, "CUDA backend: mla_attention shapes do not match");
 }
 
-void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCache& cache, int64_t layer,
-              const CudaTensor& positions, const MlaWeights& up, const MlaShape& sh, const RopeParams& rope) {
-  const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
-                dr = sh.qk_rope_head_dim, dv = sh.v_head_dim, W = cache.width();
+// Rows [r0, r0 + n) of the step, sequences [k0, k1) all on the absorbed path.
+struct Run {
+  int64_t r0, n, k0, k1;
+};
+
+void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPool& pool, int64_t layer,
+              const CheckedBatch& cb, const Run& run, const MlaWeights& up, const MlaShape& sh, const RopeParams& rope) {
+  const int64_t n = run.n, H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
+                dv = sh.v_head_dim, W = pool.width();
+  const float* qr = q.f32() + run.r0 * q.cols();
   // q_lat [n, H·R] = q_nope · W_UK per head.
   Scratch q_lat(ctx, size_t(n * H * R) * 4, "q_lat");
   if (up.kv_b) {
@@ -45,7 +42,7 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
     a.depth = dn;
     a.groups = H;
     a.w_group_stride = dn + dv;
-    a.x = q.f32();
+    a.x = qr;
     a.ldx = q.cols();
     a.x_group_stride = dn + dr;
     a.y = q_lat.f32();
@@ -59,7 +56,7 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
     a.rows = R;
     a.groups = H;
     a.w_group_stride = R;
-    a.x = q.f32();
+    a.x = qr;
     a.ldx = q.cols();
     a.x_group_stride = dn + dr;
     a.y = q_lat.f32();
@@ -69,29 +66,30 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
     linear(ctx, a);
   }
 
-  // Split the sequence until the GPU has ~2 blocks per SM, keeping ≥ 256 rows per split; the
-  // count depends on the shape and cache capacity only, so a decode step replays as a graph.
+  // Split the sequence until the GPU has ~2 blocks per SM, keeping ≥ 256 positions per split. The
+  // count depends on the shape and the pool's capacity only (never on the positions, which live on
+  // the device), so a decode step replays as a graph; splits past a row's length exit early.
   const int64_t HB = std::min<int64_t>(8, H);
   const int64_t blocks = n * ((H + HB - 1) / HB);
+  const int64_t capacity = std::min(cb.max_pages, pool.n_pages()) * pool.page_tokens();
   int64_t splits = 1;
   if (blocks < 2 * ctx.sm_count())
-    splits = std::clamp<int64_t>(std::min((2 * ctx.sm_count() + blocks - 1) / blocks, (cache.capacity() + 255) / 256),
-                                 1, 64);
+    splits = std::clamp<int64_t>(std::min((2 * ctx.sm_count() + blocks - 1) / blocks, (capacity + 255) / 256), 1, 64);
   if (mla_decode_smem_bytes(HB, W) > size_t(ctx.max_smem()))
     fail(Errc::unsupported, "CUDA backend: latent rows too wide for shared memory");
 
   MlaDecodeParams p{};
-  p.q = q.f32();
+  p.q = qr;
   p.q_lat = q_lat.f32();
-  p.cache = cache.layer(layer);
-  p.positions = positions.i32();
+  p.kv = cb.layer_view(pool, layer, "mla_attention");
+  p.rows = cb.rows(run.r0, run.k0, run.k1);
+  p.fault = ctx.fault_word();
   p.rope = rope_args(rope);
   p.n_tokens = n;
   p.n_heads = H;
   p.R = R;
   p.dn = dn;
   p.dr = dr;
-  p.W = W;
   p.q_ld = q.cols();
   p.n_splits = splits;
   p.scale = sh.softmax_scale;
@@ -116,7 +114,7 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
   a.x = o_lat.f32();
   a.ldx = H * R;
   a.x_group_stride = R;
-  a.y = dst.f32();
+  a.y = dst.f32() + run.r0 * dst.cols();
   a.ldy = dst.cols();
   a.y_group_stride = dv;
   a.n = n;
@@ -131,68 +129,79 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
   linear(ctx, a);
 }
 
-void expanded(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCache& cache, int64_t layer,
-              const CudaTensor& positions, const MlaWeights& up, const MlaShape& sh, const RopeParams& rope) {
-  const int64_t n = q.rows(), H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim,
-                dr = sh.qk_rope_head_dim, dv = sh.v_head_dim, W = cache.width();
-  const int64_t L = context_length(ctx, positions);
-  if (L > cache.capacity()) fail(Errc::internal, "CUDA backend: attention beyond the KV cache");
+// Sequence k on the expanded path: its latent rows [0, L) gathered, expanded, attended.
+void expanded(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPool& pool, int64_t layer,
+              const CheckedBatch& cb, int64_t k, const MlaWeights& up, const MlaShape& sh, const RopeParams& rope) {
+  const SeqRows& seq = cb.batch->seqs[static_cast<size_t>(k)];
+  const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
+                dv = sh.v_head_dim, W = pool.width(), L = seq.expanded_context;
   if (mla_prefill_smem_bytes(dn + dr, dv) > size_t(ctx.max_smem()))
     fail(Errc::unsupported, "CUDA backend: attention heads too wide for shared memory");
+  const PagedKv kv = cb.layer_view(pool, layer, "mla_attention");
+  Scratch latent(ctx, size_t(L * W) * 4, "gathered latent rows");
+  ctx.enqueue(launch_kv_gather, KvGatherParams{kv, k, L, latent.f32(), ctx.fault_word()}, "kv_gather");
+
   MlaPrefillParams p{};
-  std::unique_ptr<Scratch> kv, k, v;
+  std::unique_ptr<Scratch> kvx, kx, vx;
   if (up.kv_b) {  // [L, H·(dn+dv)]: per head k_nope then v
-    kv = std::make_unique<Scratch>(ctx, size_t(L * H * (dn + dv)) * 4, "expanded k/v");
+    kvx = std::make_unique<Scratch>(ctx, size_t(L * H * (dn + dv)) * 4, "expanded k/v");
     Linear a{};
     a.w = &dev_tensor(*up.kv_b);
     a.rows = H * (dn + dv);
-    a.x = cache.layer(layer);
+    a.x = latent.f32();
     a.ldx = W;
-    a.y = kv->f32();
+    a.y = kvx->f32();
     a.ldy = H * (dn + dv);
     a.n = L;
     linear(ctx, a);
-    p.k_nope = kv->f32();
-    p.v = kv->f32() + dn;
+    p.k_nope = kvx->f32();
+    p.v = kvx->f32() + dn;
     p.k_ld = p.v_ld = H * (dn + dv);
     p.k_hs = p.v_hs = dn + dv;
   } else {
-    v = std::make_unique<Scratch>(ctx, size_t(L * H * dv) * 4, "expanded v");
+    vx = std::make_unique<Scratch>(ctx, size_t(L * H * dv) * 4, "expanded v");
     Linear a{};
     a.w = &dev_tensor(*up.v_b);
     a.rows = H * dv;
-    a.x = cache.layer(layer);
+    a.x = latent.f32();
     a.ldx = W;
-    a.y = v->f32();
+    a.y = vx->f32();
     a.ldy = H * dv;
     a.n = L;
     linear(ctx, a);
-    k = std::make_unique<Scratch>(ctx, size_t(L * H * dn) * 4, "expanded k");
+    kx = std::make_unique<Scratch>(ctx, size_t(L * H * dn) * 4, "expanded k");
     LinearT b{};
     b.w = &dev_tensor(*up.k_b);
     b.depth = R;
     b.groups = H;
     b.w_group_stride = R;
-    b.x = cache.layer(layer);
+    b.x = latent.f32();
     b.ldx = W;
-    b.y = k->f32();
+    b.y = kx->f32();
     b.ldy = H * dn;
     b.y_group_stride = dn;
     b.n = L;
     linear_t(ctx, b);
-    p.k_nope = k->f32();
-    p.v = v->f32();
+    p.k_nope = kx->f32();
+    p.v = vx->f32();
     p.k_ld = H * dn;
     p.k_hs = dn;
     p.v_ld = H * dv;
     p.v_hs = dv;
   }
-  p.q = q.f32();
-  p.cache = cache.layer(layer);
-  p.positions = positions.i32();
-  p.out = dst.f32();
+  p.q = q.f32() + seq.first_row * q.cols();
+  p.latent = latent.f32();
+  p.positions = cb.positions->i32() + seq.first_row;
+  p.row_seq = cb.row_seq->i32() + seq.first_row;
+  p.page_row = kv.page_table + k * kv.max_pages;
+  p.out = dst.f32() + seq.first_row * dst.cols();
+  p.fault = ctx.fault_word();
   p.rope = rope_args(rope);
-  p.n_tokens = n;
+  p.n_tokens = seq.n_rows;
+  p.n_keys = L;
+  p.seq = k;
+  p.n_pages = kv.n_pages;
+  p.page_tokens = kv.page_tokens;
   p.n_heads = H;
   p.dn = dn;
   p.dr = dr;
@@ -207,34 +216,51 @@ void expanded(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCa
 
 }  // namespace
 
-void mla_store(Context& ctx, CudaKvCache& cache, int64_t layer, const CudaTensor& kv_a, const CudaTensor& kv_norm,
-               float eps, const CudaTensor& positions, const RopeParams& rope) {
+void mla_store(Context& ctx, CudaKvPool& pool, int64_t layer, const CudaTensor& kv_a, const CudaTensor& kv_norm,
+               float eps, const StepBatch& batch, const RopeParams& rope) {
+  const CheckedBatch cb = check_batch(batch, pool, kv_a.rows(), "mla_store");
   const int64_t R = kv_norm.cols(), dr = kv_a.cols() - R;
-  if (R + dr != cache.width() || dr % 2 != 0) fail(Errc::internal, "CUDA backend: mla_store shapes do not match");
+  if (R + dr != pool.width() || dr % 2 != 0)
+    fail(Errc::internal, "CUDA backend: mla_store shapes do not match");
   MlaStoreParams p{};
   p.norm = kv_norm.view();
   p.kv_a = kv_a.f32();
-  p.cache = cache.layer(layer);
-  p.positions = positions.i32();
+  p.kv = cb.layer_view(pool, layer, "mla_store");
+  p.rows = cb.rows(0, 0, cb.n_seqs);
   p.rope = rope_args(rope);
-  p.n_tokens = kv_a.rows();
+  p.n_tokens = cb.n;
   p.ld_kv_a = kv_a.cols();
-  p.width = cache.width();
   p.R = R;
   p.dr = dr;
+  p.fault = ctx.fault_word();
   p.eps = eps;
-  ctx.enqueue(launch_mla_store, p, "mla_store");
+  if (cb.n > 0) ctx.enqueue(launch_mla_store, p, "mla_store");
 }
 
-void mla_attention(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvCache& cache, int64_t layer,
-                   const CudaTensor& positions, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope,
-                   MlaPath path) {
-  if (q.rows() == 0) return;
-  check_shapes(q, up, shape, cache.width());
-  if (path == MlaPath::absorbed)
-    absorbed(ctx, dst, q, cache, layer, positions, up, shape, rope);
-  else
-    expanded(ctx, dst, q, cache, layer, positions, up, shape, rope);
+void mla_attention(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPool& pool, int64_t layer,
+                   const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) {
+  const CheckedBatch cb = check_batch(batch, pool, q.rows(), "mla_attention");
+  check_shapes(dst, q, up, shape, pool.width());
+  pool.layer(layer, "mla_attention");  // a bad layer fails before anything is recorded
+  // Consecutive absorbed sequences form one run (a decode step is a single run: one launch per op).
+  Run run{0, 0, 0, 0};
+  auto flush_run = [&] {
+    if (run.n > 0) absorbed(ctx, dst, q, pool, layer, cb, run, up, shape, rope);
+    run = Run{0, 0, 0, 0};
+  };
+  for (int64_t k = 0; k < cb.n_seqs; ++k) {
+    const SeqRows& s = batch.seqs[static_cast<size_t>(k)];
+    if (s.n_rows == 0) continue;
+    if (s.path == MlaPath::expanded) {
+      flush_run();
+      expanded(ctx, dst, q, pool, layer, cb, k, up, shape, rope);
+      continue;
+    }
+    if (run.n == 0) run = Run{s.first_row, 0, k, k};
+    run.n += s.n_rows;
+    run.k1 = k + 1;
+  }
+  flush_run();
 }
 
 }  // namespace sibyl::backend::cuda

@@ -157,7 +157,7 @@ void experts_grouped(Context& ctx, CudaTensor& dst, const CudaTensor& x, const C
     Scratch g(ctx, size_t(m * I) * 4, "expert gate");
     Scratch u(ctx, size_t(m * I) * 4, "expert up");
     Scratch d(ctx, size_t(m * H) * 4, "expert outputs");
-    ctx.enqueue(launch_gather, GatherParams{xs.f32(), x.f32(), rows, m, H, x.cols()}, "moe_gather");
+    ctx.enqueue(launch_gather, GatherParams{xs.f32(), x.f32(), rows, m, H, x.cols(), x.rows(), ctx.fault_word()}, "moe_gather");
     Linear a{};
     a.x = xs.f32();
     a.ldx = H;

@@ -13,6 +13,8 @@
 #include "log.h"
 #include "model.h"
 #include "reasoning.h"
+#include "runtime/blocking.h"
+#include "runtime/scheduler.h"
 #include "session.h"
 
 struct sibyl_model {
@@ -21,8 +23,18 @@ struct sibyl_model {
 };
 
 struct sibyl_session {
-  std::unique_ptr<sibyl::engine::Session> session;
-  std::atomic<bool> cancel{false};  // set from any thread by sibyl_session_cancel
+  std::shared_ptr<sibyl::engine::Session> session;  // shared with the requests running on it
+  std::mutex mutex;                                  // guards `current`
+  std::shared_ptr<sibyl::engine::Request> current;   // what sibyl_session_cancel stops
+  void set_current(std::shared_ptr<sibyl::engine::Request> r) {
+    std::lock_guard lock(mutex);
+    current = std::move(r);
+  }
+};
+
+struct sibyl_request {
+  std::shared_ptr<sibyl::engine::Request> request;
+  sibyl::engine::Event last;  // the event the last poll returned (its text lives here)
 };
 
 namespace {
@@ -94,6 +106,16 @@ auto& live(Handle* s) {
   return *s->session;
 }
 
+// Runs body(session) with the session marked in use (SIBYL_ERR_BUSY when it already is).
+template <class Handle, class Body>
+sibyl_status with_session(Handle* handle, Body&& body) {
+  return guarded([&] {
+    auto& s = live(handle);
+    sibyl::engine::Session::Use use(s);
+    body(s);
+  });
+}
+
 // The two-call output rule of sibyl.h: the size always, the data only when it fits.
 template <class T>
 void copy_out(const T* data, size_t n, T* out, size_t capacity, size_t* out_n, const char* what) {
@@ -143,12 +165,140 @@ sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) 
   return p;
 }
 
+constexpr size_t kChatResultV1 = offsetof(sibyl_chat_result, generated_tokens);
+constexpr size_t kModelInfoV1 = offsetof(sibyl_model_info, kv_cache_bytes);
+
+void check_result_size(const sibyl_chat_result* r) {
+  if (r && r->struct_size < kChatResultV1)
+    fail(Errc::struct_size, "sibyl_chat_result.struct_size is " + std::to_string(r->struct_size) +
+                                ", smaller than any version of it; set it to sizeof(sibyl_chat_result)");
+}
+
+// Fills the fields within the caller's struct_size (older callers have a smaller struct).
+void write_result(sibyl_chat_result* out, const sibyl::engine::RequestStats& st, sibyl::engine::StopReason stop) {
+  if (!out || out->struct_size < kChatResultV1) return;
+  sibyl_chat_result r{};
+  r.stop_reason = static_cast<sibyl_stop_reason>(stop);
+  r.prompt_tokens = static_cast<uint32_t>(st.prompt_tokens);
+  r.reused_tokens = static_cast<uint32_t>(st.reused_tokens);
+  r.reasoning_tokens = static_cast<uint32_t>(st.reasoning_tokens);
+  r.answer_tokens = static_cast<uint32_t>(st.answer_tokens);
+  r.generated_tokens = static_cast<uint32_t>(st.generated);
+  r.first_token_us = st.first_token_us > 0 ? static_cast<uint64_t>(st.first_token_us - st.submit_us) : 0;
+  r.total_us = st.done_us > 0 ? static_cast<uint64_t>(st.done_us - st.submit_us) : 0;
+  const uint32_t size = out->struct_size;
+  std::memcpy(reinterpret_cast<char*>(out) + sizeof(uint32_t), reinterpret_cast<const char*>(&r) + sizeof(uint32_t),
+              std::min<size_t>(size, sizeof r) - sizeof(uint32_t));
+}
+
+void check_event_size(const sibyl_event* e) {
+  if (e->struct_size < sizeof(sibyl_event))
+    fail(Errc::struct_size, "sibyl_event.struct_size is " + std::to_string(e->struct_size) +
+                                "; set it to sizeof(sibyl_event)");
+}
+
+void to_c_event(const sibyl::engine::Event& e, sibyl_event& out) {
+  const uint32_t size = out.struct_size;
+  std::memset(&out, 0, sizeof out);
+  out.struct_size = size;
+  out.token = -1;
+  switch (e.kind) {
+    case sibyl::engine::EventKind::token:
+      out.type = SIBYL_EVENT_TOKEN;
+      out.token = e.token;
+      break;
+    case sibyl::engine::EventKind::text:
+      out.type = SIBYL_EVENT_TEXT;
+      out.channel = static_cast<sibyl_channel>(e.channel);
+      out.text = e.text.c_str();
+      out.text_len = e.text.size();
+      break;
+    case sibyl::engine::EventKind::done:
+      out.type = SIBYL_EVENT_DONE;
+      out.stop_reason = static_cast<sibyl_stop_reason>(e.stop);
+      out.status = static_cast<sibyl_status>(e.error);
+      out.text = e.message.c_str();
+      out.text_len = e.message.size();
+      break;
+  }
+}
+
+sibyl::engine::GenerateJobParams generate_params(const int32_t* prompt, size_t n_prompt,
+                                                 const sibyl_generate_options* options) {
+  require_array(prompt, n_prompt, "prompt", "n_prompt");
+  if (n_prompt > static_cast<size_t>(INT32_MAX))
+    fail(Errc::invalid_argument, "n_prompt " + std::to_string(n_prompt) + " is larger than any context");
+  sibyl_generate_options o = read_options(options, sibyl_generate_options_init, "sibyl_generate_options");
+  sibyl::engine::GenerateJobParams p;
+  p.max_new_tokens = o.max_new_tokens;
+  p.stop_at_eos = o.stop_at_eos != 0;
+  p.reseed = o.reseed != 0;
+  p.seed = o.seed;
+  p.sampler = sampler_params(o.sampler);
+  p.prompt.assign(prompt, prompt + n_prompt);
+  return p;
+}
+
+// Validates the conversation and options and builds the chat's job.
+std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::shared_ptr<void> keep,
+                                             std::shared_ptr<sibyl::engine::Request> request,
+                                             const sibyl::engine::Model& model, const sibyl_chat_message* messages,
+                                             size_t n_messages, const sibyl_chat_options* options) {
+  std::vector<sibyl::engine::ChatMessage> conversation = chat_messages(messages, n_messages);
+  if (conversation.empty()) fail(Errc::invalid_argument, "the conversation is empty: it must end with a user turn");
+  const std::string& last = conversation.back().role;
+  if (last != "user" && last != "tool")
+    fail(Errc::invalid_argument, "the conversation ends with a \"" + last +
+                                     "\" turn; a chat continues a conversation that ends with a user (or tool) turn");
+  sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options");
+  if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
+  if (!o.stop_strings && o.n_stop_strings) fail(Errc::invalid_argument, "stop_strings is NULL");
+  sibyl::engine::ChatParams p;
+  p.max_new_tokens = o.max_new_tokens;
+  p.think_budget = o.think_budget;
+  p.thinking = o.thinking != 0;
+  for (size_t i = 0; i < o.n_stop_strings; ++i) {
+    require(o.stop_strings[i], "a stop string");
+    p.stop_strings.emplace_back(o.stop_strings[i]);
+  }
+  p.sampler = sampler_params(o.sampler);
+  p.reseed = o.reseed != 0;
+  p.seed = o.seed;
+  return sibyl::engine::make_chat_job(s, std::move(keep), std::move(request), model.tokenizer(),
+                                      model.chat_format(), conversation, std::move(p));
+}
+
+std::unique_ptr<sibyl_request> new_request(const sibyl_request_options* given) {
+  sibyl_request_options o = read_options(given, sibyl_request_options_init, "sibyl_request_options");
+  auto handle = std::make_unique<sibyl_request>();
+  handle->request = std::make_shared<sibyl::engine::Request>();
+  if (o.on_event) {
+    sibyl::engine::Request* r = handle->request.get();  // the notify runs inside r's own push
+    handle->request->set_notify([r, fn = o.on_event, ud = o.user_data] {
+      sibyl::engine::Event e;
+      while (r->poll(e)) {
+        sibyl_event c;
+        c.struct_size = sizeof c;
+        to_c_event(e, c);
+        fn(&c, ud);
+      }
+    });
+  }
+  return handle;
+}
+
+void submit(sibyl_session& session, sibyl::engine::Model& model, std::unique_ptr<sibyl::engine::Job> job,
+            const std::shared_ptr<sibyl::engine::Request>& request) {
+  model.scheduler().submit(std::move(job));  // SIBYL_ERR_BUSY when the session is in use
+  session.set_current(request);
+}
+
 }  // namespace
 
 extern "C" {
 
 uint32_t sibyl_abi_version(void) { return SIBYL_ABI_VERSION; }
-const char* sibyl_version_string(void) { return "0.1.0"; }
+const char* sibyl_version_string(void) { return "0.3.0"; }
 
 const char* sibyl_status_string(sibyl_status status) {
   switch (status) {
@@ -166,6 +316,7 @@ const char* sibyl_status_string(sibyl_status status) {
     case SIBYL_ERR_BACKEND: return "backend failure or backend not available";
     case SIBYL_ERR_INTERNAL: return "internal error";
     case SIBYL_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
+    case SIBYL_ERR_BUSY: return "the session is busy with another call or request";
     case SIBYL_STATUS_MAX_ENUM: break;
   }
   return "unknown status";
@@ -193,6 +344,8 @@ void sibyl_model_options_init(sibyl_model_options* o) {
   o->struct_size = sizeof *o;
   o->backend = SIBYL_BACKEND_AUTO;
   o->n_threads = 0;
+  o->worker_threads = -1;
+  o->worker_nice = 10;
 }
 
 sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* options, sibyl_model** out_model) {
@@ -210,6 +363,18 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
     lo.backend_options.n_threads = o.n_threads;
     lo.backend_options.device_index = o.device_index;
     lo.backend_options.memory_budget = o.memory_budget;
+    if (o.kv_cache_bytes > static_cast<uint64_t>(INT64_MAX)) fail(Errc::invalid_argument, "kv_cache_bytes out of range");
+    if (o.kv_page_tokens > 65536) fail(Errc::invalid_argument, "kv_page_tokens must be at most 65536");
+    if (o.worker_threads < -1 || o.worker_threads > 64)
+      fail(Errc::invalid_argument, "worker_threads must be -1 (default), 0 (the application steps) or 1..64");
+    if (o.worker_nice < -20 || o.worker_nice > 19) fail(Errc::invalid_argument, "worker_nice must be in [-20, 19]");
+    lo.kv_cache_bytes = static_cast<int64_t>(o.kv_cache_bytes);
+    lo.kv_page_tokens = o.kv_page_tokens;
+    lo.scheduler.workers = o.worker_threads < 0 ? 1 : o.worker_threads;
+    lo.scheduler.worker_nice = o.worker_nice;
+    for (int cpu = 0; cpu < 64; ++cpu)
+      if (o.worker_cpu_mask >> cpu & 1) lo.scheduler.worker_cpus.push_back(cpu);
+    if (o.step_tokens > 0) lo.scheduler.step_tokens = o.step_tokens;
     sibyl::backend::VulkanDeviceImport vk;
     if (o.vulkan_device) {
       const sibyl_vulkan_device& d = *o.vulkan_device;
@@ -239,9 +404,9 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
   return guarded([&] {
     require(model, "model");
     require(info, "info");
-    if (info->struct_size < sizeof(sibyl_model_info))
+    if (info->struct_size < kModelInfoV1)
       fail(Errc::struct_size, "sibyl_model_info.struct_size is " + std::to_string(info->struct_size) +
-                                  "; set it to sizeof(sibyl_model_info)");
+                                  ", smaller than any version of it; set it to sizeof(sibyl_model_info)");
     const sibyl::engine::ModelConfig& c = model->model->config();
     sibyl_model_info r{};
     r.struct_size = sizeof r;
@@ -265,8 +430,12 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     r.eos_token_id = c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front();
     r.n_parameters = model->model->weights().n_parameters;
     r.kv_bytes_per_token = static_cast<uint64_t>(c.kv_width() * c.n_layers) * sizeof(float);
-    uint32_t keep = info->struct_size;
-    std::memcpy(info, &r, sizeof r);
+    sibyl::engine::KvPages& kv = model->model->kv_pages();
+    r.kv_cache_bytes = static_cast<uint64_t>(kv.max_pages()) * kv.page_bytes();
+    r.kv_page_tokens = static_cast<uint32_t>(kv.page_tokens());
+    r.worker_threads = model->model->scheduler().options().workers;
+    const uint32_t keep = info->struct_size;
+    std::memcpy(info, &r, std::min<size_t>(keep, sizeof r));
     info->struct_size = keep;
   });
 }
@@ -287,17 +456,36 @@ sibyl_status sibyl_session_create(sibyl_model* model, const sibyl_session_option
     so.max_context = o.max_context;
     so.seed = o.seed;
     auto s = std::make_unique<sibyl_session>();
-    s->session = std::make_unique<sibyl::engine::Session>(model->model, so);
+    s->session = std::make_shared<sibyl::engine::Session>(model->model, so);
     *out_session = s.release();
   });
 }
 
-void sibyl_session_destroy(sibyl_session* session) { delete session; }
+void sibyl_session_destroy(sibyl_session* session) {
+  if (!session) return;
+  {
+    std::lock_guard lock(session->mutex);
+    if (session->current) session->current->cancel();
+  }
+  delete session;  // a request still running keeps the engine session until it ends
+}
+
+sibyl_status sibyl_session_fork(sibyl_session* session, sibyl_session** out_session) {
+  return with_session(session, [&](sibyl::engine::Session& s) {
+    require(out_session, "out_session");
+    std::shared_ptr<sibyl::engine::Model> model = s.model();
+    sibyl::engine::SessionOptions so;
+    so.max_context = s.max_context();
+    auto fork = std::make_unique<sibyl_session>();
+    fork->session = std::make_shared<sibyl::engine::Session>(model, so);
+    fork->session->fork_from(s);
+    *out_session = fork.release();
+  });
+}
 
 sibyl_status sibyl_session_append(sibyl_session* session, const int32_t* tokens, size_t n_tokens,
                                   sibyl_logits_mode mode) {
-  return guarded([&] {
-    sibyl::engine::Session& s = live(session);
+  return with_session(session, [&](sibyl::engine::Session& s) {
     if (n_tokens > static_cast<size_t>(INT32_MAX))
       fail(Errc::invalid_argument, "n_tokens " + std::to_string(n_tokens) + " is larger than any context");
     sibyl::engine::LogitsMode m;
@@ -313,8 +501,7 @@ sibyl_status sibyl_session_append(sibyl_session* session, const int32_t* tokens,
 
 sibyl_status sibyl_session_logits(sibyl_session* session, const float** out_logits, size_t* out_rows,
                                   size_t* out_vocab) {
-  return guarded([&] {
-    sibyl::engine::Session& s = live(session);
+  return with_session(session, [&](sibyl::engine::Session& s) {
     require(out_logits, "out_logits");
     require(out_rows, "out_rows");
     require(out_vocab, "out_vocab");
@@ -326,27 +513,25 @@ sibyl_status sibyl_session_logits(sibyl_session* session, const float** out_logi
 }
 
 sibyl_status sibyl_session_position(const sibyl_session* session, size_t* out_position) {
-  return guarded([&] {
-    const sibyl::engine::Session& s = live(session);
+  return with_session(session, [&](const sibyl::engine::Session& s) {
     require(out_position, "out_position");
     *out_position = static_cast<size_t>(s.position());
   });
 }
 
 sibyl_status sibyl_session_rewind(sibyl_session* session, size_t position) {
-  return guarded([&] {
-    sibyl::engine::Session& s = live(session);
+  return with_session(session, [&](sibyl::engine::Session& s) {
     if (position > static_cast<size_t>(INT64_MAX)) fail(Errc::invalid_argument, "position out of range");
     s.rewind(static_cast<int64_t>(position));
   });
 }
 
 sibyl_status sibyl_session_reset(sibyl_session* session) {
-  return guarded([&] { live(session).reset(); });
+  return with_session(session, [&](sibyl::engine::Session& s) { s.reset(); });
 }
 
 sibyl_status sibyl_session_set_seed(sibyl_session* session, uint64_t seed) {
-  return guarded([&] { live(session).set_seed(seed); });
+  return with_session(session, [&](sibyl::engine::Session& s) { s.set_seed(seed); });
 }
 
 void sibyl_sampler_options_init(sibyl_sampler_options* o) {
@@ -362,8 +547,7 @@ void sibyl_sampler_options_init(sibyl_sampler_options* o) {
 }
 
 sibyl_status sibyl_session_sample(sibyl_session* session, const sibyl_sampler_options* options, int32_t* out_token) {
-  return guarded([&] {
-    sibyl::engine::Session& s = live(session);
+  return with_session(session, [&](sibyl::engine::Session& s) {
     require(out_token, "out_token");
     *out_token = s.sample(sampler_params(options));
   });
@@ -386,16 +570,19 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
   int64_t generated = 0;
   sibyl_status st = guarded([&] {
     sibyl::engine::Session& s = live(session);
-    sibyl_generate_options o = read_options(options, sibyl_generate_options_init, "sibyl_generate_options");
-    sibyl::engine::GenerateParams p;
-    p.max_new_tokens = o.max_new_tokens;
-    p.stop_at_eos = o.stop_at_eos != 0;
-    p.reseed = o.reseed != 0;
-    p.seed = o.seed;
-    p.sampler = sampler_params(o.sampler);
-    std::function<bool(int32_t)> cb;
-    if (on_token) cb = [&](int32_t t) { return on_token(t, user_data) != 0; };
-    s.generate(prompt, static_cast<int64_t>(n_prompt), p, cb, generated);
+    sibyl::engine::GenerateJobParams p = generate_params(prompt, n_prompt, options);
+    std::shared_ptr<sibyl::engine::Model> model = s.model();
+    auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
+    session->set_current(request);
+    const sibyl::engine::Event end = sibyl::engine::run_blocking(
+        model->scheduler(), sibyl::engine::make_generate_job(s, nullptr, request, std::move(p)), request, nullptr,
+        [&](const sibyl::engine::Event& e) {
+          if (e.kind != sibyl::engine::EventKind::token) return false;
+          ++generated;
+          return on_token && on_token(e.token, user_data) != 0;
+        });
+    session->set_current(nullptr);
+    if (end.error) fail(static_cast<Errc>(end.error), end.message);
   });
   if (out_n_generated) *out_n_generated = static_cast<size_t>(generated);
   return st;
@@ -423,6 +610,19 @@ sibyl_status sibyl_model_detokenize(const sibyl_model* model, const int32_t* tok
   });
 }
 
+sibyl_status sibyl_model_token_bytes(const sibyl_model* model, int32_t token, char* out, size_t capacity,
+                                     size_t* out_len) {
+  return guarded([&] {
+    require(model, "model");
+    require(out_len, "out_len");
+    const sibyl::engine::Tokenizer& t = model->model->tokenizer();
+    if (token < 0 || token >= model->model->config().vocab_size)
+      fail(Errc::invalid_token, "token " + std::to_string(token) + " is outside the vocabulary [0, " +
+                                    std::to_string(model->model->config().vocab_size) + ")");
+    copy_text_out(t.token_bytes(token), out, capacity, out_len);
+  });
+}
+
 sibyl_status sibyl_model_render_chat(const sibyl_model* model, const sibyl_chat_message* messages, size_t n_messages,
                                      int add_generation_prompt, char* out, size_t capacity, size_t* out_len) {
   return guarded([&] {
@@ -446,49 +646,133 @@ void sibyl_chat_options_init(sibyl_chat_options* o) {
 sibyl_status sibyl_session_chat(sibyl_session* session, const sibyl_chat_message* messages, size_t n_messages,
                                 const sibyl_chat_options* options, sibyl_text_fn on_text, void* user_data,
                                 sibyl_chat_result* out_result) {
-  sibyl::engine::ChatResult result;
+  sibyl::engine::RequestStats stats;
+  sibyl::engine::StopReason stop = sibyl::engine::StopReason::error;
   sibyl_status st = guarded([&] {
-    if (out_result && out_result->struct_size < sizeof(sibyl_chat_result))
-      fail(Errc::struct_size, "sibyl_chat_result.struct_size is " + std::to_string(out_result->struct_size) +
-                                  "; set it to sizeof(sibyl_chat_result)");
+    check_result_size(out_result);
     sibyl::engine::Session& s = live(session);
-    sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options");
-    if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
-    if (!o.stop_strings && o.n_stop_strings) fail(Errc::invalid_argument, "stop_strings is NULL");
-    sibyl::engine::ChatParams p;
-    p.max_new_tokens = o.max_new_tokens;
-    p.think_budget = o.think_budget;
-    p.thinking = o.thinking != 0;
-    for (size_t i = 0; i < o.n_stop_strings; ++i) {
-      require(o.stop_strings[i], "a stop string");
-      p.stop_strings.emplace_back(o.stop_strings[i]);
-    }
-    p.sampler = sampler_params(o.sampler);
-    p.reseed = o.reseed != 0;
-    p.seed = o.seed;
-    p.cancel = &session->cancel;
     std::shared_ptr<sibyl::engine::Model> model = s.model();
-    auto sink = [&](sibyl::engine::Channel c, std::string_view piece) {
-      return on_text && on_text(static_cast<sibyl_channel>(c), piece.data(), piece.size(), user_data) != 0;
-    };
-    result = sibyl::engine::run_chat(s, model->tokenizer(), model->chat_format(), chat_messages(messages, n_messages),
-                                     p, sink);
+    auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
+    auto job = chat_job(s, nullptr, request, *model, messages, n_messages, options);
+    session->set_current(request);
+    const sibyl::engine::Event end = sibyl::engine::run_blocking(
+        model->scheduler(), std::move(job), request, nullptr, [&](const sibyl::engine::Event& e) {
+          return e.kind == sibyl::engine::EventKind::text && on_text &&
+                 on_text(static_cast<sibyl_channel>(e.channel), e.text.data(), e.text.size(), user_data) != 0;
+        });
+    session->set_current(nullptr);
+    stats = request->stats();
+    stop = end.stop;
+    if (end.error) fail(static_cast<Errc>(end.error), end.message);
   });
-  if (session) session->cancel.store(false);  // a cancel request ends with the call it stopped
-  if (out_result && out_result->struct_size >= sizeof(sibyl_chat_result)) {
-    out_result->stop_reason = static_cast<sibyl_stop_reason>(result.stop);
-    out_result->prompt_tokens = static_cast<uint32_t>(result.prompt_tokens);
-    out_result->reused_tokens = static_cast<uint32_t>(result.reused_tokens);
-    out_result->reasoning_tokens = static_cast<uint32_t>(result.reasoning_tokens);
-    out_result->answer_tokens = static_cast<uint32_t>(result.answer_tokens);
-  }
+  if (session && st != SIBYL_OK) session->set_current(nullptr);
+  write_result(out_result, stats, stop);
   return st;
 }
 
 sibyl_status sibyl_session_cancel(sibyl_session* session) {
   return guarded([&] {
     require(session, "session");
-    session->cancel.store(true);
+    std::lock_guard lock(session->mutex);
+    if (session->current) session->current->cancel();
+  });
+}
+
+void sibyl_request_options_init(sibyl_request_options* o) {
+  if (!o) return;
+  std::memset(o, 0, sizeof *o);
+  o->struct_size = sizeof *o;
+}
+
+sibyl_status sibyl_session_submit_chat(sibyl_session* session, const sibyl_chat_message* messages, size_t n_messages,
+                                       const sibyl_chat_options* options, const sibyl_request_options* request_options,
+                                       sibyl_request** out_request) {
+  return guarded([&] {
+    require(out_request, "out_request");
+    sibyl::engine::Session& s = live(session);
+    std::shared_ptr<sibyl::engine::Model> model = s.model();
+    auto handle = new_request(request_options);
+    auto job = chat_job(s, session->session, handle->request, *model, messages, n_messages, options);
+    submit(*session, *model, std::move(job), handle->request);
+    *out_request = handle.release();
+  });
+}
+
+sibyl_status sibyl_session_submit_generate(sibyl_session* session, const int32_t* prompt, size_t n_prompt,
+                                           const sibyl_generate_options* options,
+                                           const sibyl_request_options* request_options, sibyl_request** out_request) {
+  return guarded([&] {
+    require(out_request, "out_request");
+    sibyl::engine::Session& s = live(session);
+    std::shared_ptr<sibyl::engine::Model> model = s.model();
+    if (s.in_use()) fail(Errc::busy, "the session is busy with another call or request");
+    s.check_feed(prompt, static_cast<int64_t>(n_prompt));
+    auto handle = new_request(request_options);
+    auto job = sibyl::engine::make_generate_job(s, session->session, handle->request,
+                                                generate_params(prompt, n_prompt, options));
+    submit(*session, *model, std::move(job), handle->request);
+    *out_request = handle.release();
+  });
+}
+
+sibyl_status sibyl_request_poll(sibyl_request* request, sibyl_event* event) {
+  return guarded([&] {
+    require(request, "request");
+    require(event, "event");
+    check_event_size(event);
+    if (!request->request->poll(request->last)) {
+      event->type = SIBYL_EVENT_NONE;
+      return;
+    }
+    to_c_event(request->last, *event);
+  });
+}
+
+sibyl_status sibyl_request_wait(sibyl_request* request, int64_t timeout_us, int* out_ready) {
+  return guarded([&] {
+    require(request, "request");
+    const bool ready = request->request->wait(timeout_us < 0 ? -1 : timeout_us);
+    if (out_ready) *out_ready = ready ? 1 : 0;
+  });
+}
+
+sibyl_status sibyl_request_cancel(sibyl_request* request) {
+  return guarded([&] {
+    require(request, "request");
+    request->request->cancel();
+  });
+}
+
+sibyl_status sibyl_request_result(sibyl_request* request, sibyl_chat_result* out_result) {
+  return guarded([&] {
+    require(request, "request");
+    require(out_result, "out_result");
+    check_result_size(out_result);
+    write_result(out_result, request->request->stats(), request->request->stop_reason());
+  });
+}
+
+void sibyl_request_destroy(sibyl_request* request) {
+  if (!request) return;
+  request->request->cancel();
+  request->request->set_notify(nullptr);
+  delete request;
+}
+
+sibyl_status sibyl_model_step(sibyl_model* model, uint64_t budget_us, sibyl_step_report* out_report) {
+  return guarded([&] {
+    require(model, "model");
+    if (out_report && out_report->struct_size < sizeof(sibyl_step_report))
+      fail(Errc::struct_size, "sibyl_step_report.struct_size is " + std::to_string(out_report->struct_size) +
+                                  "; set it to sizeof(sibyl_step_report)");
+    if (budget_us > static_cast<uint64_t>(INT64_MAX)) fail(Errc::invalid_argument, "budget_us out of range");
+    const sibyl::engine::StepReport r = model->model->scheduler().step(static_cast<int64_t>(budget_us));
+    if (!out_report) return;
+    out_report->rows = static_cast<uint32_t>(r.rows);
+    out_report->sequences = static_cast<uint32_t>(r.sequences);
+    out_report->pending = static_cast<uint32_t>(r.pending);
+    out_report->elapsed_us = static_cast<uint64_t>(r.elapsed_us);
+    out_report->overrun = r.overrun ? 1 : 0;
   });
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -67,6 +68,13 @@ class KvPages {
   std::vector<int32_t> free_;   // created pages with no reference
   std::unordered_map<uint64_t, Entry> index_;
   std::list<uint64_t> lru_;     // index keys, least recently used first
+};
+
+// The pool as sessions hold it: `pages` is reset (under `mutex`) when the model goes, so
+// a session outliving its model never touches freed memory. `mutex` is the model's step lock.
+struct SharedKvPages {
+  std::mutex mutex;
+  std::unique_ptr<KvPages> pages;
 };
 
 }  // namespace sibyl::engine

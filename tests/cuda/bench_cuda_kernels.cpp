@@ -1,7 +1,8 @@
 // Micro-benchmarks of the CUDA backend's kernels, timed with CUDA events (median of 20 after 3
 // warm-ups, inputs rotated over 4 copies so the 50 MB L2 does not serve them):
 //   gemv       decode GEMV (1 token), GB/s of weight + vector traffic, per weight dtype
-//   mla        absorbed MLA decode over the latent cache (576-wide rows), GB/s of cache read
+//   mla        absorbed MLA decode over the paged latent cache (576-wide rows, 64-token pages in
+//              shuffled order), GB/s of cache read
 //   gemm       cuBLAS SGEMM (float32 path, TF32 off unless SIBYL_CUDA_PRECISION=tf32), TFLOP/s
 // Prints a clear message and exits 0 without a usable device. Usage: sibyl-bench-cuda-kernels [gemv|mla|gemm]...
 #include <algorithm>
@@ -121,6 +122,15 @@ void bench_mla(Timer& timer, std::mt19937& rng) {
       auto pos = std::make_unique<CudaTensor>(g_ctx, engine::DType::i32, 1, 1, true, "pos");
       const int32_t p0 = int32_t(L - 1);
       g_ctx->upload(pos->data(), &p0, 4);
+      auto seq = std::make_unique<CudaTensor>(g_ctx, engine::DType::i32, 1, 1, true, "row_seq");
+      const int32_t s0 = 0;
+      g_ctx->upload(seq->data(), &s0, 4);
+      const int64_t P = 64, n_pages = L / P;  // the page table: a shuffled permutation of the pool's pages
+      std::vector<int32_t> pages(static_cast<size_t>(n_pages));
+      for (int64_t k = 0; k < n_pages; ++k) pages[size_t(k)] = int32_t(k);
+      std::shuffle(pages.begin(), pages.end(), rng);
+      auto table = std::make_unique<CudaTensor>(g_ctx, engine::DType::i32, 1, n_pages, true, "page table");
+      g_ctx->upload(table->data(), pages.data(), pages.size() * 4);
       const int64_t HB = std::min<int64_t>(8, H), blocks = (H + HB - 1) / HB;
       const int64_t splits = std::clamp<int64_t>(std::min((2 * g_ctx->sm_count() + blocks - 1) / blocks, (L + 255) / 256), 1, 64);
       auto part = activations(splits * H, R, rng), ml = activations(splits * H, 2, rng);
@@ -128,15 +138,15 @@ void bench_mla(Timer& timer, std::mt19937& rng) {
         MlaDecodeParams p{};
         p.q = q->f32();
         p.q_lat = q_lat->f32();
-        p.cache = cache->f32();
-        p.positions = pos->i32();
+        p.kv = PagedKv{cache->f32(), table->i32(), n_pages, P, n_pages, W};
+        p.rows = BatchRows{pos->i32(), seq->i32(), 0, 1};
+        p.fault = g_ctx->fault_word();
         p.rope = RopeArgs{freq->f32(), 1.0f, 1};
         p.n_tokens = 1;
         p.n_heads = H;
         p.R = R;
         p.dn = dn;
         p.dr = dr;
-        p.W = W;
         p.q_ld = H * (dn + dr);
         p.n_splits = splits;
         p.scale = 0.07f;

@@ -1,6 +1,6 @@
-// Every CUDA backend op against the CPU backend on fresh random inputs: every weight dtype on
-// both matmul paths (GEMV kernels for few tokens, dequantize + cuBLAS for many), both MLA layouts
-// and paths (including sequence splits), the three router rules with ties, and both MoE paths.
+// The CUDA backend's dense and MoE ops against the CPU backend on fresh random inputs: every weight
+// dtype on both matmul paths (GEMV kernels for few tokens, dequantize + cuBLAS for many), the
+// row ops, the three router rules with ties, and both MoE paths. MLA: test_cuda_mla.cpp.
 // Tolerances are for the float32 path (TF32 off): the only differences are summation orders.
 #include <algorithm>
 #include <map>
@@ -11,7 +11,6 @@ namespace sibyl::cuda_test {
 namespace {
 
 using backend::ExpertSelect;
-using backend::MlaPath;
 using backend::ScoreFunc;
 
 constexpr double kTol = 2e-5;  // float32, different summation order
@@ -98,7 +97,7 @@ TEST(CudaOps, EmbedEveryDtype) {
   }
 }
 
-TEST(CudaOps, RmsnormAddSwigluCopyRow) {
+TEST(CudaOps, RmsnormAddSwigluGatherRows) {
   SKIP_WITHOUT_CUDA();
   const uint32_t seed = fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
@@ -120,121 +119,25 @@ TEST(CudaOps, RmsnormAddSwigluCopyRow) {
   }
   Pair p;
   auto a = p.floats(rng, 9, 33), b = p.floats(rng, 9, 33), c = p.floats(rng, 9, 33);
-  auto s = p.output(DType::f32, 9, 33), row = p.output(DType::f32, 1, 33);
+  auto s = p.output(DType::f32, 9, 33), rows = p.output(DType::f32, 5, 33);
+  const std::vector<int32_t> picks = {4, 0, 8, 4, 7};  // repeats, first and last rows
+  auto idx = p.input(DType::i32, 5, 1, picks.data());
   p.run([&](Backend& be, bool g) {
     be.add(pick(a, g), pick(b, g));
     be.swiglu(pick(s, g), pick(a, g), pick(c, g));
-    be.copy_row(pick(row, g), pick(s, g), 4);
+    be.gather_rows(pick(rows, g), pick(s, g), pick(idx, g));
   });
   auto [ra, ga] = p.read(a);
   EXPECT_EQ(ga, ra);
   auto [rs, gs] = p.read(s);
   EXPECT_LT(rel_error(gs, rs), 1e-6);
-  auto [rr, gr] = p.read(row);
-  EXPECT_EQ(gr, std::vector<float>(gs.begin() + 4 * 33, gs.begin() + 5 * 33));
+  auto [rr, gr] = p.read(rows);
+  for (size_t i = 0; i < picks.size(); ++i)
+    EXPECT_EQ(std::vector<float>(gr.begin() + i * 33, gr.begin() + (i + 1) * 33),
+              std::vector<float>(gs.begin() + picks[i] * 33, gs.begin() + (picks[i] + 1) * 33))
+        << "row " << i;
+  EXPECT_EQ(gr, rr);
 }
-
-// ---------------------------------------------------------------- MLA
-
-struct MlaCase {
-  const char* name;
-  int64_t H, R, dn, dr, dv;
-  bool split;  // k_b/v_b instead of kv_b
-  bool interleaved;
-  MlaPath path;
-  DType wtype;
-  int64_t filled, pos0, n;  // cache rows already stored, then a step of n tokens at pos0 (≤ filled)
-};
-
-class CudaMla : public ::testing::TestWithParam<MlaCase> {};
-
-TEST_P(CudaMla, StoreAndAttentionMatchCpu) {
-  SKIP_WITHOUT_CUDA();
-  const MlaCase c = GetParam();
-  const uint32_t seed = fresh_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  std::mt19937 rng(seed);
-  Pair p;
-  const int64_t W = c.R + c.dr, qk = c.dn + c.dr, L = std::max(c.filled, c.pos0 + c.n);
-  // RoPE frequencies as the engine makes them (any positive values do).
-  std::vector<float> inv_freq(static_cast<size_t>(c.dr / 2));
-  for (size_t k = 0; k < inv_freq.size(); ++k) inv_freq[k] = std::pow(10000.0f, -2.0f * float(k) / float(c.dr)) * 0.7f;
-  auto freq = p.input(DType::f32, 1, c.dr / 2, inv_freq.data());
-  backend::RopeParams rc{freq.cpu, 1.3f, c.interleaved}, rg{freq.gpu, 1.3f, c.interleaved};
-  auto norm = p.weight(rng, DType::f32, 1, c.R);
-  Pair::Two kv_b{}, k_b{}, v_b{};
-  if (c.split) {
-    k_b = p.weight(rng, c.wtype, c.H * c.R, c.dn);
-    v_b = p.weight(rng, c.wtype, c.H * c.dv, c.R);
-  } else {
-    kv_b = p.weight(rng, c.wtype, c.H * (c.dn + c.dv), c.R);
-  }
-  auto cc = p.cpu->create_kv_cache(2, W), cg = p.gpu->create_kv_cache(2, W);
-  cc->reserve(L);
-  cg->reserve(L);
-  // Fill rows [0, filled) of layer 1, then store and attend with the step's tokens.
-  std::vector<int32_t> fill_pos(static_cast<size_t>(c.filled));
-  for (int64_t t = 0; t < c.filled; ++t) fill_pos[t] = int32_t(t);
-  auto fpos = p.input(DType::i32, c.filled, 1, fill_pos.data());
-  auto fkv = p.floats(rng, c.filled, W);
-  std::vector<int32_t> step_pos(static_cast<size_t>(c.n));
-  for (int64_t i = 0; i < c.n; ++i) step_pos[i] = int32_t(c.pos0 + i);
-  auto spos = p.input(DType::i32, c.n, 1, step_pos.data());
-  auto skv = p.floats(rng, c.n, W);
-  auto q = p.floats(rng, c.n, c.H * qk);
-  auto out = p.output(DType::f32, c.n, c.H * c.dv);
-  backend::MlaShape shape{c.H, c.R, c.dn, c.dr, c.dv, 1.0f / std::sqrt(float(qk))};
-  p.run([&](Backend& b, bool g) {
-    backend::KvCache& cache = g ? *cg : *cc;
-    const backend::RopeParams& rope = g ? rg : rc;
-    if (c.filled) b.mla_store(cache, 1, pick(fkv, g), pick(norm, g), 1e-6f, pick(fpos, g), rope);
-    b.mla_store(cache, 1, pick(skv, g), pick(norm, g), 1e-6f, pick(spos, g), rope);
-    backend::MlaWeights up;
-    if (c.split) {
-      up.k_b = &pick(k_b, g);
-      up.v_b = &pick(v_b, g);
-    } else {
-      up.kv_b = &pick(kv_b, g);
-    }
-    b.mla_attention(pick(out, g), pick(q, g), cache, 1, pick(spos, g), up, shape, rope, c.path);
-  });
-  auto [ref, got] = p.read(out);
-  EXPECT_LT(rel_error(got, ref), 5e-5) << c.name;
-}
-
-std::vector<MlaCase> mla_cases() {
-  std::vector<MlaCase> out;
-  struct Shape {
-    const char* name;
-    int64_t H, R, dn, dr, dv;
-  };
-  const Shape shapes[] = {{"tiny", 4, 64, 32, 16, 32}, {"v3", 8, 512, 128, 64, 128}, {"odd", 3, 40, 24, 8, 20}};
-  struct Steps {
-    const char* name;
-    int64_t filled, pos0, n;
-  };
-  const Steps steps[] = {{"prefill", 0, 0, 21}, {"decode", 40, 40, 1}, {"chunk", 12, 12, 5}, {"long", 700, 700, 2}};
-  for (const Shape& s : shapes)
-    for (const Steps& st : steps)
-      for (bool split : {false, true})
-        for (MlaPath path : {MlaPath::absorbed, MlaPath::expanded}) {
-          const bool inter = std::string(s.name) != "odd";  // halves-rope on the odd shape
-          out.push_back({s.name, s.H, s.R, s.dn, s.dr, s.dv, split, inter, path, DType::bf16, st.filled, st.pos0, st.n});
-          out.back().name = st.name;
-        }
-  // Quantized up-projections (GGUF files: k_b / v_b as Q8_0 or Q6_K).
-  out.push_back({"q8_0", 4, 64, 32, 16, 32, true, true, MlaPath::absorbed, DType::q8_0, 30, 30, 1});
-  out.push_back({"q8_0", 4, 64, 32, 16, 32, true, true, MlaPath::expanded, DType::q8_0, 0, 0, 40});
-  out.push_back({"q6_k", 2, 256, 256, 16, 32, false, true, MlaPath::absorbed, DType::q6_k, 30, 30, 3});
-  return out;
-}
-
-INSTANTIATE_TEST_SUITE_P(Shapes, CudaMla, ::testing::ValuesIn(mla_cases()), [](const auto& info) {
-  const MlaCase& c = info.param;
-  return std::to_string(info.index) + "_" + c.name + "_H" + std::to_string(c.H) + "_R" + std::to_string(c.R) +
-         (c.split ? "_split" : "_kvb") + (c.path == MlaPath::absorbed ? "_absorbed" : "_expanded") + "_" +
-         engine::dtype_name(c.wtype);
-});
 
 // ---------------------------------------------------------------- MoE router
 

@@ -51,8 +51,16 @@
  *  - Strings are UTF-8. Returned strings and arrays are owned by the library and
  *    stay valid for as long as the text of the function says.
  *  - Threads: a sibyl_model may be used by any number of threads at once; a
- *    sibyl_session by one thread at a time (different sessions of one model on
- *    different threads are fine). Global functions are thread-safe.
+ *    sibyl_session by one call at a time (different sessions of one model on
+ *    different threads are fine, and their steps are batched together). A call
+ *    on a session that is already in use — from another thread, from inside a
+ *    callback of its running call, or while a request submitted on it is not
+ *    finished — returns SIBYL_ERR_BUSY and changes nothing. Global functions
+ *    are thread-safe.
+ *  - Non-blocking use: sibyl_session_submit_chat / _generate return at once with
+ *    a sibyl_request; the game reads its events (text per channel, tokens, the
+ *    end) with sibyl_request_poll, e.g. once per frame. Steps run on a library
+ *    thread (default) or in sibyl_model_step with a time budget (docs/C_API.md).
  *  - No C++ exception, abort() or exit() ever leaves the library. Allocation
  *    failure is SIBYL_ERR_OUT_OF_MEMORY.
  */
@@ -90,19 +98,21 @@ extern "C" {
 typedef struct sibyl_model sibyl_model;
 /** One conversation over a model: its tokens, latent KV cache, logits and RNG. */
 typedef struct sibyl_session sibyl_session;
+/** A submitted chat or generate request (since 0.3): its event queue, cancel and result. */
+typedef struct sibyl_request sibyl_request;
 
 /* ---------------------------------------------------------------- versions */
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 1
+#define SIBYL_ABI_VERSION_MINOR 3
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
 
 /** The ABI version the library was built with (compare with SIBYL_ABI_VERSION). */
 SIBYL_API uint32_t sibyl_abi_version(void);
-/** Human-readable library version, e.g. "0.1.0". Static storage. */
+/** Human-readable library version, e.g. "0.3.0". Static storage. */
 SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
@@ -126,6 +136,7 @@ typedef enum sibyl_status {
     SIBYL_ERR_BACKEND = 11,            /* the compute backend failed or is not built in */
     SIBYL_ERR_INTERNAL = 12,           /* a bug in Sibyl: please report it */
     SIBYL_ERR_BUFFER_TOO_SMALL = 13,   /* the output buffer is too small; the size needed was written */
+    SIBYL_ERR_BUSY = 14,               /* since 0.3: the session is in use by another call or request */
     SIBYL_STATUS_MAX_ENUM = 0x7fffffff /* not a status: keeps the enum 32-bit wide */
 } sibyl_status;
 
@@ -204,6 +215,15 @@ typedef struct sibyl_model_options {
     uint64_t memory_budget;     /* GPU backends: device bytes Sibyl may use; 0 (default) = no limit.
                                    A model that does not fit is SIBYL_ERR_OUT_OF_MEMORY. */
     const sibyl_vulkan_device* vulkan_device; /* NULL (default): Sibyl creates its own device */
+    /* since 0.3: */
+    uint64_t kv_cache_bytes;    /* the latent cache pool all sessions share; 0 (default) = 1 GiB.
+                                   Full pool: new work waits; work that can never fit fails */
+    uint32_t kv_page_tokens;    /* tokens per cache page; 0 (default) = 64 */
+    int32_t worker_threads;     /* library threads that run submitted requests; -1 (default) = 1;
+                                   0 = none: the application calls sibyl_model_step */
+    int32_t worker_nice;        /* Linux nice value of those threads; default 10 (below normal) */
+    uint64_t worker_cpu_mask;   /* CPU affinity of those threads (bit i = CPU i); 0 (default) = any */
+    uint32_t step_tokens;       /* tokens per batched step at most; 0 (default) = 256 */
 } sibyl_model_options;
 
 /** Fill `options` with defaults (including struct_size). NULL is ignored. */
@@ -238,8 +258,10 @@ SIBYL_API void sibyl_model_destroy(SIBYL_NULLABLE sibyl_model* model);
 
 /**
  * What a loaded model is. Output struct: set struct_size = sizeof(sibyl_model_info)
- * first; smaller than version 1 is SIBYL_ERR_STRUCT_SIZE. The library fills the
- * fields it knows within struct_size and leaves struct_size as the caller set it.
+ * first; smaller than version 0.1 of the struct (up to kv_bytes_per_token) is
+ * SIBYL_ERR_STRUCT_SIZE. The library fills the fields it knows within struct_size
+ * and leaves struct_size as the caller set it, so callers built against any
+ * earlier header keep working.
  */
 typedef struct sibyl_model_info {
     uint32_t struct_size;           /* in: sizeof(sibyl_model_info) */
@@ -261,6 +283,10 @@ typedef struct sibyl_model_info {
     int32_t eos_token_id;           /* first end-of-sequence id, -1 when none */
     uint64_t n_parameters;          /* stored parameters that are used */
     uint64_t kv_bytes_per_token;    /* latent KV cache bytes per token, all layers */
+    /* since 0.3: */
+    uint64_t kv_cache_bytes;        /* the cache pool's size (whole pages) */
+    uint32_t kv_page_tokens;        /* tokens per cache page */
+    int32_t worker_threads;         /* library threads running submitted requests */
 } sibyl_model_info;
 
 /**
@@ -281,16 +307,29 @@ typedef struct sibyl_session_options {
 SIBYL_API void sibyl_session_options_init(SIBYL_NULLABLE sibyl_session_options* options);
 
 /**
- * Create an empty session on `model`. The KV cache grows on demand up to
- * max_context tokens. Ownership: destroy with sibyl_session_destroy.
+ * Create an empty session on `model`. Its cache pages come from the model's pool
+ * on demand, up to max_context tokens (at most max_position_embeddings, else
+ * SIBYL_ERR_INVALID_ARGUMENT). Ownership: destroy with sibyl_session_destroy.
  * Thread-safety: any thread, concurrently with other calls on the model.
  */
 SIBYL_API sibyl_status sibyl_session_create(SIBYL_NONNULL sibyl_model* model,
                                             SIBYL_NULLABLE const sibyl_session_options* options,
                                             SIBYL_NONNULL sibyl_session** out_session);
 
-/** Destroy a session and free its cache. NULL is a no-op. Works after the model was destroyed. */
+/**
+ * Destroy a session and give its cache pages back. NULL is a no-op. Works after the
+ * model was destroyed. A request still running on it is cancelled; its sibyl_request
+ * handle stays valid (and must still be destroyed).
+ */
 SIBYL_API void sibyl_session_destroy(SIBYL_NULLABLE sibyl_session* session);
+
+/**
+ * A new session continuing from `session`: same tokens, logits and RNG state. Costs
+ * page references, not copies: the pages are shared until one of the two writes to a
+ * shared page (copy-on-write). Since 0.3.
+ */
+SIBYL_API sibyl_status sibyl_session_fork(SIBYL_NONNULL sibyl_session* session,
+                                          SIBYL_NONNULL sibyl_session** out_session);
 
 /** Which logits an append keeps. */
 typedef enum sibyl_logits_mode {
@@ -328,8 +367,8 @@ SIBYL_API sibyl_status sibyl_session_position(SIBYL_NONNULL const sibyl_session*
 
 /**
  * Forget every token from `position` on (0 <= position <= current position);
- * the cache keeps the rest. Logits are dropped: append at least one token
- * before sampling again.
+ * the cache keeps the rest and gives the pages past it back to the pool. Logits
+ * are dropped: append at least one token before sampling again.
  */
 SIBYL_API sibyl_status sibyl_session_rewind(SIBYL_NONNULL sibyl_session* session, size_t position);
 
@@ -371,7 +410,8 @@ SIBYL_API sibyl_status sibyl_session_sample(SIBYL_NONNULL sibyl_session* session
 
 /**
  * Called with each generated token, on the thread that called generate.
- * Return 0 to continue, non-zero to stop after this token.
+ * Return 0 to continue, non-zero to stop after this token. Calling into the same
+ * session from here returns SIBYL_ERR_BUSY.
  */
 typedef int (*sibyl_token_fn)(int32_t token, void* user_data);
 
@@ -398,7 +438,10 @@ SIBYL_API void sibyl_generate_options_init(SIBYL_NULLABLE sibyl_generate_options
  * unchanged; when the context fills up, generation stops with
  * SIBYL_ERR_CONTEXT_FULL after reporting (and keeping) every token that fit;
  * SIBYL_ERR_NO_LOGITS when the prompt is empty and the session holds no logits.
- * Thread-safety: one thread at a time per session; `on_token` runs on this thread.
+ * sibyl_session_cancel from another thread stops it before its next step (since
+ * 0.3; the status is SIBYL_OK). It runs as a request of the model's scheduler, batched
+ * with every other session's work.
+ * Thread-safety: one call at a time per session; `on_token` runs on this thread.
  */
 SIBYL_API sibyl_status sibyl_session_generate(SIBYL_NONNULL sibyl_session* session,
                                               SIBYL_NULLABLE const int32_t* prompt, size_t n_prompt,
@@ -431,10 +474,24 @@ SIBYL_API sibyl_status sibyl_model_tokenize(SIBYL_NONNULL const sibyl_model* mod
                                             size_t text_len, SIBYL_NULLABLE int32_t* out_tokens, size_t capacity,
                                             SIBYL_NONNULL size_t* out_n_tokens);
 
-/** UTF-8 text of `tokens` (special tokens included as their text). Thread-safe. */
+/**
+ * UTF-8 text of `tokens` (special tokens included as their text). Thread-safe.
+ * Decoding token by token and joining the results breaks characters that span
+ * tokens: stream with sibyl_model_token_bytes instead.
+ */
 SIBYL_API sibyl_status sibyl_model_detokenize(SIBYL_NONNULL const sibyl_model* model,
                                               SIBYL_NULLABLE const int32_t* tokens, size_t n_tokens,
                                               SIBYL_NULLABLE char* out, size_t capacity, SIBYL_NONNULL size_t* out_len);
+
+/**
+ * The raw bytes token `token` stands for (since 0.3) — possibly part of a UTF-8
+ * character: concatenate the bytes of consecutive tokens and print whole characters.
+ * Same output rule as the other text calls; the bytes are not NUL-terminated unless
+ * there is room. SIBYL_ERR_INVALID_TOKEN outside the vocabulary. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_model_token_bytes(SIBYL_NONNULL const sibyl_model* model, int32_t token,
+                                               SIBYL_NULLABLE char* out, size_t capacity,
+                                               SIBYL_NONNULL size_t* out_len);
 
 /** One message of a conversation. */
 typedef struct sibyl_chat_message {
@@ -475,7 +532,8 @@ typedef enum sibyl_stop_reason {
     SIBYL_STOP_MAX_TOKENS = 1,  /* max_new_tokens generated */
     SIBYL_STOP_STRING = 2,      /* a stop string appeared in the answer (it is not emitted) */
     SIBYL_STOP_CALLBACK = 3,    /* on_text returned non-zero */
-    SIBYL_STOP_CANCELLED = 4,   /* sibyl_session_cancel was called */
+    SIBYL_STOP_CANCELLED = 4,   /* sibyl_session_cancel / sibyl_request_cancel was called */
+    SIBYL_STOP_ERROR = 5,       /* since 0.3: a request ended with an error (its status says which) */
     SIBYL_STOP_MAX_ENUM = 0x7fffffff
 } sibyl_stop_reason;
 
@@ -495,7 +553,11 @@ typedef struct sibyl_chat_options {
 
 SIBYL_API void sibyl_chat_options_init(SIBYL_NULLABLE sibyl_chat_options* options);
 
-/** What a chat call did. Output struct: set struct_size = sizeof(sibyl_chat_result) first. */
+/**
+ * What a chat call or request did. Output struct: set struct_size =
+ * sizeof(sibyl_chat_result) first; any size from version 0.1's (up to answer_tokens)
+ * on is accepted and only the fields within it are written.
+ */
 typedef struct sibyl_chat_result {
     uint32_t struct_size;
     sibyl_stop_reason stop_reason;
@@ -503,6 +565,11 @@ typedef struct sibyl_chat_result {
     uint32_t reused_tokens;    /* prompt tokens already in the session's cache (shared prefix) */
     uint32_t reasoning_tokens; /* generated while thinking */
     uint32_t answer_tokens;    /* generated for the answer (end-of-sequence included) */
+    /* since 0.3: */
+    uint32_t generated_tokens; /* tokens sampled (generate requests: all of them) */
+    uint32_t reserved;
+    uint64_t first_token_us;   /* submit → first sampled token, microseconds (0: none) */
+    uint64_t total_us;         /* submit → end, microseconds */
 } sibyl_chat_result;
 
 /**
@@ -512,9 +579,11 @@ typedef struct sibyl_chat_result {
  * and generates the reply, streaming it through `on_text` as reasoning and
  * answer pieces. The reply's tokens stay in the session, so the next call with
  * the conversation extended by this reply and a new user turn reuses them.
- * `options` NULL = defaults; `out_result` may be NULL and is written also on
- * failure. Thread-safety: one thread at a time per session; `on_text` runs on
- * the calling thread.
+ * `messages` must not be empty and must end with a "user" (or "tool") turn, else
+ * SIBYL_ERR_INVALID_ARGUMENT. `options` NULL = defaults; `out_result` may be NULL
+ * and is written also on failure (what was streamed and kept until then).
+ * Thread-safety: one call at a time per session; `on_text` runs on the calling
+ * thread (calling into this session from it returns SIBYL_ERR_BUSY).
  */
 SIBYL_API sibyl_status sibyl_session_chat(SIBYL_NONNULL sibyl_session* session,
                                           SIBYL_NONNULL const sibyl_chat_message* messages, size_t n_messages,
@@ -523,13 +592,117 @@ SIBYL_API sibyl_status sibyl_session_chat(SIBYL_NONNULL sibyl_session* session,
                                           SIBYL_NULLABLE sibyl_chat_result* out_result);
 
 /**
- * Ask the generation running on `session` (sibyl_session_chat) to stop; it
- * stops before its next token with SIBYL_STOP_CANCELLED. A request made while
- * nothing runs cancels the next chat call at once. The ONLY session function
- * that may be called from another thread while the session is in use; the
- * session must not be destroyed concurrently.
+ * Cancel what runs on `session` now (a sibyl_session_chat / _generate call or a
+ * submitted request); it stops before the model's next step with
+ * SIBYL_STOP_CANCELLED, also in the middle of a long prompt. A cancel while nothing
+ * runs has no effect (since 0.3: it no longer cancels the next call). May be called
+ * from any thread while the session is in use; the session must not be destroyed
+ * concurrently.
  */
 SIBYL_API sibyl_status sibyl_session_cancel(SIBYL_NONNULL sibyl_session* session);
+
+/* ---------------------------------------------------------------- non-blocking requests (since 0.3) */
+
+typedef enum sibyl_event_type {
+    SIBYL_EVENT_NONE = 0,  /* sibyl_request_poll: nothing queued right now */
+    SIBYL_EVENT_TOKEN = 1, /* a sampled token (`token`) */
+    SIBYL_EVENT_TEXT = 2,  /* chat: a piece of text on `channel` (complete UTF-8 characters) */
+    SIBYL_EVENT_DONE = 3,  /* the end: `stop_reason`, and `status` (SIBYL_OK or the error) */
+    SIBYL_EVENT_MAX_ENUM = 0x7fffffff
+} sibyl_event_type;
+
+/** One event of a request. Set struct_size = sizeof(sibyl_event) before polling. */
+typedef struct sibyl_event {
+    uint32_t struct_size;
+    sibyl_event_type type;
+    int32_t token;                 /* TOKEN */
+    sibyl_channel channel;         /* TEXT */
+    const char* text;              /* TEXT: `text_len` bytes; DONE with an error: the message
+                                      (NUL-terminated). Valid until the next poll of this request
+                                      or its destroy (callbacks: during the call only) */
+    size_t text_len;
+    sibyl_stop_reason stop_reason; /* DONE */
+    sibyl_status status;           /* DONE */
+} sibyl_event;
+
+/**
+ * Receives a request's events instead of the poll queue. Runs on the thread that
+ * runs the model's step (a library worker, or the caller of sibyl_model_step);
+ * keep it short. Calling into the request's session from it returns SIBYL_ERR_BUSY.
+ */
+typedef void (*sibyl_event_fn)(const sibyl_event* event, void* user_data);
+
+typedef struct sibyl_request_options {
+    uint32_t struct_size;  /* sizeof(sibyl_request_options) — set by _init */
+    sibyl_event_fn on_event; /* NULL (default): events are queued for sibyl_request_poll */
+    void* user_data;
+} sibyl_request_options;
+
+SIBYL_API void sibyl_request_options_init(SIBYL_NULLABLE sibyl_request_options* options);
+
+/**
+ * Submit a chat turn (as sibyl_session_chat) and return at once. The session is in
+ * use until the request's DONE event: other calls on it return SIBYL_ERR_BUSY.
+ * Errors found before anything runs (bad options, a busy session, an unusable
+ * conversation) are returned here; later ones arrive as the DONE event's status.
+ * `options`, `request_options` may be NULL. Destroy the request with
+ * sibyl_request_destroy. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_session_submit_chat(SIBYL_NONNULL sibyl_session* session,
+                                                 SIBYL_NONNULL const sibyl_chat_message* messages,
+                                                 size_t n_messages,
+                                                 SIBYL_NULLABLE const sibyl_chat_options* options,
+                                                 SIBYL_NULLABLE const sibyl_request_options* request_options,
+                                                 SIBYL_NONNULL sibyl_request** out_request);
+
+/** Submit a generation (as sibyl_session_generate: tokens arrive as TOKEN events). */
+SIBYL_API sibyl_status sibyl_session_submit_generate(SIBYL_NONNULL sibyl_session* session,
+                                                     SIBYL_NULLABLE const int32_t* prompt, size_t n_prompt,
+                                                     SIBYL_NULLABLE const sibyl_generate_options* options,
+                                                     SIBYL_NULLABLE const sibyl_request_options* request_options,
+                                                     SIBYL_NONNULL sibyl_request** out_request);
+
+/**
+ * The next queued event of `request`, or type SIBYL_EVENT_NONE when none is queued.
+ * Never blocks; any thread (one poller at a time per request).
+ */
+SIBYL_API sibyl_status sibyl_request_poll(SIBYL_NONNULL sibyl_request* request, SIBYL_NONNULL sibyl_event* event);
+
+/** Wait up to `timeout_us` (-1: no limit) for an event or the end; *out_ready = 1 if there is one. */
+SIBYL_API sibyl_status sibyl_request_wait(SIBYL_NONNULL sibyl_request* request, int64_t timeout_us,
+                                          SIBYL_NULLABLE int* out_ready);
+
+/** Cancel the request: it ends before the next step (DONE with SIBYL_STOP_CANCELLED). Any thread. */
+SIBYL_API sibyl_status sibyl_request_cancel(SIBYL_NONNULL sibyl_request* request);
+
+/**
+ * What the request did so far (final after DONE): token counts, stop reason and
+ * latencies. Same struct-size rule as sibyl_session_chat's result.
+ */
+SIBYL_API sibyl_status sibyl_request_result(SIBYL_NONNULL sibyl_request* request,
+                                            SIBYL_NONNULL sibyl_chat_result* out_result);
+
+/** Destroy a request handle; a request still running is cancelled first. NULL is a no-op. */
+SIBYL_API void sibyl_request_destroy(SIBYL_NULLABLE sibyl_request* request);
+
+/** What one sibyl_model_step did. Set struct_size = sizeof(sibyl_step_report). */
+typedef struct sibyl_step_report {
+    uint32_t struct_size;
+    uint32_t rows;          /* tokens run (0: nothing could run) */
+    uint32_t sequences;     /* requests in the step */
+    uint32_t pending;       /* requests not finished after it */
+    uint64_t elapsed_us;
+    int32_t overrun;        /* 1 when elapsed_us exceeded the budget */
+} sibyl_step_report;
+
+/**
+ * Run one batched step of the model's submitted requests on this thread, sized from
+ * measured costs to take about `budget_us` microseconds (0: the full step). For
+ * worker_threads = 0, where the application drives the model (e.g. once per frame).
+ * `out_report` may be NULL. Thread-safe (steps of one model run one at a time).
+ */
+SIBYL_API sibyl_status sibyl_model_step(SIBYL_NONNULL sibyl_model* model, uint64_t budget_us,
+                                        SIBYL_NULLABLE sibyl_step_report* out_report);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,329 @@
+#include "runtime/scheduler.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+
+#include "log.h"
+#include "model.h"
+
+namespace sibyl::engine {
+namespace {
+
+// One job's part of the step being built.
+struct Entry {
+  Job* job;
+  int64_t take;
+  LogitsMode mode;
+};
+
+std::string pool_full_message(KvPages& kv, const Session& s, int64_t remaining) {
+  return "the KV cache pool cannot hold this request: " + std::to_string(s.position() + remaining) +
+         " tokens need " + std::to_string((s.position() + remaining + kv.page_tokens() - 1) / kv.page_tokens()) +
+         " pages; the pool has " + kv.describe() + ", " + std::to_string(kv.pages_in_use()) +
+         " in use by sessions. Raise kv_cache_bytes, or rewind or destroy idle sessions";
+}
+
+}  // namespace
+
+Scheduler::Scheduler(Model& model, const SchedulerOptions& options) : model_(model), options_(options) {
+  options_.step_tokens = std::max<int64_t>(1, options_.step_tokens);
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard q(queue_mutex_);
+    stop_ = true;
+  }
+  queue_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+  std::vector<std::unique_ptr<Job>> ended;
+  {
+    std::lock_guard lock(model_.step_mutex());
+    std::lock_guard q(queue_mutex_);
+    for (auto& j : incoming_) active_.push_back(std::move(j));
+    incoming_.clear();
+    const Failure gone(Errc::model_destroyed, "the model was destroyed before the request finished");
+    for (auto& j : active_) end_job(j, StopReason::error, &gone, ended);
+    active_.clear();
+  }
+}
+
+void Scheduler::start_workers() {
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+}
+
+void Scheduler::submit(std::unique_ptr<Job> job) {
+  job->session().claim();  // Errc::busy when the session runs something else
+  job->stats.submit_us = now_us();
+  job->request().set_wake([this] { wake(); });
+  {
+    std::lock_guard q(queue_mutex_);
+    incoming_.push_back(std::move(job));
+  }
+  if (has_workers()) std::call_once(workers_started_, [this] { start_workers(); });
+  wake();
+}
+
+void Scheduler::wake() {
+  wakes_.fetch_add(1, std::memory_order_release);
+  queue_cv_.notify_all();
+}
+
+void Scheduler::worker_main(int index) {
+#ifdef __linux__
+  // Below normal priority: a game's frame thread wins over the model (Linux: per thread).
+  if (options_.worker_nice != 0)
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), options_.worker_nice);
+  if (!options_.worker_cpus.empty()) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : options_.worker_cpus)
+      if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+#endif
+  (void)index;
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock q(queue_mutex_);
+      // Wake on new work or a release/cancel; poll now and then for pages freed elsewhere.
+      queue_cv_.wait_for(q, std::chrono::milliseconds(20),
+                         [&] { return stop_ || wakes_.load(std::memory_order_acquire) != seen; });
+      if (stop_) return;
+      seen = wakes_.load(std::memory_order_acquire);
+    }
+    try {
+      while (step().rows > 0) {
+        std::lock_guard q(queue_mutex_);
+        if (stop_) return;
+      }
+    } catch (const std::exception& e) {  // step() reports errors to requests; this is a last resort
+      log(LogLevel::error, std::string("scheduler step failed: ") + e.what());
+    }
+  }
+}
+
+void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failure* error,
+                        std::vector<std::unique_ptr<Job>>& ended) {
+  if (!error) {
+    try {
+      job->finish(stop);
+    } catch (const Failure& e) {
+      return end_job(job, StopReason::error, &e, ended);
+    } catch (const std::bad_alloc&) {
+      const Failure oom(Errc::out_of_memory, "out of memory");
+      return end_job(job, StopReason::error, &oom, ended);
+    }
+  }
+  job->request().update_stats(job->stats);
+  job->session().unclaim();  // before the owner can see the end
+  job->request().finish(stop, error ? static_cast<int>(error->code()) : 0, error ? error->what() : std::string());
+  ended.push_back(std::move(job));
+}
+
+// Runs a job's advance(); false when it ended.
+static bool advance_job(std::unique_ptr<Job>& job, std::vector<std::unique_ptr<Job>>& ended,
+                        const std::function<void(std::unique_ptr<Job>&, StopReason, const Failure*)>& end) {
+  try {
+    job->pending.clear();
+    job->fed = 0;
+    if (std::optional<StopReason> stop = job->advance()) {
+      end(job, *stop, nullptr);
+      return false;
+    }
+    return true;
+  } catch (const Failure& e) {
+    end(job, StopReason::error, &e);
+  } catch (const std::bad_alloc&) {
+    const Failure oom(Errc::out_of_memory, "out of memory");
+    end(job, StopReason::error, &oom);
+  } catch (const std::exception& e) {
+    const Failure internal(Errc::internal, e.what());
+    end(job, StopReason::error, &internal);
+  }
+  (void)ended;
+  return false;
+}
+
+void Scheduler::admit_locked(std::vector<std::unique_ptr<Job>>& ended) {
+  std::deque<std::unique_ptr<Job>> fresh;
+  {
+    std::lock_guard q(queue_mutex_);
+    fresh.swap(incoming_);
+  }
+  auto end = [&](std::unique_ptr<Job>& j, StopReason s, const Failure* f) { end_job(j, s, f, ended); };
+  for (auto& job : fresh) {
+    if (job->request().cancelled()) {
+      end(job, StopReason::cancelled, nullptr);
+      continue;
+    }
+    try {
+      job->start();
+    } catch (const Failure& e) {
+      end(job, StopReason::error, &e);
+      continue;
+    } catch (const std::bad_alloc&) {
+      const Failure oom(Errc::out_of_memory, "out of memory");
+      end(job, StopReason::error, &oom);
+      continue;
+    }
+    if (job->pending.empty() && !advance_job(job, ended, end)) continue;
+    active_.push_back(std::move(job));
+  }
+}
+
+int64_t Scheduler::row_budget(int64_t budget_us) const {
+  if (budget_us <= 0) return options_.step_tokens;
+  if (us_per_row_ <= 0.0) return std::min<int64_t>(options_.step_tokens, 8);  // nothing measured yet
+  const auto rows = static_cast<int64_t>(static_cast<double>(budget_us) / us_per_row_);
+  return std::clamp<int64_t>(rows, 1, options_.step_tokens);
+}
+
+StepReport Scheduler::step(int64_t budget_us) {
+  StepReport report;
+  report.budget_us = budget_us;
+  std::vector<std::unique_ptr<Job>> ended;  // destroyed after the lock: they may free sessions
+  {
+    std::lock_guard lock(model_.step_mutex());
+    const int64_t t0 = now_us();
+    auto end = [&](std::unique_ptr<Job>& j, StopReason s, const Failure* f) { end_job(j, s, f, ended); };
+    admit_locked(ended);
+
+    // Cancels take effect now: a prompt in flight is abandoned (the session keeps the
+    // chunks that ran); a reported token still joins the context in this step.
+    for (auto& job : active_)
+      if (job && job->request().cancelled() && (job->pending_is_prompt || job->fed == job->pending.size()))
+        end(job, StopReason::cancelled, nullptr);
+    std::erase_if(active_, [](const auto& j) { return !j; });
+
+    // Decode rows first, then prompt chunks; each group in rotating order for fairness.
+    const size_t n_active = active_.size();
+    std::vector<Job*> order;
+    for (int pass = 0; pass < 2; ++pass)
+      for (size_t k = 0; k < n_active; ++k) {
+        Job* j = active_[(rotate_ + k) % n_active].get();
+        if (j->pending_is_prompt == (pass == 1) && !j->request().held()) order.push_back(j);
+      }
+    if (n_active > 0) rotate_ = (rotate_ + 1) % n_active;
+
+    KvPages& kv = model_.kv_pages();
+    int64_t rows_left = row_budget(budget_us);
+    std::vector<Entry> entries;
+    std::vector<Job*> starved;
+    std::vector<PageCopy> copies;
+    for (Job* j : order) {
+      if (rows_left == 0) break;
+      Session& s = j->session();
+      int64_t remaining = static_cast<int64_t>(j->pending.size() - j->fed);
+      if (j->pending_is_prompt && remaining > 1) {
+        const int64_t shared = s.share_cached_prefix(model_, j->pending.data() + j->fed, remaining);
+        j->fed += static_cast<size_t>(shared);
+        j->stats.reused_tokens += shared;
+        remaining -= shared;
+      }
+      const int64_t take = std::min(remaining, rows_left);
+      if (!s.reserve(model_, take, copies)) {
+        s.abandon(model_);
+        starved.push_back(j);
+        continue;
+      }
+      const bool last_chunk = j->fed + static_cast<size_t>(take) == j->pending.size();
+      entries.push_back({j, take, last_chunk ? LogitsMode::last : LogitsMode::none});
+      rows_left -= take;
+    }
+
+    // Out of pages: work that can never fit fails; if nothing at all can run, the newest
+    // starved request fails instead of waiting forever.
+    for (Job* j : starved) {
+      const Session& s = j->session();
+      const int64_t need = s.position() + static_cast<int64_t>(j->pending.size() - j->fed);
+      if ((need + kv.page_tokens() - 1) / kv.page_tokens() > kv.max_pages()) {
+        for (auto& a : active_)
+          if (a.get() == j) {
+            const Failure f(Errc::out_of_memory, pool_full_message(kv, s, need - s.position()));
+            end(a, StopReason::error, &f);
+          }
+      }
+    }
+    const bool anyone_held = std::any_of(active_.begin(), active_.end(), [](const auto& a) {
+      return a && a->request().held();
+    });
+    if (entries.empty() && !starved.empty() && !anyone_held) {
+      for (auto it = active_.rbegin(); it != active_.rend(); ++it)
+        if (*it && std::find(starved.begin(), starved.end(), it->get()) != starved.end()) {
+          const Session& s = (*it)->session();
+          const Failure f(Errc::out_of_memory,
+                          pool_full_message(kv, s, static_cast<int64_t>((*it)->pending.size() - (*it)->fed)));
+          end(*it, StopReason::error, &f);
+          break;
+        }
+    }
+    std::erase_if(active_, [](const auto& j) { return !j; });
+
+    if (!entries.empty()) {
+      std::vector<SeqStep> seqs;
+      seqs.reserve(entries.size());
+      for (const Entry& e : entries)
+        seqs.push_back(e.job->session().step_for(e.job->pending.data() + e.job->fed, e.take, e.mode,
+                                                 AttentionPath::automatic));
+      std::vector<float> logits;
+      const Failure* failure = nullptr;
+      Failure caught(Errc::internal, "");
+      try {
+        model_.copy_pages(copies);
+        model_.forward(seqs, logits);
+      } catch (const Failure& e) {
+        caught = e;
+        failure = &caught;
+      } catch (const std::bad_alloc&) {
+        caught = Failure(Errc::out_of_memory, "out of memory during a step");
+        failure = &caught;
+      } catch (const std::exception& e) {
+        caught = Failure(Errc::internal, e.what());
+        failure = &caught;
+      }
+      const int64_t vocab = model_.config().vocab_size;
+      int64_t row = 0;
+      for (const Entry& e : entries) {
+        auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.get() == e.job; });
+        std::unique_ptr<Job>& job = *it;
+        if (failure) {
+          job->session().abandon(model_);
+          end(job, StopReason::error, failure);
+          continue;
+        }
+        const int64_t rows = e.mode == LogitsMode::last ? 1 : 0;
+        job->session().commit(model_, job->pending.data() + job->fed, e.take, logits.data() + row * vocab, rows);
+        row += rows;
+        job->fed += static_cast<size_t>(e.take);
+        if (job->pending_is_prompt) job->stats.prompt_tokens += e.take;
+        if (job->fed < job->pending.size()) continue;
+        if (job->request().cancelled()) {
+          end(job, StopReason::cancelled, nullptr);
+          continue;
+        }
+        if (advance_job(job, ended, end)) job->request().update_stats(job->stats);
+      }
+      std::erase_if(active_, [](const auto& j) { return !j; });
+      report.rows = std::accumulate(entries.begin(), entries.end(), int64_t{0},
+                                    [](int64_t a, const Entry& e) { return a + e.take; });
+      report.sequences = static_cast<int64_t>(entries.size());
+      report.elapsed_us = now_us() - t0;
+      const double per_row = static_cast<double>(report.elapsed_us) / static_cast<double>(report.rows);
+      us_per_row_ = us_per_row_ <= 0.0 ? per_row : 0.8 * us_per_row_ + 0.2 * per_row;
+      report.overrun = budget_us > 0 && report.elapsed_us > budget_us;
+    }
+    report.pending = static_cast<int64_t>(active_.size());
+  }
+  return report;
+}
+
+}  // namespace sibyl::engine
