@@ -1,11 +1,17 @@
 #include "model.h"
 
+#include <xxhash.h>
+
+#include <algorithm>
+
 
 #include "failure.h"
 #include "log.h"
 #include "runtime/scheduler.h"
 
 namespace sibyl::engine {
+
+static uint64_t model_fingerprint(const ModelSource& src);
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
@@ -22,10 +28,27 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   m->kv_ = std::make_shared<SharedKvPages>();
   m->kv_->pages = std::make_unique<KvPages>(*m->backend_, m->config().n_layers, m->config().kv_width(), kv);
   m->scheduler_ = std::make_unique<Scheduler>(*m, options.scheduler);
+  m->fingerprint_ = model_fingerprint(*m->source_);
   m->load_text_support();
   log(LogLevel::info, "loaded " + path + " (" + m->source_->format + ", " + m->config().model_type + ", " +
                           std::to_string(m->weights_.n_parameters) + " parameters) on " + m->backend_->name());
   return m;
+}
+
+static uint64_t model_fingerprint(const ModelSource& src) {
+  const ModelConfig& c = src.config;
+  std::string key = c.model_type;
+  for (int64_t v : {c.vocab_size, c.hidden_size, c.intermediate_size, c.n_layers, c.n_heads, c.q_lora_rank,
+                    c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.n_routed_experts,
+                    c.n_shared_experts, c.moe_intermediate_size, c.n_experts_per_tok, c.first_k_dense_replace})
+    key.append(";").append(std::to_string(v));
+  for (const auto& [name, t] : src.tensors) {  // sorted by name
+    key.append(";").append(name).append(":").append(std::to_string(static_cast<int>(t.dtype)));
+    key.append(":").append(t.shape_string());
+    if (name == "model.embed_tokens.weight" || name == "lm_head.weight")
+      key.append(reinterpret_cast<const char*>(t.data), std::min<size_t>(t.nbytes, 4096));
+  }
+  return XXH3_64bits(key.data(), key.size());
 }
 
 Model::~Model() {

@@ -73,6 +73,10 @@ class Model {
   const Tokenizer& tokenizer() const;
   const ChatFormat& chat_format() const;
 
+  // Identifies the weights (config, tensor names/types/shapes, sample bytes): session
+  // states only load into the model they were saved from.
+  uint64_t fingerprint() const { return fingerprint_; }
+
   // The lock every step and every use of kv_pages() takes: one step runs at a time.
   std::mutex& step_mutex() const { return kv_->mutex; }
   KvPages& kv_pages() { return *kv_->pages; }
@@ -104,6 +108,7 @@ class Model {
   std::unique_ptr<class Scheduler> scheduler_;
   std::list<std::unique_ptr<StepPlan>> plans_;  // most recently used first
   uint64_t plans_made_ = 0;
+  uint64_t fingerprint_ = 0;
   StepInputs inputs_;
 };
 

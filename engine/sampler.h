@@ -12,6 +12,8 @@ class Rng {
   void seed_with(uint64_t seed);
   uint64_t next();
   double uniform();  // [0, 1)
+  void state(uint64_t out[4]) const { for (int i = 0; i < 4; ++i) out[i] = s_[i]; }
+  void set_state(const uint64_t in[4]) { for (int i = 0; i < 4; ++i) s_[i] = in[i]; }
 
  private:
   uint64_t s_[4];

@@ -70,6 +70,10 @@ class Session {
   Rng& rng() { return rng_; }
   int32_t sample(const SamplerParams& params);
   int32_t sample_logits(const SamplerParams& params);  // sample() without the model check (scheduler)
+  // The session as bytes (runtime/session_state.cpp) and back; load_state checks
+  // everything (Errc::format) before the session changes.
+  std::vector<uint8_t> save_state();
+  void load_state(const uint8_t* data, size_t size);
   // Becomes a copy of `other` (history, logits, RNG) sharing its cache pages.
   void fork_from(const Session& other);
 

@@ -20,6 +20,9 @@ static const char* kUsage =
     "  --depth D     tokens already in the context before each test (default 0)\n"
     "  --reps R      repetitions; the median is reported (default 5)\n"
     SIBYL_CLI_MODEL_FLAGS_HELP
+    "  --sessions N  also N concurrent sessions through the scheduler (a list such as 1,32 alternates\n"
+    "                the counts rep by rep): each fills --prompt tokens, then all decode --gen tokens\n"
+    "                at once; reports aggregate decode tokens/s and per-session latency\n"
     "  --json        print one JSON object instead of the table\n"
     "Also reported: the load time (open → ready for the first token), the first token's time,\n"
     "and resident memory before and after each (Linux /proc/self/statm).\n";
@@ -68,10 +71,78 @@ std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
   return t;
 }
 
+// Decode through the scheduler: every session holds its prompt, then all generate at once.
+struct SessionsRun {
+  double gen_tokens_per_s = 0, latency_ms_p50 = 0, latency_ms_max = 0, first_token_ms_p50 = 0;
+};
+
+SessionsRun run_sessions(sibyl_model* model, const sibyl_model_info& info, long long n_sessions, long long n_prompt,
+                         long long n_gen, uint32_t salt) {
+  std::vector<sibyl_session*> sessions(static_cast<size_t>(n_sessions));
+  for (long long i = 0; i < n_sessions; ++i) {
+    check(sibyl_session_create(model, nullptr, &sessions[i]), "session");
+    std::vector<int32_t> p = tokens(static_cast<size_t>(std::max(1LL, n_prompt)), info.vocab_size,
+                                    salt * 977u + static_cast<uint32_t>(i));
+    check(sibyl_session_append(sessions[i], p.data(), p.size(), SIBYL_LOGITS_LAST), "prompt");
+  }
+  sibyl_generate_options g;
+  sibyl_generate_options_init(&g);
+  g.max_new_tokens = static_cast<uint32_t>(n_gen);
+  g.stop_at_eos = 0;
+  std::vector<sibyl_request*> requests(sessions.size());
+  auto t0 = Clock::now();
+  for (size_t i = 0; i < sessions.size(); ++i)
+    check(sibyl_session_submit_generate(sessions[i], nullptr, 0, &g, nullptr, &requests[i]), "submit");
+  std::vector<double> latency, first;
+  for (sibyl_request* r : requests) {
+    sibyl_event e;
+    e.struct_size = sizeof e;
+    for (;;) {
+      check(sibyl_request_wait(r, -1, nullptr), "wait");
+      check(sibyl_request_poll(r, &e), "poll");
+      if (e.type == SIBYL_EVENT_DONE) break;
+    }
+    if (e.status != SIBYL_OK) {
+      std::fprintf(stderr, "error: a session failed: %s\n", e.text);
+      std::exit(1);
+    }
+    sibyl_chat_result res;
+    res.struct_size = sizeof res;
+    check(sibyl_request_result(r, &res), "result");
+    latency.push_back(static_cast<double>(res.total_us) / 1000.0);
+    first.push_back(static_cast<double>(res.first_token_us) / 1000.0);
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (sibyl_request* r : requests) sibyl_request_destroy(r);
+  for (sibyl_session* s : sessions) sibyl_session_destroy(s);
+  SessionsRun out;
+  out.gen_tokens_per_s = static_cast<double>(n_sessions * n_gen) / seconds;
+  out.latency_ms_p50 = median(latency);
+  out.latency_ms_max = *std::max_element(latency.begin(), latency.end());
+  out.first_token_ms_p50 = median(first);
+  return out;
+}
+
+std::vector<long long> parse_counts(const sibyl::cli::Args& args, const std::string& text) {
+  std::vector<long long> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end || v < 1 || v > 4096) args.die("--sessions takes counts from 1 to 4096, e.g. 32 or 1,32");
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--prompt", "--gen", "--depth", "--reps"}), kUsage,
+  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--prompt", "--gen", "--depth", "--reps", "--sessions"}), kUsage,
                         {"--json"});
   const long long n_prompt = args.get_int("--prompt", 64), n_gen = args.get_int("--gen", 32),
                   depth = args.get_int("--depth", 0), reps = args.get_int("--reps", 5);
@@ -123,17 +194,43 @@ int main(int argc, char** argv) {
     sibyl_session_destroy(s);
   }
 
+  // Concurrent sessions, counts alternating rep by rep (one sitting, same conditions).
+  std::vector<long long> counts;
+  if (args.has("--sessions")) counts = parse_counts(args, args.get("--sessions", ""));
+  if (!counts.empty() && n_gen == 0) args.die("--sessions needs --gen > 0");
+  std::vector<std::vector<SessionsRun>> runs(counts.size());
+  for (long long r = 0; r < reps; ++r)
+    for (size_t c = 0; c < counts.size(); ++c)
+      runs[c].push_back(run_sessions(model, info, counts[c], n_prompt, n_gen, static_cast<uint32_t>(r + 1)));
+  auto med = [](const std::vector<SessionsRun>& v, double SessionsRun::*field) {
+    std::vector<double> x;
+    for (const SessionsRun& s : v) x.push_back(s.*field);
+    return median(x);
+  };
+
   const double kv_mib = static_cast<double>(info.kv_bytes_per_token) / (1 << 20);
+  const double gen_top = counts.size() == 1 ? med(runs[0], &SessionsRun::gen_tokens_per_s) : median(tg);
   if (args.has("--json")) {
     std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
                 "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
                 "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu, \"load_ms\": %.3f, "
                 "\"first_token_ms\": %.3f, \"rss_start_mib\": %.1f, \"rss_loaded_mib\": %.1f, "
-                "\"rss_first_token_mib\": %.1f}\n",
+                "\"rss_first_token_mib\": %.1f",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
-                n_prompt, median(pp), n_gen, median(tg), reps,
+                n_prompt, median(pp), n_gen, gen_top, reps,
                 static_cast<unsigned long long>(info.kv_bytes_per_token), load_ms, first_token_ms, rss_start,
                 rss_loaded, rss_first_token);
+    // With one --sessions count, its aggregate is the top-level gen_tokens_per_s as well.
+    if (counts.size() == 1)
+      std::printf(", \"sessions\": %lld, \"single_gen_tokens_per_s\": %.3f", counts[0], median(tg));
+    std::printf(", \"sessions_runs\": [");
+    for (size_t c = 0; c < counts.size(); ++c)
+      std::printf("%s{\"sessions\": %lld, \"gen_tokens_per_s\": %.3f, \"latency_ms_p50\": %.3f, "
+                  "\"latency_ms_max\": %.3f, \"first_token_ms_p50\": %.3f}",
+                  c ? ", " : "", counts[c], med(runs[c], &SessionsRun::gen_tokens_per_s),
+                  med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max),
+                  med(runs[c], &SessionsRun::first_token_ms_p50));
+    std::printf("]}\n");
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
@@ -143,6 +240,10 @@ int main(int argc, char** argv) {
     std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
     if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));
     if (n_gen > 0) std::printf("| tg%-13lld | %5lld | %9.1f |\n", n_gen, depth, median(tg));
+    for (size_t c = 0; c < counts.size(); ++c)
+      std::printf("| tg%lld x%-4lld sess | %5lld | %9.1f | aggregate; per session %.1f ms median, %.1f ms max\n",
+                  n_gen, counts[c], n_prompt, med(runs[c], &SessionsRun::gen_tokens_per_s),
+                  med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max));
   }
   sibyl_model_destroy(model);
   return 0;

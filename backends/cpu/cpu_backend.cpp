@@ -3,6 +3,7 @@
 // eagerly, so begin_step/end_step only bracket them.
 #include "cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -55,11 +56,22 @@ float* PagedRows::mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos
 }
 
 void gemm(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {
-  pool.parallel_for(w.n_rows, n * w.k, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(w.k));
-    for (int64_t j = begin; j < end; ++j) {
-      const float* wr = w.row(j, scratch.data());
-      for (int64_t i = 0; i < n; ++i) out[i * ldo + j] = dot(x + i * ldx, wr, w.k);
+  // Weight rows four at a time (converted once), each tile reused by every x row.
+  const int64_t quads = (w.n_rows + 3) / 4;
+  pool.parallel_for(quads, 4 * n * w.k, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(4 * w.k));
+    for (int64_t q = begin; q < end; ++q) {
+      const int64_t j0 = q * 4, nw = std::min<int64_t>(4, w.n_rows - j0);
+      const float* rows[4];
+      for (int64_t c = 0; c < nw; ++c) rows[c] = w.row(j0 + c, scratch.data() + c * w.k);
+      if (nw < 4) {  // the last, partial group: plain dot products (same sums)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t c = 0; c < nw; ++c) out[i * ldo + j0 + c] = dot(x + i * ldx, rows[c], w.k);
+        continue;
+      }
+      int64_t i = 0;
+      for (; i + 4 <= n; i += 4) dot_4x4(x + i * ldx, ldx, rows, w.k, out + i * ldo + j0, ldo);
+      for (; i < n; ++i) dot_1x4(x + i * ldx, rows, w.k, out + i * ldo + j0);
     }
   });
 }

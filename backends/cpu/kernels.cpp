@@ -14,28 +14,8 @@
 
 namespace sibyl::backend::cpu {
 
-SIBYL_SIMD_CLONES float dot(const float* a, const float* b, int64_t n) {
-  constexpr int kLanes = 16;  // independent partial sums: lets the compiler vectorise
-  float acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s + tail;
-}
-
 SIBYL_SIMD_CLONES void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
-SIBYL_SIMD_CLONES static void bf16_row(float* dst, const uint16_t* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
 }
 
 void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
@@ -44,7 +24,7 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
       return;
     case DType::bf16:
-      bf16_row(dst, static_cast<const uint16_t*>(src), n);
+      bf16_to_f32(dst, static_cast<const uint16_t*>(src), n);
       return;
     case DType::f16:
     case DType::q8_0:

@@ -11,6 +11,11 @@ using engine::DType;
 using engine::dtype_size;
 
 float dot(const float* a, const float* b, int64_t n);
+// Tiles of dot products, bitwise equal to dot() for each pair: 4 rows of x (stride ldx)
+// against 4 weight rows, out[r·ldo + c]; and one row of x against 4 weight rows.
+void dot_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n, float* out, int64_t ldo);
+void dot_1x4(const float* x, const float* const* w, int64_t n, float* out);
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);  // f8_e4m3 unscaled; i32/i64 give zeros
 

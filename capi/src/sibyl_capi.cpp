@@ -3,6 +3,7 @@
 #include "sibyl/sibyl.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -154,7 +155,7 @@ sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) 
   if (!(o.min_p >= 0.0f && o.min_p <= 1.0f)) fail(Errc::invalid_argument, "min_p must be in [0, 1]");
   if (!(o.repetition_penalty > 0.0f)) fail(Errc::invalid_argument, "repetition_penalty must be positive");
   if (o.repetition_last_n < 0) fail(Errc::invalid_argument, "repetition_last_n must not be negative");
-  if (o.temperature != o.temperature) fail(Errc::invalid_argument, "temperature is NaN");
+  if (!std::isfinite(o.temperature)) fail(Errc::invalid_argument, "temperature must be a finite number");
   sibyl::engine::SamplerParams p;
   p.temperature = o.temperature;
   p.top_k = o.top_k;
@@ -523,6 +524,21 @@ sibyl_status sibyl_session_rewind(sibyl_session* session, size_t position) {
   return with_session(session, [&](sibyl::engine::Session& s) {
     if (position > static_cast<size_t>(INT64_MAX)) fail(Errc::invalid_argument, "position out of range");
     s.rewind(static_cast<int64_t>(position));
+  });
+}
+
+sibyl_status sibyl_session_save_state(sibyl_session* session, void* out, size_t capacity, size_t* out_size) {
+  return with_session(session, [&](sibyl::engine::Session& s) {
+    require(out_size, "out_size");
+    const std::vector<uint8_t> state = s.save_state();
+    copy_out(state.data(), state.size(), static_cast<uint8_t*>(out), capacity, out_size, "state bytes");
+  });
+}
+
+sibyl_status sibyl_session_load_state(sibyl_session* session, const void* data, size_t size) {
+  return with_session(session, [&](sibyl::engine::Session& s) {
+    require_array(data, size, "data", "size");
+    s.load_state(static_cast<const uint8_t*>(data), size);
   });
 }
 

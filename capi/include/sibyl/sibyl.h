@@ -366,6 +366,25 @@ SIBYL_API sibyl_status sibyl_session_position(SIBYL_NONNULL const sibyl_session*
                                               SIBYL_NONNULL size_t* out_position);
 
 /**
+ * The session's state as bytes (since 0.3): its tokens, kept logits, RNG and the latent
+ * cache rows it uses (docs/C_API.md gives the bytes per token), versioned, checksummed
+ * and tied to the model by a fingerprint. Two-call rule: the size is always written to
+ * *out_size; with capacity too small the call returns SIBYL_ERR_BUFFER_TOO_SMALL.
+ */
+SIBYL_API sibyl_status sibyl_session_save_state(SIBYL_NONNULL sibyl_session* session, SIBYL_NULLABLE void* out,
+                                                size_t capacity, SIBYL_NONNULL size_t* out_size);
+
+/**
+ * Replace the session's contents by a saved state (from this or another process, same
+ * model file): it continues exactly where the saved session was, without re-running
+ * its prompt. A truncated, corrupt or foreign blob is SIBYL_ERR_FORMAT, and a state
+ * whose tokens exceed this session's max_context too; on any error the session is
+ * unchanged. Since 0.3.
+ */
+SIBYL_API sibyl_status sibyl_session_load_state(SIBYL_NONNULL sibyl_session* session, SIBYL_NULLABLE const void* data,
+                                                size_t size);
+
+/**
  * Forget every token from `position` on (0 <= position <= current position);
  * the cache keeps the rest and gives the pages past it back to the pool. Logits
  * are dropped: append at least one token before sampling again.

@@ -1,0 +1,179 @@
+// Dot products of float32 rows, the CPU backend's hot loop. Every product is summed the
+// same way on every path: 16 lanes (lane l takes elements l, l + 16, …), each a chain of
+// fused multiply-adds; then the lanes in order 0..15, then the tail. AVX-512 (one
+// register) and AVX2 (two) therefore give bitwise equal results, and a product never
+// depends on the tile it was computed in or the other rows of a batch — the batched
+// runtime's determinism rests on it. The path is chosen once, at load, from the CPU.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace sibyl::backend::cpu {
+namespace {
+
+constexpr int kLanes = 16;
+
+inline float finish(const float* lanes, const float* x, const float* w, int64_t i, int64_t n) {
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  float tail = 0.0f;
+  for (; i < n; ++i) tail = std::fma(x[i], w[i], tail);
+  return s + tail;
+}
+
+// ---- AVX-512: RX × RW accumulators of one register each.
+template <int RX, int RW>
+__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t ldx, const float* const* w,
+                                                         int64_t n, float* out, int64_t ldo) {
+  __m512 acc[RX][RW];
+  for (int r = 0; r < RX; ++r)
+    for (int c = 0; c < RW; ++c) acc[r][c] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m512 wv[RW];
+    for (int c = 0; c < RW; ++c) wv[c] = _mm512_loadu_ps(w[c] + i);
+    for (int r = 0; r < RX; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + r * ldx + i);
+      for (int c = 0; c < RW; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  alignas(64) float lanes[kLanes];
+  for (int r = 0; r < RX; ++r)
+    for (int c = 0; c < RW; ++c) {
+      _mm512_store_ps(lanes, acc[r][c]);
+      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
+    }
+}
+
+// ---- AVX2 + FMA: the same 16 lanes as two registers.
+template <int RX, int RW>
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, int64_t ldx, const float* const* w, int64_t n,
+                                                    float* out, int64_t ldo) {
+  __m256 lo[RX][RW], hi[RX][RW];
+  for (int r = 0; r < RX; ++r)
+    for (int c = 0; c < RW; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 wl[RW], wh[RW];
+    for (int c = 0; c < RW; ++c) {
+      wl[c] = _mm256_loadu_ps(w[c] + i);
+      wh[c] = _mm256_loadu_ps(w[c] + i + 8);
+    }
+    for (int r = 0; r < RX; ++r) {
+      const __m256 xl = _mm256_loadu_ps(x + r * ldx + i), xh = _mm256_loadu_ps(x + r * ldx + i + 8);
+      for (int c = 0; c < RW; ++c) {
+        lo[r][c] = _mm256_fmadd_ps(xl, wl[c], lo[r][c]);
+        hi[r][c] = _mm256_fmadd_ps(xh, wh[c], hi[r][c]);
+      }
+    }
+  }
+  alignas(32) float lanes[kLanes];
+  for (int r = 0; r < RX; ++r)
+    for (int c = 0; c < RW; ++c) {
+      _mm256_store_ps(lanes, lo[r][c]);
+      _mm256_store_ps(lanes + 8, hi[r][c]);
+      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
+    }
+}
+
+// ---- Portable: the same lanes and order, with fused multiply-adds from libm.
+template <int RX, int RW>
+void tile_portable(const float* x, int64_t ldx, const float* const* w, int64_t n, float* out, int64_t ldo) {
+  for (int r = 0; r < RX; ++r)
+    for (int c = 0; c < RW; ++c) {
+      float lanes[kLanes] = {};
+      int64_t i = 0;
+      for (; i + kLanes <= n; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) lanes[l] = std::fma(x[r * ldx + i + l], w[c][i + l], lanes[l]);
+      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
+    }
+}
+
+// bf16 → f32 is a 16-bit shift; the compiler's version of the loop is slow. (GCC 12 warns
+// inside its own headers about the intrinsics' unused merge operand.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void bf16_avx512(float* dst, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+  }
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+#pragma GCC diagnostic pop
+
+__attribute__((target("avx2"))) void bf16_avx2(float* dst, const uint16_t* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+  }
+  for (; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+void bf16_portable(float* dst, const uint16_t* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
+using Tile = void (*)(const float*, int64_t, const float* const*, int64_t, float*, int64_t);
+using Bf16 = void (*)(float*, const uint16_t*, int64_t);
+
+struct Kernels {
+  Tile t1x1, t1x4, t4x4;
+  Bf16 bf16;
+};
+
+// AVX2 has 16 registers: its 4 × 4 tile runs as four 2 × 2 tiles (same sums).
+__attribute__((target("avx2,fma"))) void avx2_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n,
+                                                   float* out, int64_t ldo) {
+  for (int r = 0; r < 4; r += 2)
+    for (int c = 0; c < 4; c += 2) tile_avx2<2, 2>(x + r * ldx, ldx, w + c, n, out + r * ldo + c, ldo);
+}
+
+Kernels pick() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+    return {tile_avx512<1, 1>, tile_avx512<1, 4>, tile_avx512<4, 4>, bf16_avx512};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {tile_avx2<1, 1>, tile_avx2<1, 4>, avx2_4x4, bf16_avx2};
+#endif
+  return {tile_portable<1, 1>, tile_portable<1, 4>, tile_portable<4, 4>, bf16_portable};
+}
+
+const Kernels& kernels() {
+  static const Kernels k = pick();
+  return k;
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, int64_t n) {
+  float out;
+  kernels().t1x1(a, 0, &b, n, &out, 0);
+  return out;
+}
+
+void dot_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n, float* out, int64_t ldo) {
+  kernels().t4x4(x, ldx, w, n, out, ldo);
+}
+
+void dot_1x4(const float* x, const float* const* w, int64_t n, float* out) { kernels().t1x4(x, 0, w, n, out, 0); }
+
+void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) { kernels().bf16(dst, src, n); }
+
+}  // namespace sibyl::backend::cpu
