@@ -77,8 +77,9 @@ class Model {
   // states only load into the model they were saved from.
   uint64_t fingerprint() const { return fingerprint_; }
 
-  // The lock every step and every use of kv_pages() takes: one step runs at a time.
-  std::mutex& step_mutex() const { return kv_->mutex; }
+  // The lock every step and every use of kv_pages() takes: one step runs at a time. Recursive:
+  // an event callback (run inside a step) may use other sessions.
+  std::recursive_mutex& step_mutex() const { return kv_->mutex; }
   KvPages& kv_pages() { return *kv_->pages; }
   // The cache pool as sessions hold it: it outlives the model (empty once the model is gone).
   const std::shared_ptr<SharedKvPages>& shared_kv() const { return kv_; }

@@ -6,8 +6,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -16,6 +23,7 @@
 
 namespace {
 
+using sibyl_test::reasoner_dir;
 using sibyl_test::tiny_v3_dir;
 
 const std::vector<int32_t> kPrompt = {0, 17, 42, 311, 5};
@@ -67,6 +75,11 @@ static_assert(!std::is_copy_constructible_v<sibyl::Session>, "Session is move-on
 static_assert(!std::is_copy_assignable_v<sibyl::Session>, "Session is move-only");
 static_assert(std::is_nothrow_move_constructible_v<sibyl::Session>, "Session moves without throwing");
 static_assert(std::is_nothrow_move_assignable_v<sibyl::Session>, "Session moves without throwing");
+static_assert(!std::is_copy_constructible_v<sibyl::Request>, "Request is move-only");
+static_assert(!std::is_copy_assignable_v<sibyl::Request>, "Request is move-only");
+static_assert(std::is_nothrow_move_constructible_v<sibyl::Request>, "Request moves without throwing");
+static_assert(std::is_nothrow_move_assignable_v<sibyl::Request>, "Request moves without throwing");
+static_assert(static_cast<int>(sibyl::EventType::Done) == SIBYL_EVENT_DONE, "event types equal the C ones");
 
 TEST(SdkOptions, DefaultsMatchTheCInitFunctions) {
     sibyl_model_options m;
@@ -74,7 +87,34 @@ TEST(SdkOptions, DefaultsMatchTheCInitFunctions) {
     const sibyl::ModelOptions mo;
     EXPECT_EQ(static_cast<int>(mo.backend), static_cast<int>(m.backend));
     EXPECT_EQ(mo.n_threads, m.n_threads);
+    EXPECT_EQ(mo.device_index, m.device_index);
+    EXPECT_EQ(mo.memory_budget, m.memory_budget);
+    EXPECT_EQ(mo.vulkan_device, m.vulkan_device);
+    EXPECT_EQ(mo.kv_cache_bytes, m.kv_cache_bytes);
+    EXPECT_EQ(mo.kv_page_tokens, m.kv_page_tokens);
+    EXPECT_EQ(mo.worker_threads, m.worker_threads);
+    EXPECT_EQ(mo.worker_nice, m.worker_nice);
+    EXPECT_EQ(mo.worker_cpu_mask, m.worker_cpu_mask);
+    EXPECT_EQ(mo.step_tokens, m.step_tokens);
     EXPECT_EQ(mo.to_c().struct_size, sizeof(sibyl_model_options));
+    sibyl::ModelOptions set;
+    set.device_index = 2;
+    set.memory_budget = 3;
+    set.kv_cache_bytes = 4;
+    set.kv_page_tokens = 5;
+    set.worker_threads = 6;
+    set.worker_nice = 7;
+    set.worker_cpu_mask = 8;
+    set.step_tokens = 9;
+    const sibyl_model_options sc = set.to_c();
+    EXPECT_EQ(sc.device_index, 2);
+    EXPECT_EQ(sc.memory_budget, 3u);
+    EXPECT_EQ(sc.kv_cache_bytes, 4u);
+    EXPECT_EQ(sc.kv_page_tokens, 5u);
+    EXPECT_EQ(sc.worker_threads, 6);
+    EXPECT_EQ(sc.worker_nice, 7);
+    EXPECT_EQ(sc.worker_cpu_mask, 8u);
+    EXPECT_EQ(sc.step_tokens, 9u);
 
     sibyl_session_options s;
     sibyl_session_options_init(&s);
@@ -111,6 +151,8 @@ TEST(SdkVersion, MatchesTheHeader) {
     EXPECT_TRUE(sibyl::abi_compatible());
     EXPECT_FALSE(sibyl::version().empty());
     EXPECT_EQ(sibyl::status_string(SIBYL_ERR_INVALID_TOKEN), std::string(sibyl_status_string(SIBYL_ERR_INVALID_TOKEN)));
+    EXPECT_EQ(sibyl::status_string(SIBYL_ERR_BUSY), std::string(sibyl_status_string(SIBYL_ERR_BUSY)));
+    EXPECT_NE(sibyl::status_string(SIBYL_ERR_BUSY), sibyl::status_string(SIBYL_STATUS_MAX_ENUM));
 }
 
 TEST(SdkTokenSpan, BindsToVectorsListsArraysAndPointers) {
@@ -152,6 +194,31 @@ TEST_F(SdkTest, LoadsAndDescribesTinyV3) {
     // (kv_lora_rank + qk_rope_head_dim) values per layer per token, whatever the element size.
     EXPECT_GT(info->kv_bytes_per_token, 0u);
     EXPECT_EQ(info->kv_bytes_per_token % ((64 + 16) * 3), 0u);
+    // The defaults: a 1 GiB pool of 64-token pages (whole pages), one worker thread.
+    EXPECT_EQ(info->kv_page_tokens, 64u);
+    const uint64_t page = info->kv_bytes_per_token * 64;
+    EXPECT_EQ(info->kv_cache_bytes, (uint64_t{1} << 30) / page * page);
+    EXPECT_EQ(info->worker_threads, 1);
+}
+
+TEST_F(SdkTest, CacheAndWorkerOptionsReachTheModel) {
+    sibyl::ModelOptions options;
+    options.kv_cache_bytes = uint64_t{1} << 20;
+    options.kv_page_tokens = 32;
+    options.worker_threads = 0;
+    options.step_tokens = 16;
+    sibyl::Result<sibyl::Model> model = sibyl::Model::load(tiny_v3_dir(), options);
+    ASSERT_TRUE(model.ok()) << model.error().message;
+    sibyl::Result<sibyl::ModelInfo> info = model->info();
+    ASSERT_TRUE(info.ok()) << info.error().message;
+    EXPECT_EQ(info->kv_page_tokens, 32u);
+    const uint64_t page = info->kv_bytes_per_token * 32;
+    EXPECT_EQ(info->kv_cache_bytes, (uint64_t{1} << 20) / page * page);
+    EXPECT_EQ(info->worker_threads, 0);
+
+    sibyl::ModelOptions bad;
+    bad.worker_threads = -2;
+    EXPECT_EQ(sibyl::Model::load(tiny_v3_dir(), bad).error().code, SIBYL_ERR_INVALID_ARGUMENT);
 }
 
 TEST(SdkLoad, MissingPathIsAnIoErrorNamingThePath) {
@@ -463,6 +530,535 @@ TEST_F(SdkTest, LogCallbackCanBeInstalledAndRemoved) {
     const int seen = messages.load();
     EXPECT_FALSE(sibyl::Model::load("/nonexistent/sibyl-sdk-log-test").ok());
     EXPECT_EQ(messages.load(), seen);  // the removed callback is not called any more
+}
+
+// ------------------------------------------------------------------ requests (non-blocking, since 0.3)
+
+// What a request delivered, in order.
+struct Drained {
+    std::vector<int32_t> tokens;
+    std::string reasoning;
+    std::string answer;
+    int done_events = 0;
+    int events_after_done = 0;
+    sibyl::Event done;  // the Done event
+
+    void add(const sibyl::Event& e) {
+        if (done_events > 0) ++events_after_done;
+        switch (e.type) {
+            case sibyl::EventType::Token: tokens.push_back(e.token); break;
+            case sibyl::EventType::Text:
+                (e.channel == sibyl::Channel::Reasoning ? reasoning : answer) += e.text;
+                break;
+            case sibyl::EventType::Done:
+                ++done_events;
+                done = e;
+                break;
+            case sibyl::EventType::None: ADD_FAILURE() << "an Event of type None was delivered"; break;
+        }
+    }
+};
+
+// Polls `request` until its Done event: between polls it waits (library workers) or,
+// with `stepper`, runs the model's steps on this thread (worker_threads = 0).
+Drained drain(sibyl::Request& request, const sibyl::Model* stepper = nullptr) {
+    Drained out;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (out.done_events == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            ADD_FAILURE() << "the request did not end";
+            break;
+        }
+        sibyl::Result<sibyl::Event> event = request.poll();
+        if (!event.ok()) {
+            ADD_FAILURE() << event.error().message;
+            break;
+        }
+        if (*event) {
+            out.add(*event);
+            continue;
+        }
+        if (stepper) {
+            sibyl::Result<sibyl::StepReport> report = stepper->step();
+            if (!report.ok()) {
+                ADD_FAILURE() << report.error().message;
+                break;
+            }
+        } else {
+            sibyl::Result<bool> ready = request.wait(1000000);
+            if (!ready.ok()) {
+                ADD_FAILURE() << ready.error().message;
+                break;
+            }
+        }
+    }
+    // Nothing follows the end.
+    sibyl::Result<sibyl::Event> after = request.poll();
+    EXPECT_TRUE(after.ok());
+    if (after.ok()) {
+        EXPECT_FALSE(*after);
+    }
+    return out;
+}
+
+// A callback's view of a request, filled on the library thread.
+struct Collector {
+    std::mutex mutex;
+    Drained drained;
+    std::atomic<int> calls{0};
+
+    sibyl::EventCallback callback() {
+        return [this](const sibyl::Event& e) {
+            std::lock_guard<std::mutex> lock(mutex);
+            drained.add(e);
+            ++calls;
+        };
+    }
+};
+
+sibyl::GenerateOptions fixed_length(uint32_t n) {
+    sibyl::GenerateOptions gen;
+    gen.max_new_tokens = n;
+    gen.stop_at_eos = false;
+    return gen;
+}
+
+TEST(SdkEvent, FromCOwnsItsText) {
+    char piece[] = "caf\xc3\xa9";
+    sibyl_event c{};
+    c.struct_size = sizeof c;
+    c.type = SIBYL_EVENT_TEXT;
+    c.channel = SIBYL_CHANNEL_REASONING;
+    c.text = piece;
+    c.text_len = std::strlen(piece);
+    const sibyl::Event e = sibyl::Event::from_c(c);
+    std::memset(piece, 'x', sizeof piece - 1);  // the C pointer's bytes change (as at the next poll)
+    EXPECT_TRUE(e);
+    EXPECT_EQ(e.type, sibyl::EventType::Text);
+    EXPECT_EQ(e.channel, sibyl::Channel::Reasoning);
+    EXPECT_EQ(e.text, "caf\xc3\xa9");
+    EXPECT_FALSE(e.is_done());
+    EXPECT_TRUE(e.error().ok());
+
+    sibyl_event none{};
+    none.struct_size = sizeof none;
+    EXPECT_FALSE(sibyl::Event::from_c(none));
+    EXPECT_FALSE(sibyl::Event::from_c(none).has_value());
+
+    sibyl_event done{};
+    done.struct_size = sizeof done;
+    done.type = SIBYL_EVENT_DONE;
+    done.stop_reason = SIBYL_STOP_ERROR;
+    done.status = SIBYL_ERR_OUT_OF_MEMORY;
+    done.text = "pool full";
+    done.text_len = 9;
+    const sibyl::Event d = sibyl::Event::from_c(done);
+    EXPECT_TRUE(d.is_done());
+    EXPECT_EQ(d.stop_reason, SIBYL_STOP_ERROR);
+    EXPECT_EQ(d.error().code, SIBYL_ERR_OUT_OF_MEMORY);
+    EXPECT_EQ(d.error().message, "pool full");
+}
+
+TEST(SdkRequest, EmptyRequestFailsCleanly) {
+    sibyl::Request request;
+    EXPECT_FALSE(request);
+    EXPECT_FALSE(request.done());
+    EXPECT_FALSE(request.has_callback());
+    EXPECT_EQ(request.poll().error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(request.wait(0).error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(request.cancel().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(request.result().error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    sibyl::Session session;
+    EXPECT_EQ(session.submit_generate({1}).error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(session.submit_chat({{"user", "hi"}}).error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(session.fork().error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    sibyl::Model model;
+    EXPECT_EQ(model.step().error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(model.token_bytes(0).error().code, SIBYL_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(SdkTest, SubmitGenerateMatchesGenerate) {
+    sibyl::Session blocking = new_session();
+    sibyl::Result<std::vector<int32_t>> expected = blocking.generate(kPrompt, fixed_length(12));
+    ASSERT_TRUE(expected.ok()) << expected.error().message;
+    ASSERT_EQ(expected->size(), 12u);
+
+    sibyl::Session session = new_session();
+    sibyl::Result<sibyl::Request> request = session.submit_generate(kPrompt, fixed_length(12));
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    EXPECT_FALSE(request->has_callback());
+    sibyl::Result<bool> ready = request->wait(std::numeric_limits<int64_t>::max());  // "forever" waits
+    ASSERT_TRUE(ready.ok()) << ready.error().message;
+    EXPECT_TRUE(*ready);
+    const Drained got = drain(*request);
+    EXPECT_EQ(got.tokens, *expected);
+    EXPECT_EQ(got.done_events, 1);
+    EXPECT_EQ(got.done.stop_reason, SIBYL_STOP_MAX_TOKENS);
+    EXPECT_EQ(got.done.status, SIBYL_OK);
+    EXPECT_TRUE(got.done.error().ok());
+    EXPECT_TRUE(request->done());
+
+    sibyl::Result<sibyl::RequestResult> result = request->result();
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    EXPECT_EQ(result->stop_reason, SIBYL_STOP_MAX_TOKENS);
+    EXPECT_EQ(result->generated_tokens, 12u);
+    EXPECT_EQ(result->prompt_tokens + result->reused_tokens, kPrompt.size());
+    EXPECT_GT(result->first_token_us, 0u);
+    EXPECT_GE(result->total_us, result->first_token_us);
+
+    // The tokens are in the session, which is free again: it continues like the blocking one.
+    EXPECT_EQ(*session.position(), kPrompt.size() + 12);
+    sibyl::Result<std::vector<int32_t>> more_blocking = blocking.generate({}, fixed_length(4));
+    sibyl::Result<std::vector<int32_t>> more = session.generate({}, fixed_length(4));
+    ASSERT_TRUE(more_blocking.ok() && more.ok());
+    EXPECT_EQ(*more, *more_blocking);
+}
+
+TEST_F(SdkTest, SubmitGenerateWithACallbackMatchesGenerate) {
+    sibyl::Session blocking = new_session();
+    sibyl::Result<std::vector<int32_t>> expected = blocking.generate(kPrompt, fixed_length(10));
+    ASSERT_TRUE(expected.ok()) << expected.error().message;
+
+    Collector collector;
+    auto alive = std::make_shared<int>(7);
+    std::weak_ptr<int> watch = alive;
+    sibyl::Session session = new_session();
+    sibyl::EventCallback cb = collector.callback();
+    sibyl::Result<sibyl::Request> request =
+        session.submit_generate(kPrompt, fixed_length(10), [cb, alive](const sibyl::Event& e) { cb(e); });
+    alive.reset();
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    EXPECT_TRUE(request->has_callback());
+    EXPECT_FALSE(watch.expired());  // the Request keeps the callback (and what it captured) alive
+    sibyl::Result<bool> finished = request->wait(-1);
+    ASSERT_TRUE(finished.ok()) << finished.error().message;
+    EXPECT_TRUE(*finished);
+    EXPECT_TRUE(request->done());
+    {
+        std::lock_guard<std::mutex> lock(collector.mutex);
+        EXPECT_EQ(collector.drained.tokens, *expected);
+        EXPECT_EQ(collector.drained.done_events, 1);
+        EXPECT_EQ(collector.drained.events_after_done, 0);
+        EXPECT_EQ(collector.drained.done.stop_reason, SIBYL_STOP_MAX_TOKENS);
+    }
+    sibyl::Result<sibyl::Event> polled = request->poll();  // events went to the callback
+    ASSERT_TRUE(polled.ok());
+    EXPECT_FALSE(*polled);
+    EXPECT_EQ(request->result()->generated_tokens, 10u);
+    *request = sibyl::Request();  // destroying the Request frees its callback
+    EXPECT_TRUE(watch.expired());
+}
+
+TEST_F(SdkTest, SessionIsBusyWhileARequestRuns) {
+    sibyl::ModelOptions options;
+    options.worker_threads = 0;  // nothing runs until this thread steps: deterministic
+    sibyl::Model model = std::move(sibyl::Model::load(tiny_v3_dir(), options)).value();
+    sibyl::Session session = std::move(model.create_session()).value();
+    sibyl::Result<sibyl::Request> request = session.submit_generate(kPrompt, fixed_length(4));
+    ASSERT_TRUE(request.ok()) << request.error().message;
+
+    EXPECT_EQ(session.append({3}).code, SIBYL_ERR_BUSY);
+    EXPECT_EQ(session.generate({3}).error().code, SIBYL_ERR_BUSY);
+    EXPECT_EQ(session.fork().error().code, SIBYL_ERR_BUSY);
+    sibyl::Result<sibyl::Request> second = session.submit_generate({3}, fixed_length(4));
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.error().code, SIBYL_ERR_BUSY);
+    EXPECT_FALSE(second.error().message.empty());
+    EXPECT_FALSE(request->done());
+
+    const Drained got = drain(*request, &model);
+    EXPECT_EQ(got.tokens.size(), 4u);
+    EXPECT_TRUE(session.append({3}).ok());  // free again
+}
+
+TEST_F(SdkTest, CancelGivesTheCancelledStopReason) {
+    // Application-driven: the cancel lands between two steps.
+    {
+        sibyl::ModelOptions options;
+        options.worker_threads = 0;
+        sibyl::Model model = std::move(sibyl::Model::load(tiny_v3_dir(), options)).value();
+        sibyl::Session session = std::move(model.create_session()).value();
+        sibyl::Result<sibyl::Request> request = session.submit_generate(kPrompt, fixed_length(50));
+        ASSERT_TRUE(request.ok()) << request.error().message;
+        for (int i = 0; i < 3; ++i) ASSERT_TRUE(model.step().ok());
+        ASSERT_TRUE(request->cancel().ok());
+        const Drained got = drain(*request, &model);
+        EXPECT_EQ(got.done.stop_reason, SIBYL_STOP_CANCELLED);
+        EXPECT_EQ(got.done.status, SIBYL_OK);
+        EXPECT_LT(got.tokens.size(), 50u);
+        EXPECT_EQ(request->result()->stop_reason, SIBYL_STOP_CANCELLED);
+        EXPECT_EQ(request->result()->generated_tokens, got.tokens.size());
+        EXPECT_EQ(*session.position(), kPrompt.size() + got.tokens.size());  // what was reported stays
+    }
+    // On the library's worker, through Request::cancel and through Session::cancel.
+    for (bool through_session : {false, true}) {
+        sibyl::Session session = new_session();
+        sibyl::Result<sibyl::Request> request = session.submit_generate(kPrompt, fixed_length(4000));
+        ASSERT_TRUE(request.ok()) << request.error().message;
+        sibyl::Event first;
+        while (!first) {  // wait for the first token, so the cancel hits a running request
+            ASSERT_TRUE(request->wait(1000000).ok());
+            sibyl::Result<sibyl::Event> polled = request->poll();
+            ASSERT_TRUE(polled.ok());
+            first = std::move(*polled);
+        }
+        ASSERT_EQ(first.type, sibyl::EventType::Token);
+        ASSERT_TRUE((through_session ? session.cancel() : request->cancel()).ok());
+        const Drained got = drain(*request);
+        EXPECT_EQ(got.done.stop_reason, SIBYL_STOP_CANCELLED) << "through_session " << through_session;
+        EXPECT_LT(got.tokens.size() + 1, 4000u);
+        EXPECT_EQ(request->result()->stop_reason, SIBYL_STOP_CANCELLED);
+    }
+}
+
+TEST_F(SdkTest, DestroyingARunningRequestStopsItsCallback) {
+    Collector collector;
+    auto alive = std::make_shared<int>(1);
+    std::weak_ptr<int> watch = alive;
+    sibyl::Session session = new_session();
+    {
+        sibyl::EventCallback cb = collector.callback();
+        sibyl::Result<sibyl::Request> request =
+            session.submit_generate(kPrompt, fixed_length(4000), [cb, keep = std::move(alive)](const sibyl::Event& e) {
+                cb(e);
+                std::this_thread::sleep_for(std::chrono::microseconds(200));  // a slow consumer
+            });
+        ASSERT_TRUE(request.ok()) << request.error().message;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (collector.calls.load() < 3 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ASSERT_GE(collector.calls.load(), 3);
+    }  // ~Request: cancels, waits for a callback in progress, frees the callback
+    EXPECT_TRUE(watch.expired());
+    const int calls = collector.calls.load();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(collector.calls.load(), calls);  // never called after the destructor returned
+    std::lock_guard<std::mutex> lock(collector.mutex);
+    EXPECT_LT(collector.drained.tokens.size(), 4000u);
+}
+
+TEST_F(SdkTest, ForkContinuesIdentically) {
+    sibyl::Session reference = new_session();
+    sibyl::Result<std::vector<int32_t>> all = reference.generate(kPrompt, fixed_length(14));
+    ASSERT_TRUE(all.ok()) << all.error().message;
+
+    sibyl::Session original = new_session();
+    ASSERT_TRUE(original.generate(kPrompt, fixed_length(6)).ok());
+    sibyl::Result<sibyl::Session> forked = original.fork();
+    ASSERT_TRUE(forked.ok()) << forked.error().message;
+    EXPECT_EQ(*forked->position(), kPrompt.size() + 6);
+    EXPECT_TRUE(forked->sample().ok());  // the logits came along
+
+    sibyl::Result<std::vector<int32_t>> a = original.generate({}, fixed_length(8));
+    sibyl::Result<std::vector<int32_t>> b = forked->generate({}, fixed_length(8));
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+    EXPECT_EQ(*a, std::vector<int32_t>(all->begin() + 6, all->end()));
+
+    // The RNG state comes along too: sampled continuations agree.
+    sibyl::SessionOptions seeded;
+    seeded.seed = 4321;
+    sibyl::Session s = new_session(seeded);
+    sibyl::GenerateOptions sampled = fixed_length(5);
+    sampled.sampler.temperature = 0.9f;
+    sampled.sampler.top_k = 50;
+    ASSERT_TRUE(s.generate(kPrompt, sampled).ok());
+    sibyl::Session t = std::move(s.fork()).value();
+    sibyl::Result<std::vector<int32_t>> sa = s.generate({}, sampled);
+    sibyl::Result<std::vector<int32_t>> ta = t.generate({}, sampled);
+    ASSERT_TRUE(sa.ok() && ta.ok());
+    EXPECT_EQ(*sa, *ta);
+
+    // Overwriting the shared pages in one (copy-on-write) leaves the other as it was.
+    sibyl::Session again = std::move(original.fork()).value();
+    ASSERT_TRUE(original.rewind(2).ok());
+    ASSERT_TRUE(original.append({9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}).ok());
+    sibyl::Result<std::vector<int32_t>> after = again.generate({}, fixed_length(3));
+    sibyl::Result<std::vector<int32_t>> after_reference = reference.generate({}, fixed_length(3));
+    ASSERT_TRUE(after.ok() && after_reference.ok());
+    EXPECT_EQ(*after, *after_reference);
+}
+
+TEST_F(SdkTest, StepDrivesRequestsWithoutWorkerThreads) {
+    sibyl::ModelOptions options;
+    options.worker_threads = 0;
+    sibyl::Model model = std::move(sibyl::Model::load(tiny_v3_dir(), options)).value();
+    ASSERT_EQ(model.info()->worker_threads, 0);
+
+    // The reference, on the default (worker thread) model.
+    sibyl::Session blocking = new_session();
+    sibyl::Result<std::vector<int32_t>> expected = blocking.generate(kPrompt, fixed_length(10));
+    ASSERT_TRUE(expected.ok()) << expected.error().message;
+
+    sibyl::Session session = std::move(model.create_session()).value();
+    sibyl::Result<sibyl::Request> request = session.submit_generate(kPrompt, fixed_length(10));
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    sibyl::Result<sibyl::Event> nothing = request->poll();  // no thread runs it but ours
+    ASSERT_TRUE(nothing.ok());
+    EXPECT_FALSE(*nothing);
+    EXPECT_EQ(*request->wait(0), false);
+
+    Drained got;
+    int steps = 0;
+    uint32_t rows = 0;
+    for (; steps < 1000 && !request->done(); ++steps) {
+        sibyl::Result<sibyl::StepReport> report = model.step(2000);  // about 2 ms per step
+        ASSERT_TRUE(report.ok()) << report.error().message;
+        rows += report->rows;
+        EXPECT_LE(report->sequences, 1u);
+        for (;;) {
+            sibyl::Result<sibyl::Event> e = request->poll();
+            ASSERT_TRUE(e.ok());
+            if (!*e) break;
+            got.add(*e);
+        }
+        if (report->pending == 0) {
+            EXPECT_TRUE(request->done());  // the step that ended it queued the Done event
+        }
+    }
+    EXPECT_TRUE(request->done());
+    EXPECT_GE(steps, 2);
+    EXPECT_EQ(got.tokens, *expected);
+    EXPECT_EQ(got.done.stop_reason, SIBYL_STOP_MAX_TOKENS);
+    EXPECT_GE(rows, kPrompt.size() + 9);  // the prompt and every token but the last went through the model
+    sibyl::Result<sibyl::StepReport> idle = model.step();
+    ASSERT_TRUE(idle.ok());
+    EXPECT_EQ(idle->rows, 0u);
+    EXPECT_EQ(idle->pending, 0u);
+
+    // With a callback: it runs inside step(), on this thread.
+    sibyl::Session second = std::move(model.create_session()).value();
+    std::vector<int32_t> seen;
+    const std::thread::id self = std::this_thread::get_id();
+    bool other_thread = false;
+    bool ended = false;
+    sibyl::Result<sibyl::Request> with_cb =
+        second.submit_generate(kPrompt, fixed_length(10), [&](const sibyl::Event& e) {
+            if (std::this_thread::get_id() != self) other_thread = true;
+            if (e.type == sibyl::EventType::Token) seen.push_back(e.token);
+            if (e.is_done()) ended = true;
+        });
+    ASSERT_TRUE(with_cb.ok()) << with_cb.error().message;
+    for (int i = 0; i < 1000 && !with_cb->done(); ++i) ASSERT_TRUE(model.step().ok());
+    EXPECT_TRUE(ended);
+    EXPECT_FALSE(other_thread);
+    EXPECT_EQ(seen, *expected);
+    EXPECT_EQ(*with_cb->wait(0), true);
+}
+
+#if SIBYL_HPP_EXCEPTIONS
+TEST_F(SdkTest, AnExceptionFromAnEventCallbackCancelsAndIsRethrown) {
+    sibyl::Session session = new_session();
+    std::atomic<int> tokens{0};
+    sibyl::Result<sibyl::Request> request =
+        session.submit_generate(kPrompt, fixed_length(4000), [&](const sibyl::Event& e) {
+            if (e.type == sibyl::EventType::Token && ++tokens == 2) throw std::runtime_error("callback failed");
+        });
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    EXPECT_THROW((void)request->wait(-1), std::runtime_error);
+    EXPECT_TRUE(request->done());
+    EXPECT_THROW((void)request->result(), std::runtime_error);
+    EXPECT_LT(tokens.load(), 4000);
+    sibyl_chat_result c{};
+    c.struct_size = sizeof c;
+    ASSERT_EQ(sibyl_request_result(request->get(), &c), SIBYL_OK);
+    EXPECT_EQ(c.stop_reason, SIBYL_STOP_CANCELLED);
+}
+#endif
+
+// ------------------------------------------------------------------ the reasoning model: chat requests, token bytes
+
+class SdkReasonerTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        sibyl::Result<sibyl::Model> loaded = sibyl::Model::load(reasoner_dir());
+        ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+        model_ = std::move(loaded).value();
+    }
+    sibyl::Session new_session() { return std::move(model_.create_session()).value(); }
+
+    sibyl::Model model_;
+};
+
+TEST_F(SdkReasonerTest, SubmitChatMatchesChat) {
+    const std::vector<sibyl::ChatMessage> conversation = {{"user", "What is 6238 + 76?"}};
+    sibyl::Session blocking = new_session();
+    sibyl::Result<sibyl::ChatReply> expected = blocking.chat(conversation);
+    ASSERT_TRUE(expected.ok()) << expected.error().message;
+    ASSERT_FALSE(expected->answer.empty());
+    EXPECT_EQ(expected->stop_reason, SIBYL_STOP_EOS);
+    EXPECT_GT(expected->generated_tokens, 0u);
+    EXPECT_GE(expected->total_us, expected->first_token_us);
+
+    sibyl::Session session = new_session();
+    sibyl::Result<sibyl::Request> request = session.submit_chat(conversation);
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    const Drained got = drain(*request);
+    EXPECT_EQ(got.answer, expected->answer);
+    EXPECT_EQ(got.reasoning, expected->reasoning);
+    EXPECT_EQ(got.done.stop_reason, SIBYL_STOP_EOS);
+    sibyl::Result<sibyl::RequestResult> result = request->result();
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    EXPECT_EQ(result->stop_reason, expected->stop_reason);
+    EXPECT_EQ(result->reasoning_tokens, expected->reasoning_tokens);
+    EXPECT_EQ(result->answer_tokens, expected->answer_tokens);
+    EXPECT_EQ(result->generated_tokens, expected->generated_tokens);
+    EXPECT_EQ(result->prompt_tokens + result->reused_tokens, expected->prompt_tokens + expected->reused_tokens);
+
+    // Through a callback, and with options (a think budget) passed through.
+    sibyl::ChatOptions budget;
+    budget.think_budget = 4;
+    sibyl::Session blocking_budget = new_session();
+    sibyl::Result<sibyl::ChatReply> expected_budget = blocking_budget.chat(conversation, budget);
+    ASSERT_TRUE(expected_budget.ok()) << expected_budget.error().message;
+    Collector collector;
+    sibyl::Session third = new_session();
+    sibyl::Result<sibyl::Request> with_cb = third.submit_chat(conversation, budget, collector.callback());
+    ASSERT_TRUE(with_cb.ok()) << with_cb.error().message;
+    ASSERT_TRUE(*with_cb->wait(-1));
+    std::lock_guard<std::mutex> lock(collector.mutex);
+    EXPECT_EQ(collector.drained.answer, expected_budget->answer);
+    EXPECT_EQ(collector.drained.reasoning, expected_budget->reasoning);
+    EXPECT_EQ(with_cb->result()->reasoning_tokens, expected_budget->reasoning_tokens);
+}
+
+TEST_F(SdkReasonerTest, SubmitChatReportsUnusableConversationsAtOnce) {
+    sibyl::Session session = new_session();
+    sibyl::Result<sibyl::Request> empty = session.submit_chat({});
+    ASSERT_FALSE(empty.ok());
+    EXPECT_EQ(empty.error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    sibyl::Result<sibyl::Request> assistant_last = session.submit_chat({{"user", "hi"}, {"assistant", "hello"}});
+    ASSERT_FALSE(assistant_last.ok());
+    EXPECT_EQ(assistant_last.error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_TRUE(session.chat({{"user", "What is 2 + 3?"}}).ok());  // the session was left free
+}
+
+TEST_F(SdkReasonerTest, TokenBytesReproduceMultiByteText) {
+    const std::string text = "na\xc3\xafve caf\xc3\xa9 \xe2\x80\x94 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x99\x82 12 + 30";
+    sibyl::Result<std::vector<int32_t>> ids = model_.tokenize(text);
+    ASSERT_TRUE(ids.ok()) << ids.error().message;
+    std::string joined;
+    bool some_token_is_partial = false;
+    for (int32_t id : *ids) {
+        sibyl::Result<std::string> bytes = model_.token_bytes(id);
+        ASSERT_TRUE(bytes.ok()) << bytes.error().message;
+        if (!bytes->empty()) {
+            // A character continues in the next token, or began in the previous one.
+            const auto last = static_cast<unsigned char>(bytes->back());
+            const auto first = static_cast<unsigned char>(bytes->front());
+            if (last >= 0xC0 || (first >= 0x80 && first < 0xC0)) some_token_is_partial = true;
+        }
+        joined += *bytes;
+    }
+    EXPECT_EQ(joined, text);
+    EXPECT_TRUE(some_token_is_partial) << "the text should split a character across tokens";
+    // detokenize() agrees on the whole sequence.
+    EXPECT_EQ(*model_.detokenize(*ids), text);
+
+    const int32_t vocab = model_.info()->vocab_size;
+    EXPECT_EQ(model_.token_bytes(-1).error().code, SIBYL_ERR_INVALID_TOKEN);
+    EXPECT_EQ(model_.token_bytes(vocab).error().code, SIBYL_ERR_INVALID_TOKEN);
 }
 
 }  // namespace

@@ -32,12 +32,12 @@ WeightDesc VkTensor::desc() const {
           static_cast<uint32_t>(col_blocks)};
 }
 
-VkKvCache::~VkKvCache() {
+VkKvPool::~VkKvPool() {
   for (const Alloc& a : layers_) be_.release(a);
 }
 
-void VkKvCache::reserve(int64_t tokens) {
-  if (tokens > capacity_) be_.grow_cache(*this, tokens);
+void VkKvPool::grow(int64_t n_pages) {
+  if (n_pages > n_pages_) be_.grow_pool(*this, n_pages);
 }
 
 // ---------------------------------------------------------------- backend
@@ -60,6 +60,8 @@ VulkanBackend::~VulkanBackend() {
     std::lock_guard lock(mu_);
     xfer_.finish();
     step_.finish();
+    wait_steps_locked();
+    while (!replays_.empty()) drop_locked(replays_.begin()->first);
   } catch (...) {  // a lost device: nothing to wait for
   }
   mem_.free(dummy_);
@@ -68,6 +70,7 @@ VulkanBackend::~VulkanBackend() {
 void VulkanBackend::release(const Alloc& a) {
   std::lock_guard lock(mem_mu_);
   mem_.free(a);
+  if (track_releases_ && a.block != UINT32_MAX) released_.push_back(a.range);  // recordings may reference it
 }
 
 Alloc VulkanBackend::temp(VkDeviceSize bytes, const char* what) {
@@ -76,9 +79,15 @@ Alloc VulkanBackend::temp(VkDeviceSize bytes, const char* what) {
 }
 
 void VulkanBackend::trim_locked() {
-  if (step_.open() || step_.pending() || xfer_.open() || xfer_.pending()) return;
+  if (in_step_ || step_.open() || step_.pending() || xfer_.open() || xfer_.pending() || (last_ && last_->pending()))
+    return;
   std::lock_guard lock(mem_mu_);
   mem_.trim();
+}
+
+void VulkanBackend::wait_steps_locked() {
+  step_.wait();
+  if (last_) last_->wait();
 }
 
 std::unique_lock<std::mutex> VulkanBackend::out_of_step() {
@@ -91,9 +100,23 @@ std::unique_lock<std::mutex> VulkanBackend::out_of_step() {
 
 void VulkanBackend::abandon_step_locked() {
   try {
-    step_.finish();
+    if (xfer_.open()) xfer_.submit();  // inputs written ahead of the ops
+    if (mode_ != Mode::replaying) rec_->finish();
+    if (mode_ != Mode::plain) {  // an unfinished recording is no use; a failed replay is not trusted
+      const uint64_t key = key_;
+      mode_ = Mode::plain;
+      rec_ = &step_;
+      replay_ = nullptr;
+      drop_locked(key);
+    }
+    xfer_.finish();
   } catch (...) {
   }
+  mode_ = Mode::plain;
+  rec_ = &step_;
+  replay_ = nullptr;
+  last_ = nullptr;
+  in_step_ = false;
   owner_ = std::thread::id();
   cv_.notify_all();
 }
@@ -136,16 +159,24 @@ std::unique_ptr<Tensor> VulkanBackend::alloc(DType dtype, int64_t rows, int64_t 
 
 void VulkanBackend::write(Tensor& dst, const void* src, size_t bytes) {
   if (bytes > dst.nbytes()) fail(Errc::internal, "vulkan backend: write past the end of a tensor");
-  auto& t = static_cast<VkTensor&>(dst);
-  if (dst.dtype() == DType::i32) {
-    const auto* v = static_cast<const int32_t*>(src);
-    t.host_max = bytes >= 4 ? *std::max_element(v, v + bytes / 4) : -1;
-  }
+  write_range(vk(dst).range(), 0, src, bytes);
+}
+
+void VulkanBackend::write_range(const Range& dst, VkDeviceSize offset, const void* src, size_t bytes) {
+  if (bytes == 0) return;
   {
     std::lock_guard lock(mu_);
-    if (owner_ == std::this_thread::get_id() && step_.open()) {  // ordered before the step's ops
+    if (owner_ == std::this_thread::get_id() && in_step_) {  // ordered before the step's ops
       try {
-        step_.upload(vk(dst).range(), 0, src, bytes);
+        if (mode_ != Mode::plain && !ops_started_) {  // a step input: uploaded ahead of the (replayed) step
+          xfer_.begin();
+          xfer_.upload(dst, offset, src, bytes);
+          return;
+        }
+        if (mode_ == Mode::replaying)
+          fail(Errc::internal, "vulkan: a write between the ops of a step begun with a replay key");
+        if (mode_ == Mode::recording) poison_locked();
+        rec().upload(dst, offset, src, bytes);
       } catch (...) {
         abandon_step_locked();
         throw;
@@ -154,29 +185,36 @@ void VulkanBackend::write(Tensor& dst, const void* src, size_t bytes) {
     }
   }
   auto lock = out_of_step();
-  step_.wait();  // the last step may still read dst
+  wait_steps_locked();  // the last step may still read dst
   xfer_.begin();
-  xfer_.upload(vk(dst).range(), 0, src, bytes);
+  xfer_.upload(dst, offset, src, bytes);
   xfer_.finish();
   trim_locked();
 }
 
 void VulkanBackend::read(const Tensor& src, void* dst, size_t bytes) {
   if (bytes > src.nbytes()) fail(Errc::internal, "vulkan backend: read past the end of a tensor");
+  read_range(vk(src).range(), 0, dst, bytes);
+}
+
+void VulkanBackend::read_range(const Range& src, VkDeviceSize offset, void* dst, size_t bytes) {
   if (bytes == 0) return;
   auto readback = [&](Recorder& r) {
     if (!readback_ || readback_->size() < bytes)
       readback_ = std::make_unique<HostBuffer>(dev_, std::max<VkDeviceSize>(bytes, 1 << 20), true);
-    r.download(vk(src).range(), 0, readback_->buffer(), bytes);
+    r.download(src, offset, readback_->buffer(), bytes);
     r.finish();
     std::memcpy(dst, readback_->data(), bytes);
   };
   {
     std::lock_guard lock(mu_);
-    if (owner_ == std::this_thread::get_id() && step_.open()) {  // a capture inside the step
+    if (owner_ == std::this_thread::get_id() && in_step_) {  // a capture inside the step
       try {
-        readback(step_);
-        step_.begin();
+        if (mode_ == Mode::replaying) fail(Errc::internal, "vulkan: a read inside a step begun with a replay key");
+        if (mode_ == Mode::recording) poison_locked();
+        if (xfer_.open()) xfer_.submit();  // inputs written ahead of the ops
+        readback(rec());
+        rec().begin();
       } catch (...) {
         abandon_step_locked();
         throw;
@@ -186,40 +224,66 @@ void VulkanBackend::read(const Tensor& src, void* dst, size_t bytes) {
   }
   auto lock = out_of_step();
   xfer_.finish();
-  step_.wait();
+  wait_steps_locked();
   xfer_.begin();
   readback(xfer_);
   trim_locked();
 }
 
-std::unique_ptr<KvCache> VulkanBackend::create_kv_cache(int64_t n_layers, int64_t row_width) {
-  return std::make_unique<VkKvCache>(*this, n_layers, row_width);
+std::unique_ptr<KvPool> VulkanBackend::create_kv_pool(int64_t n_layers, int64_t row_width, int64_t page_tokens) {
+  if (n_layers < 0 || row_width <= 0 || page_tokens <= 0)
+    fail(Errc::internal, "vulkan: create_kv_pool(" + std::to_string(n_layers) + ", " + std::to_string(row_width) +
+                             ", " + std::to_string(page_tokens) + ")");
+  return std::make_unique<VkKvPool>(*this, n_layers, row_width, page_tokens);
 }
 
-void VulkanBackend::grow_cache(VkKvCache& cache, int64_t tokens) {
-  int64_t cap = std::max<int64_t>(tokens, std::min<int64_t>(cache.capacity_ * 2, cache.capacity_ + 4096));
-  cap = std::max<int64_t>(cap, 64);
-  const VkDeviceSize bytes = static_cast<VkDeviceSize>(cap * cache.width_) * 4;
-  const VkDeviceSize old_bytes = static_cast<VkDeviceSize>(cache.capacity_ * cache.width_) * 4;
+void VulkanBackend::grow_pool(VkKvPool& pool, int64_t n_pages) {
+  const VkDeviceSize bytes = static_cast<VkDeviceSize>(n_pages) * pool.page_bytes();
+  const VkDeviceSize old_bytes = static_cast<VkDeviceSize>(pool.n_pages_) * pool.page_bytes();
   auto lock = out_of_step();
   std::vector<Alloc> grown;
   try {
-    for (size_t l = 0; l < cache.layers_.size(); ++l) grown.push_back(temp(bytes, "the KV cache"));
-    if (old_bytes) {  // keep the contents
+    for (size_t l = 0; l < pool.layers_.size(); ++l) grown.push_back(temp(bytes, "the KV cache pages"));
+    if (old_bytes) {  // keep the contents (queue order puts the copy after the last step)
       xfer_.begin();
-      for (size_t l = 0; l < grown.size(); ++l) xfer_.copy(cache.layers_[l].range, 0, grown[l].range, 0, old_bytes);
+      for (size_t l = 0; l < grown.size(); ++l) xfer_.copy(pool.layers_[l].range, 0, grown[l].range, 0, old_bytes);
       xfer_.finish();
     }
   } catch (...) {
     for (const Alloc& a : grown) release(a);
     throw;
   }
-  for (const Alloc& a : cache.layers_) release(a);
-  cache.layers_ = std::move(grown);
-  cache.capacity_ = cap;
+  for (const Alloc& a : pool.layers_) release(a);  // recordings that read them are dropped
+  pool.layers_ = std::move(grown);
+  pool.n_pages_ = n_pages;
 }
 
-void VulkanBackend::begin_step() {
+namespace {
+
+void check_kv_rows(const VkKvPool& p, int64_t layer, int64_t page, int64_t n_rows) {
+  if (layer < 0 || layer >= p.n_layers() || page < 0 || page >= p.n_pages() || n_rows < 0 ||
+      n_rows > p.page_tokens())
+    fail(Errc::internal, "vulkan: KV rows " + std::to_string(n_rows) + " of page " + std::to_string(page) +
+                             " in layer " + std::to_string(layer) + " are outside the pool");
+}
+
+}  // namespace
+
+void VulkanBackend::read_kv_rows(const KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, float* dst) {
+  const VkKvPool& p = vk(pool);
+  check_kv_rows(p, layer, page, n_rows);
+  read_range(p.layer(layer), static_cast<VkDeviceSize>(page) * p.page_bytes(), dst,
+             static_cast<size_t>(n_rows * p.width()) * 4);
+}
+
+void VulkanBackend::write_kv_rows(KvPool& pool, int64_t layer, int64_t page, int64_t n_rows, const float* src) {
+  const VkKvPool& p = vk(pool);
+  check_kv_rows(p, layer, page, n_rows);
+  write_range(p.layer(layer), static_cast<VkDeviceSize>(page) * p.page_bytes(), src,
+              static_cast<size_t>(n_rows * p.width()) * 4);
+}
+
+void VulkanBackend::begin_step(uint64_t replay_key) {
   std::unique_lock lock(mu_);
   const auto me = std::this_thread::get_id();
   if (owner_ == me) abandon_step_locked();
@@ -227,9 +291,10 @@ void VulkanBackend::begin_step() {
   owner_ = me;
   try {
     xfer_.finish();
-    step_.wait();
+    wait_steps_locked();
+    check_released_locked();
     trim_locked();
-    step_.begin();
+    start_step_locked(replay_key);
   } catch (...) {
     abandon_step_locked();
     throw;
@@ -238,10 +303,16 @@ void VulkanBackend::begin_step() {
 
 void VulkanBackend::end_step() {
   std::lock_guard lock(mu_);
-  if (owner_ != std::this_thread::get_id()) fail(Errc::internal, "vulkan: end_step without begin_step");
+  if (owner_ != std::this_thread::get_id() || !in_step_) fail(Errc::internal, "vulkan: end_step without begin_step");
+  try {
+    submit_step_locked();
+  } catch (...) {
+    abandon_step_locked();
+    throw;
+  }
+  in_step_ = false;
   owner_ = std::thread::id();
   cv_.notify_all();
-  step_.submit();
 }
 
 }  // namespace sibyl::backend::vulkan

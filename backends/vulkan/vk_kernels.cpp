@@ -18,14 +18,15 @@ ShaderInfo info(Shader s) {
   switch (s) {
     case Shader::add: return {"add", 2, -1};
     case Shader::swiglu: return {"swiglu", 3, -1};
-    case Shader::copy: return {"copy", 2, -1};
+    case Shader::gather_rows: return {"gather_rows", 3, -1};
     case Shader::embed: return {"embed", 3, -1};
     case Shader::rmsnorm: return {"rmsnorm", 3, -1};
     case Shader::matmul: return {"matmul", 3, -1};
     case Shader::matmul_nn: return {"matmul_nn", 3, -1};
-    case Shader::mla_store: return {"mla_store", 5, -1};
+    case Shader::mla_store: return {"mla_store", 7, -1};
+    case Shader::kv_gather: return {"kv_gather", 4, -1};
     case Shader::mla_query: return {"mla_query", 4, -1};
-    case Shader::attention: return {"attention", 6, -1};
+    case Shader::attention: return {"attention", 8, -1};
     case Shader::attn_merge: return {"attn_merge", 2, -1};
     case Shader::route: return {"route", 4, -1};
     case Shader::moe_matmul: return {"moe_matmul", 4, -1};

@@ -17,13 +17,13 @@ void VulkanBackend::moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, 
       fail(Errc::unsupported, "vulkan: router with " + std::to_string(rp.n_experts) + " experts, top " +
                                   std::to_string(rp.top_k) + ", " + std::to_string(rp.n_group) +
                                   " groups (at most 1024, 16, 64)");
-    Alloc scratch;
+    Alloc logit_tmp;
     Range logits;
     if (raw_logits) {
       logits = vk(*raw_logits).range();
     } else {
-      scratch = temp(static_cast<VkDeviceSize>(n * rp.n_experts) * 4, "the router logits");
-      logits = scratch.range;
+      logit_tmp = scratch(static_cast<VkDeviceSize>(n * rp.n_experts) * 4, "the router logits");
+      logits = logit_tmp.range;
     }
     try {
       Matmul m{u32(n), u32(rp.n_experts), u32(gate.cols())};
@@ -43,12 +43,12 @@ void VulkanBackend::moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, 
                           {score_bias ? vk(*score_bias).range() : dummy(), Arg::weight},
                           {vk(ids).range(), Arg::out},
                           {vk(weights).range(), Arg::out}};
-      step_.dispatch(kernels_.get(Shader::route, {wg_}), args, &push, sizeof push, u32(n));
+      rec().dispatch(kernels_.get(Shader::route, {wg_}), args, &push, sizeof push, u32(n));
     } catch (...) {
-      if (!raw_logits) free_temp(scratch);
+      if (!raw_logits) free_scratch(logit_tmp);
       throw;
     }
-    if (!raw_logits) free_temp(scratch);
+    if (!raw_logits) free_scratch(logit_tmp);
   });
 }
 
@@ -74,7 +74,7 @@ void VulkanBackend::moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids,
 
     std::vector<Alloc> temps;
     auto tmp = [&](uint64_t floats, const char* what) {
-      temps.push_back(temp(floats * 4, what));
+      temps.push_back(scratch(floats * 4, what));
       return temps.back().range;
     };
     // y[slot] = x[row(slot)] · W_e for the slots' experts e.
@@ -92,7 +92,7 @@ void VulkanBackend::moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids,
         std::vector<Arg> args = {{in, Arg::in}, {vk(ids).range(), Arg::in}, {out, Arg::out}};
         for (uint32_t k = 0; k < NE; ++k)
           args.push_back({e0 + k < E ? vk(*w[e0 + k]).range() : dummy(), Arg::weight});
-        step_.dispatch(p, args, &push, sizeof push, ceil_div(N, wg_ / lanes_), slots);
+        rec().dispatch(p, args, &push, sizeof push, ceil_div(N, wg_ / lanes_), slots);
       }
     };
     try {
@@ -105,19 +105,19 @@ void VulkanBackend::moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids,
       grid_1d(static_cast<uint64_t>(slots) * I, wg_, gx, gy);
       const uint32_t count = slots * u32(I);
       const Arg sargs[] = {{g, Arg::out}, {g, Arg::in}, {u, Arg::in}};
-      step_.dispatch(kernels_.get(Shader::swiglu, {wg_}), sargs, &count, sizeof count, gx, gy);
+      rec().dispatch(kernels_.get(Shader::swiglu, {wg_}), sargs, &count, sizeof count, gx, gy);
       expert_matmul(experts.down, g, u32(I), true, d, u32(H), u32(I));
       const uint32_t cpush[2] = {u32(H), u32(K)};
       const Arg cargs[] = {{vk(dst).range(), Arg::out},
                            {d, Arg::in},
                            {vk(ids).range(), Arg::in},
                            {vk(weights).range(), Arg::in}};
-      step_.dispatch(kernels_.get(Shader::moe_combine, {wg_}), cargs, cpush, sizeof cpush, ceil_div(H, wg_), u32(n));
+      rec().dispatch(kernels_.get(Shader::moe_combine, {wg_}), cargs, cpush, sizeof cpush, ceil_div(H, wg_), u32(n));
     } catch (...) {
-      for (const Alloc& a : temps) free_temp(a);
+      for (const Alloc& a : temps) free_scratch(a);
       throw;
     }
-    for (const Alloc& a : temps) free_temp(a);
+    for (const Alloc& a : temps) free_scratch(a);
   });
 }
 

@@ -1,4 +1,4 @@
-// Dense ops: embed, rmsnorm, matmul, add, swiglu, copy_row.
+// Dense ops: embed, rmsnorm, matmul, add, swiglu, gather_rows; copying KV pages.
 #include <cstring>
 
 #include "vk_backend.h"
@@ -35,10 +35,10 @@ void VulkanBackend::record_matmul(const Range& x, const VkTensor& w, const Range
   if (!nn) {
     const uint32_t tok = m.n == 1 ? 1 : 8;
     const Pipeline& p = kernels_.get(Shader::matmul, {wg_, lanes_, tok, dtype});
-    step_.dispatch(p, args, &push, sizeof push, ceil_div(m.N, wg_ / lanes_), ceil_div(m.n, tok), m.batch);
+    rec().dispatch(p, args, &push, sizeof push, ceil_div(m.N, wg_ / lanes_), ceil_div(m.n, tok), m.batch);
   } else {
     const Pipeline& p = kernels_.get(Shader::matmul_nn, {wg_, dtype});
-    step_.dispatch(p, args, &push, sizeof push, ceil_div(m.N, wg_), m.n, m.batch);
+    rec().dispatch(p, args, &push, sizeof push, ceil_div(m.N, wg_), m.n, m.batch);
   }
 }
 
@@ -50,7 +50,7 @@ void VulkanBackend::embed(Tensor& dst, const Tensor& table, const Tensor& tokens
       WeightDesc w;
     } push{u32(table.cols()), u32(dst.cols()), vk(table).desc()};
     const Arg args[] = {{vk(dst).range(), Arg::out}, {vk(table).range(), Arg::weight}, {vk(tokens).range(), Arg::in}};
-    step_.dispatch(kernels_.get(Shader::embed, {wg_}), args, &push, sizeof push, ceil_div(table.cols(), wg_),
+    rec().dispatch(kernels_.get(Shader::embed, {wg_}), args, &push, sizeof push, ceil_div(table.cols(), wg_),
                    u32(dst.rows()));
   });
 }
@@ -64,7 +64,7 @@ void VulkanBackend::rmsnorm(Tensor& dst, const Tensor& src, const Tensor& weight
       WeightDesc w;
     } push{u32(cols ? cols : src.cols()), u32(src.cols()), u32(dst.cols()), eps, vk(weight).desc()};
     const Arg args[] = {{vk(dst).range(), Arg::out}, {vk(src).range(), Arg::in}, {vk(weight).range(), Arg::weight}};
-    step_.dispatch(kernels_.get(Shader::rmsnorm, {wg_}), args, &push, sizeof push, u32(src.rows()));
+    rec().dispatch(kernels_.get(Shader::rmsnorm, {wg_}), args, &push, sizeof push, u32(src.rows()));
   });
 }
 
@@ -84,7 +84,7 @@ void VulkanBackend::add(Tensor& acc, const Tensor& x) {
     grid_1d(count, wg_, gx, gy);
     const uint32_t push = static_cast<uint32_t>(count);
     const Arg args[] = {{vk(acc).range(), Arg::out}, {vk(x).range(), Arg::in}};
-    step_.dispatch(kernels_.get(Shader::add, {wg_}), args, &push, sizeof push, gx, gy);
+    rec().dispatch(kernels_.get(Shader::add, {wg_}), args, &push, sizeof push, gx, gy);
   });
 }
 
@@ -95,18 +95,34 @@ void VulkanBackend::swiglu(Tensor& dst, const Tensor& gate, const Tensor& up) {
     grid_1d(count, wg_, gx, gy);
     const uint32_t push = static_cast<uint32_t>(count);
     const Arg args[] = {{vk(dst).range(), Arg::out}, {vk(gate).range(), Arg::in}, {vk(up).range(), Arg::in}};
-    step_.dispatch(kernels_.get(Shader::swiglu, {wg_}), args, &push, sizeof push, gx, gy);
+    rec().dispatch(kernels_.get(Shader::swiglu, {wg_}), args, &push, sizeof push, gx, gy);
   });
 }
 
-void VulkanBackend::copy_row(Tensor& dst, const Tensor& src, int64_t row) {
-  op("copy_row", [&] {
-    const uint64_t count = static_cast<uint64_t>(src.cols());
-    uint32_t gx, gy;
-    grid_1d(count, wg_, gx, gy);
-    const uint32_t push[3] = {static_cast<uint32_t>(count), 0, u32(row * src.cols())};
-    const Arg args[] = {{vk(dst).range(), Arg::out}, {vk(src).range(), Arg::in}};
-    step_.dispatch(kernels_.get(Shader::copy, {wg_}), args, push, sizeof push, gx, gy);
+void VulkanBackend::gather_rows(Tensor& dst, const Tensor& src, const Tensor& rows) {
+  op("gather_rows", [&] {
+    const size_t row_bytes = engine::row_bytes(src.dtype(), src.cols());
+    if (dst.dtype() != src.dtype() || dst.cols() != src.cols() || rows.dtype() != DType::i32 ||
+        rows.rows() < dst.rows() || row_bytes % 4 != 0)
+      fail(Errc::internal, "vulkan: gather_rows of mismatched tensors");
+    const uint32_t push[2] = {u32(static_cast<int64_t>(row_bytes / 4)), u32(src.rows())};
+    const Arg args[] = {{vk(dst).range(), Arg::out}, {vk(src).range(), Arg::in}, {vk(rows).range(), Arg::in}};
+    rec().dispatch(kernels_.get(Shader::gather_rows, {wg_}), args, push, sizeof push, ceil_div(push[0], wg_),
+                   u32(dst.rows()));
+  });
+}
+
+void VulkanBackend::copy_kv_page(KvPool& pool, int64_t dst, int64_t src) {
+  op("copy_kv_page", [&] {
+    const VkKvPool& p = vk(pool);
+    if (dst < 0 || src < 0 || dst >= p.n_pages() || src >= p.n_pages())
+      fail(Errc::internal, "vulkan: copy_kv_page(" + std::to_string(dst) + ", " + std::to_string(src) + ") of a pool of " +
+                               std::to_string(p.n_pages()) + " pages");
+    if (dst == src) return;
+    const VkDeviceSize bytes = p.page_bytes();
+    for (int64_t l = 0; l < p.n_layers(); ++l)
+      rec().copy(p.layer(l), static_cast<VkDeviceSize>(src) * bytes, p.layer(l), static_cast<VkDeviceSize>(dst) * bytes,
+                 bytes);
   });
 }
 

@@ -47,11 +47,16 @@ Recorder::~Recorder() {
   dev_.fn.vkDestroyCommandPool(dev_.device, pool_, nullptr);
 }
 
-void Recorder::begin() {
+void Recorder::begin(bool reusable) {
   if (open_) return;
   if (pending_) wait();
+  if (ended_) {  // a kept recording: release it before recording anew
+    reusable_ = false;
+    wait();
+  }
+  reusable_ = reusable;
   auto bi = vk_struct<VkCommandBufferBeginInfo>(VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO);
-  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  bi.flags = reusable ? 0 : VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   check(dev_.fn.vkBeginCommandBuffer(cb_, &bi), "vkBeginCommandBuffer");
   open_ = true;
   // Order after everything submitted earlier to the queue (other command buffers, the
@@ -69,6 +74,13 @@ void Recorder::submit() {
   written_.clear();
   read_.clear();
   check(dev_.fn.vkEndCommandBuffer(cb_), "vkEndCommandBuffer");
+  ended_ = true;
+  dev_.submit(cb_, fence_);
+  pending_ = true;
+}
+
+void Recorder::resubmit() {
+  if (open_ || pending_ || !ended_ || !reusable_) engine::fail(engine::Errc::internal, "vulkan: no recording to replay");
   dev_.submit(cb_, fence_);
   pending_ = true;
 }
@@ -80,7 +92,8 @@ void Recorder::wait() {
     check(dev_.fn.vkResetFences(dev_.device, 1, &fence_), "vkResetFences");
     pending_ = false;
   }
-  if (open_) return;  // still recording: its descriptor sets and staged data are in use
+  if (open_ || reusable_) return;  // still recording, or kept for replay: all of it is in use
+  ended_ = false;
   check(dev_.fn.vkResetCommandPool(dev_.device, pool_, 0), "vkResetCommandPool");
   for (VkDescriptorPool p : desc_pools_) dev_.fn.vkResetDescriptorPool(dev_.device, p, 0);
   desc_pool_ = 0;
@@ -101,6 +114,9 @@ void Recorder::barrier() {
 }
 
 void Recorder::hazard(std::span<const Span> reads, std::span<const Span> writes) {
+  if (log_)
+    for (auto list : {reads, writes})
+      for (const Span& s : list) log_->push_back({s.buffer, s.begin, s.end - s.begin});
   bool conflict = false;
   for (const Span& w : written_) {
     for (const Span& r : reads) conflict |= overlaps(w.buffer, w.begin, w.end, r.buffer, r.begin, r.end);
@@ -153,6 +169,7 @@ void Recorder::dispatch(const Pipeline& p, std::span<const Arg> args, const void
     const Span s{r.buffer, r.offset, r.offset + r.size};
     if (args[i].kind == Arg::in) reads.push_back(s);
     if (args[i].kind == Arg::out) writes.push_back(s);
+    if (args[i].kind == Arg::weight && log_) log_->push_back(r);  // untracked, but still referenced
   }
   hazard(reads, writes);
 

@@ -28,10 +28,17 @@ class Recorder {
 
   bool open() const { return open_; }        // recording
   bool pending() const { return pending_; }  // submitted, not yet waited for
-  void begin();                              // waits for a pending submission first
-  void submit();                             // ends and submits the command buffer
-  void wait();                               // waits, then resets the pools and the arena
+  // Waits for a pending submission first. `reusable`: the command buffer may be resubmitted
+  // (a replayed step), so wait() keeps it, its descriptor sets and its arena.
+  void begin(bool reusable = false);
+  void submit();    // ends and submits the command buffer
+  void resubmit();  // submits the ended reusable command buffer again
+  void wait();      // waits, then (unless reusable) resets the pools and the arena
   void finish() { if (open_) submit(); wait(); }
+  // Turns a reusable recording back into a one-shot one (it will not be replayed).
+  void make_one_shot() { reusable_ = false; }
+  // Every buffer range a later command reads or writes is appended to `log` (nullptr: none).
+  void set_log(std::vector<Range>* log) { log_ = log; }
 
   // `args` in binding order, arrays flattened (pipeline.counts); `push` at most kPushBytes.
   void dispatch(const Pipeline& p, std::span<const Arg> args, const void* push, uint32_t push_bytes, uint32_t gx,
@@ -57,7 +64,8 @@ class Recorder {
   VkCommandPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cb_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
-  bool open_ = false, pending_ = false;
+  bool open_ = false, pending_ = false, reusable_ = false, ended_ = false;
+  std::vector<Range>* log_ = nullptr;
   std::vector<VkDescriptorPool> desc_pools_;
   size_t desc_pool_ = 0;
   std::vector<std::unique_ptr<HostBuffer>> arena_;

@@ -31,6 +31,10 @@ struct sibyl_session {
     std::lock_guard lock(mutex);
     current = std::move(r);
   }
+  void clear_current(const std::shared_ptr<sibyl::engine::Request>& r) {  // only if still r
+    std::lock_guard lock(mutex);
+    if (current == r) current.reset();
+  }
 };
 
 struct sibyl_request {
@@ -589,15 +593,15 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
     sibyl::engine::GenerateJobParams p = generate_params(prompt, n_prompt, options);
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
-    session->set_current(request);
     const sibyl::engine::Event end = sibyl::engine::run_blocking(
         model->scheduler(), sibyl::engine::make_generate_job(s, nullptr, request, std::move(p)), request, nullptr,
         [&](const sibyl::engine::Event& e) {
           if (e.kind != sibyl::engine::EventKind::token) return false;
           ++generated;
           return on_token && on_token(e.token, user_data) != 0;
-        });
-    session->set_current(nullptr);
+        },
+        [&] { session->set_current(request); });
+    session->clear_current(request);
     if (end.error) fail(static_cast<Errc>(end.error), end.message);
   });
   if (out_n_generated) *out_n_generated = static_cast<size_t>(generated);
@@ -664,24 +668,30 @@ sibyl_status sibyl_session_chat(sibyl_session* session, const sibyl_chat_message
                                 sibyl_chat_result* out_result) {
   sibyl::engine::RequestStats stats;
   sibyl::engine::StopReason stop = sibyl::engine::StopReason::error;
+  std::shared_ptr<sibyl::engine::Request> submitted_request;
   sibyl_status st = guarded([&] {
     check_result_size(out_result);
     sibyl::engine::Session& s = live(session);
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
     auto job = chat_job(s, nullptr, request, *model, messages, n_messages, options);
-    session->set_current(request);
+    submitted_request = request;
     const sibyl::engine::Event end = sibyl::engine::run_blocking(
-        model->scheduler(), std::move(job), request, nullptr, [&](const sibyl::engine::Event& e) {
+        model->scheduler(), std::move(job), request, nullptr,
+        [&](const sibyl::engine::Event& e) {
           return e.kind == sibyl::engine::EventKind::text && on_text &&
                  on_text(static_cast<sibyl_channel>(e.channel), e.text.data(), e.text.size(), user_data) != 0;
-        });
-    session->set_current(nullptr);
+        },
+        [&] { session->set_current(request); });
+    session->clear_current(request);
     stats = request->stats();
     stop = end.stop;
     if (end.error) fail(static_cast<Errc>(end.error), end.message);
   });
-  if (session && st != SIBYL_OK) session->set_current(nullptr);
+  if (session && submitted_request) {
+    session->clear_current(submitted_request);
+    if (st != SIBYL_OK) stats = submitted_request->stats();  // what it streamed and kept
+  }
   write_result(out_result, stats, stop);
   return st;
 }

@@ -2,11 +2,17 @@
 
 #include <thread>
 
+#include "failure.h"
+
 namespace sibyl::engine {
 
 Event run_blocking(Scheduler& scheduler, std::unique_ptr<Job> job, const std::shared_ptr<Request>& request,
-                   const std::atomic<bool>* cancel, const std::function<bool(const Event&)>& on_event) {
+                   const std::atomic<bool>* cancel, const std::function<bool(const Event&)>& on_event,
+                   const std::function<void()>& submitted) {
+  if (scheduler.stepping_here())
+    fail(Errc::busy, "a blocking call cannot run inside an event callback of the same model; submit a request");
   scheduler.submit(std::move(job));
+  if (submitted) submitted();
   for (;;) {
     if (cancel && cancel->load(std::memory_order_acquire)) request->cancel();
     Event e;
@@ -20,11 +26,11 @@ Event run_blocking(Scheduler& scheduler, std::unique_ptr<Job> job, const std::sh
       request->release();
       continue;
     }
-    if (scheduler.has_workers()) {
-      request->wait(cancel ? 2000 : -1);
-    } else if (scheduler.step().rows == 0 && !request->done()) {
-      std::this_thread::yield();  // others hold the pages or the step; let them run
-      request->wait(200);
+    // Drive steps on this thread (no hand-off to a worker per token); when nothing could
+    // run (another thread's step is running ours, or pages are short) wait a little.
+    if (scheduler.step().rows == 0 && !request->done()) {
+      std::this_thread::yield();
+      request->wait(cancel ? 500 : 2000);
     }
   }
 }

@@ -73,7 +73,7 @@ class KvPages {
 // The pool as sessions hold it: `pages` is reset (under `mutex`) when the model goes, so
 // a session outliving its model never touches freed memory. `mutex` is the model's step lock.
 struct SharedKvPages {
-  std::mutex mutex;
+  std::recursive_mutex mutex;
   std::unique_ptr<KvPages> pages;
 };
 

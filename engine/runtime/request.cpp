@@ -20,7 +20,8 @@ bool Request::poll(Event& out) {
 bool Request::wait(int64_t timeout_us) {
   std::unique_lock lock(mutex_);
   auto ready = [&] { return !events_.empty() || done_.load(std::memory_order_acquire); };
-  if (timeout_us < 0) {
+  constexpr int64_t kForever = int64_t{1} << 50;  // ~35 years: beyond it the deadline would overflow
+  if (timeout_us < 0 || timeout_us >= kForever) {
     changed_.wait(lock, ready);
     return true;
   }
@@ -68,20 +69,29 @@ StopReason Request::stop_reason() const {
 }
 
 void Request::set_notify(std::function<void()> notify) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   notify_ = std::move(notify);
+  if (notifier_ != std::this_thread::get_id()) changed_.wait(lock, [&] { return notifying_ == 0; });
+}
+
+void Request::call_notify(std::unique_lock<std::mutex>& lock) {
+  if (!notify_) return;
+  std::function<void()> notify = notify_;
+  ++notifying_;
+  notifier_ = std::this_thread::get_id();
+  lock.unlock();
+  notify();
+  lock.lock();
+  if (--notifying_ == 0) notifier_ = {};
+  changed_.notify_all();
 }
 
 void Request::push(Event e) {
-  std::function<void()> notify;
-  {
-    std::lock_guard lock(mutex_);
-    events_.push_back(std::move(e));
-    if (hold_) holding_ = true;  // until the owner has seen it (release)
-    notify = notify_;
-  }
+  std::unique_lock lock(mutex_);
+  events_.push_back(std::move(e));
+  if (hold_) holding_ = true;  // until the owner has seen it (release)
   changed_.notify_all();
-  if (notify) notify();
+  call_notify(lock);
 }
 
 void Request::update_stats(const RequestStats& s) {
@@ -95,17 +105,13 @@ void Request::finish(StopReason stop, int error, std::string message) {
   e.stop = stop;
   e.error = error;
   e.message = std::move(message);
-  std::function<void()> notify;
-  {
-    std::lock_guard lock(mutex_);
-    stats_.done_us = now_us();
-    stop_ = stop;
-    events_.push_back(std::move(e));
-    done_.store(true, std::memory_order_release);
-    notify = notify_;
-  }
+  std::unique_lock lock(mutex_);
+  stats_.done_us = now_us();
+  stop_ = stop;
+  events_.push_back(std::move(e));
+  done_.store(true, std::memory_order_release);
   changed_.notify_all();
-  if (notify) notify();
+  call_notify(lock);
 }
 
 }  // namespace sibyl::engine

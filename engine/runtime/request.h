@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "failure.h"
 
@@ -54,6 +55,8 @@ class Request {
   RequestStats stats() const;
   StopReason stop_reason() const;  // how it ended (error until it has)
   // Called after events are queued (on the scheduler's thread): e.g. a callback delivery.
+  // Setting another (or none) waits until a call of the previous one that is running on
+  // another thread has returned, so its user data can be freed afterwards.
   void set_notify(std::function<void()> notify);
   // Blocking callers: end after the token in flight is appended (a callback said stop).
   void stop_soft() { soft_stop_.store(true, std::memory_order_release); }
@@ -76,6 +79,9 @@ class Request {
   std::function<void()> notify_, wake_;
   const bool hold_;
   bool holding_ = false;
+  int notifying_ = 0;                  // notify_ calls running
+  std::thread::id notifier_;           // the thread running them
+  void call_notify(std::unique_lock<std::mutex>& lock);
   std::atomic<bool> cancel_{false}, soft_stop_{false}, done_{false};
 };
 

@@ -23,6 +23,13 @@ struct Entry {
   LogitsMode mode;
 };
 
+thread_local const Scheduler* t_stepping = nullptr;  // the scheduler whose step runs on this thread
+
+struct SteppingHere {
+  explicit SteppingHere(const Scheduler* s) { t_stepping = s; }
+  ~SteppingHere() { t_stepping = nullptr; }
+};
+
 std::string pool_full_message(KvPages& kv, const Session& s, int64_t remaining) {
   return "the KV cache pool cannot hold this request: " + std::to_string(s.position() + remaining) +
          " tokens need " + std::to_string((s.position() + remaining + kv.page_tokens() - 1) / kv.page_tokens()) +
@@ -187,12 +194,17 @@ int64_t Scheduler::row_budget(int64_t budget_us) const {
   return std::clamp<int64_t>(rows, 1, options_.step_tokens);
 }
 
+bool Scheduler::stepping_here() const { return t_stepping == this; }
+
 StepReport Scheduler::step(int64_t budget_us) {
+  if (stepping_here())
+    fail(Errc::busy, "a step of this model cannot run inside one of its steps (from an event callback)");
   StepReport report;
   report.budget_us = budget_us;
   std::vector<std::unique_ptr<Job>> ended;  // destroyed after the lock: they may free sessions
   {
     std::lock_guard lock(model_.step_mutex());
+    const SteppingHere here(this);
     const int64_t t0 = now_us();
     auto end = [&](std::unique_ptr<Job>& j, StopReason s, const Failure* f) { end_job(j, s, f, ended); };
     admit_locked(ended);

@@ -43,6 +43,9 @@ class Scheduler {
   // Runs one step if any request can progress; budget_us > 0 sizes it to fit.
   StepReport step(int64_t budget_us = 0);
   bool has_workers() const { return options_.workers > 0; }
+  // True on the thread running one of this scheduler's steps (inside an event callback):
+  // a nested step would deadlock or corrupt it, so step() and blocking calls refuse.
+  bool stepping_here() const;
   const SchedulerOptions& options() const { return options_; }
   void wake();  // a request was released or cancelled
 

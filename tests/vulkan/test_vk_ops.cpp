@@ -1,6 +1,6 @@
-// Every Vulkan op against the CPU backend (the oracle) on random inputs: every weight dtype,
-// odd shapes, both matmul kernel shapes, both MLA layouts and paths, long contexts (split +
-// merge), every router variant, routed experts across several dispatches.
+// Every dense and MoE Vulkan op against the CPU backend (the oracle) on random inputs: every
+// weight dtype, odd shapes, both matmul kernel shapes, gathering rows, every router variant,
+// routed experts across several dispatches. MLA and the KV pool: test_vk_mla.cpp, test_vk_pool.cpp.
 #include <algorithm>
 #include <cstdio>
 #include <deque>
@@ -12,7 +12,6 @@ namespace sibyl::vktest {
 namespace {
 
 using backend::ExpertSelect;
-using backend::MlaPath;
 using backend::ScoreFunc;
 
 const DType kAllWeightTypes[] = {DType::f32,  DType::f16,  DType::bf16, DType::f8_e4m3,
@@ -25,29 +24,7 @@ std::vector<int64_t> row_lengths(DType t) {
   return {67, 256};
 }
 
-class VkOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    SIBYL_REQUIRE_VULKAN();
-    std::string why;
-    vk = make_vulkan(why);
-    cpu = backend::create_cpu_backend({});
-  }
-  // Runs `f(backend, side)` inside one step of each backend (side 0: cpu, 1: vulkan).
-  template <class F>
-  void both(F&& f) {
-    cpu->begin_step();
-    f(*cpu, 0);
-    cpu->end_step();
-    vk->begin_step();
-    f(*vk, 1);
-    vk->end_step();
-  }
-  std::unique_ptr<Backend> cpu, vk;
-  std::mt19937 rng{1234};
-};
-
-Tensor& side(Pair& p, int s) { return s ? *p.vk : *p.cpu; }
+class VkOps : public VkVsCpu {};
 
 // The matmul with LANES invocations per row (GPUs: 16) and with one (CPU devices): both
 // kernel shapes are checked wherever the suite runs.
@@ -125,104 +102,29 @@ TEST_F(VkOps, RmsnormPrefixAndInPlace) {
   }
 }
 
-TEST_F(VkOps, AddSwigluCopyRow) {
+TEST_F(VkOps, AddSwigluGatherRows) {
   const int64_t rows = 7, cols = 333;
   std::vector<float> a = random_floats(rows * cols, rng), b = random_floats(rows * cols, rng, 3.0f);
   Pair acc = f32_both(*cpu, *vk, rows, cols, a), x = f32_both(*cpu, *vk, rows, cols, b);
   Pair g = f32_both(*cpu, *vk, rows, cols, b), u = f32_both(*cpu, *vk, rows, cols, a);
-  Pair row = alloc_both(*cpu, *vk, DType::f32, 1, cols);
+  const std::vector<int32_t> keep = {5, 0, 6, 5};  // repeated and out of order
+  Pair idx = i32_both(*cpu, *vk, 4, 1, keep);
+  Pair picked = alloc_both(*cpu, *vk, DType::f32, 4, cols), one = alloc_both(*cpu, *vk, DType::f32, 1, cols);
   both([&](Backend& be, int s) {
     be.add(side(acc, s), side(x, s));
     be.swiglu(side(g, s), side(g, s), side(u, s));  // in place, as the engine does
-    be.copy_row(side(row, s), side(acc, s), 5);
+    be.gather_rows(side(picked, s), side(acc, s), side(idx, s));
+    be.gather_rows(side(one, s), side(g, s), side(idx, s));  // the first index only
   });
-  EXPECT_EQ(read_f32(*vk, *acc.vk), read_f32(*cpu, *acc.cpu));
+  const std::vector<float> sum = read_f32(*cpu, *acc.cpu);
+  EXPECT_EQ(read_f32(*vk, *acc.vk), sum);
   EXPECT_LT(rel_error(read_f32(*vk, *g.vk), read_f32(*cpu, *g.cpu)), 1e-6);
-  EXPECT_EQ(read_f32(*vk, *row.vk), read_f32(*cpu, *row.cpu));
+  const std::vector<float> got = read_f32(*vk, *picked.vk);
+  EXPECT_EQ(got, read_f32(*cpu, *picked.cpu));
+  for (size_t i = 0; i < keep.size(); ++i)  // not only equal to the CPU: the rows asked for
+    EXPECT_TRUE(std::equal(got.begin() + i * cols, got.begin() + (i + 1) * cols, sum.begin() + keep[i] * cols)) << i;
+  EXPECT_LT(rel_error(read_f32(*vk, *one.vk), read_f32(*cpu, *one.cpu)), 1e-6);  // swiglu's exp differs
 }
-
-// ---------------------------------------------------------------- MLA
-
-struct MlaCase {
-  const char* name;
-  int64_t H, R, dn, dr, dv;
-  bool split;          // k_b + v_b instead of kv_b
-  DType wtype;         // of the up-projections
-  bool interleaved;
-  int64_t context, n;  // the step's n tokens end at position context - 1
-};
-
-void PrintTo(const MlaCase& c, std::ostream* os) { *os << c.name; }
-
-class VkMla : public VkOps, public ::testing::WithParamInterface<MlaCase> {};
-
-TEST_P(VkMla, StoreThenAttentionMatchesCpuOnBothPaths) {
-  const MlaCase c = GetParam();
-  const int64_t width = c.R + c.dr, qk = c.dn + c.dr, pos0 = c.context - c.n;
-  const float factor = 1.25f;
-  // Per-pair frequencies as YaRN would blend them, and the norm weight.
-  std::vector<float> inv(static_cast<size_t>(c.dr / 2));
-  for (size_t i = 0; i < inv.size(); ++i) inv[i] = std::pow(10000.0f, -2.0f * i / c.dr) * (i % 3 ? 1.0f : 0.25f);
-  Pair freq = f32_both(*cpu, *vk, 1, c.dr / 2, inv);
-  std::vector<float> nw = random_floats(c.R, rng, 0.3f);
-  for (float& v : nw) v += 1.0f;
-  HostTensor hn = encode(DType::bf16, 1, c.R, nw);
-  Pair norm = upload_both(*cpu, *vk, hn);
-  std::vector<float> kvb = random_floats(c.H * (c.dn + c.dv) * c.R, rng, 0.15f);
-  std::vector<float> kb = random_floats(c.H * c.R * c.dn, rng, 0.15f), vb = random_floats(c.H * c.dv * c.R, rng, 0.15f);
-  const DType kvb_t = c.split ? DType::f32 : c.wtype, split_t = c.split ? c.wtype : DType::f32;
-  HostTensor h_kvb = encode(kvb_t, c.H * (c.dn + c.dv), c.R, kvb), h_kb = encode(split_t, c.H * c.R, c.dn, kb),
-             h_vb = encode(split_t, c.H * c.dv, c.R, vb);
-  Pair w_kvb = upload_both(*cpu, *vk, h_kvb), w_kb = upload_both(*cpu, *vk, h_kb), w_vb = upload_both(*cpu, *vk, h_vb);
-  auto up = [&](int s) {
-    return c.split ? backend::MlaWeights{nullptr, &side(w_kb, s), &side(w_vb, s)}
-                   : backend::MlaWeights{&side(w_kvb, s), nullptr, nullptr};
-  };
-  auto rope = [&](int s) { return backend::RopeParams{&side(freq, s), factor, c.interleaved}; };
-
-  // Fill the cache in uneven chunks, growing it on the way (the contents must survive).
-  std::unique_ptr<backend::KvCache> cache[2] = {cpu->create_kv_cache(2, width), vk->create_kv_cache(2, width)};
-  for (int64_t at = 0, chunk = 7; at < c.context; at += chunk, chunk = chunk * 3 + 1) {
-    const int64_t m = std::min(chunk, c.context - at);
-    std::vector<int32_t> pos(static_cast<size_t>(m));
-    for (int64_t i = 0; i < m; ++i) pos[i] = static_cast<int32_t>(at + i);
-    Pair p = i32_both(*cpu, *vk, m, 1, pos);
-    Pair kv = f32_both(*cpu, *vk, m, width, random_floats(m * width, rng));
-    for (auto& kc : cache) kc->reserve(at + m);
-    both([&](Backend& b, int s) { b.mla_store(*cache[s], 1, side(kv, s), side(norm, s), 1e-6f, side(p, s), rope(s)); });
-  }
-  std::vector<int32_t> pos(static_cast<size_t>(c.n));
-  for (int64_t i = 0; i < c.n; ++i) pos[i] = static_cast<int32_t>(pos0 + i);
-  Pair p = i32_both(*cpu, *vk, c.n, 1, pos);
-  Pair q = f32_both(*cpu, *vk, c.n, c.H * qk, random_floats(c.n * c.H * qk, rng));
-  const backend::MlaShape shape{c.H, c.R, c.dn, c.dr, c.dv, 1.0f / std::sqrt(float(qk)) * 1.1f};
-  for (MlaPath path : {MlaPath::absorbed, MlaPath::expanded}) {
-    Pair out = alloc_both(*cpu, *vk, DType::f32, c.n, c.H * c.dv);
-    both([&](Backend& b, int s) {
-      b.mla_attention(side(out, s), side(q, s), *cache[s], 1, side(p, s), up(s), shape, rope(s), path);
-    });
-    const double err = rel_error(read_f32(*vk, *out.vk), read_f32(*cpu, *out.cpu));
-    std::printf("mla %-28s %-8s max relative error %.3g\n", c.name, path == MlaPath::absorbed ? "absorbed" : "expanded",
-                err);
-    EXPECT_LT(err, 2e-5) << (path == MlaPath::absorbed ? "absorbed" : "expanded");
-  }
-}
-
-std::vector<MlaCase> mla_cases() {
-  return {
-      {"kvb_f32_decode", 4, 64, 32, 16, 32, false, DType::f32, true, 40, 1},
-      {"kvb_bf16_prefill", 4, 64, 32, 16, 32, false, DType::bf16, true, 45, 20},
-      {"split_f32_halves", 4, 64, 32, 16, 32, true, DType::f32, false, 33, 5},
-      {"split_q8_0_prefill", 3, 64, 32, 16, 24, true, DType::q8_0, true, 70, 70},
-      {"kvb_q6k_chunk", 2, 256, 32, 16, 32, false, DType::q6_k, true, 90, 9},
-      {"v3_shape_decode", 2, 512, 128, 64, 128, true, DType::bf16, true, 300, 1},
-      {"long_decode_split_merge", 4, 64, 32, 16, 32, false, DType::bf16, true, 3000, 1},
-      {"long_prefill_on_cache", 4, 64, 32, 16, 32, true, DType::f16, false, 2100, 24},
-  };
-}
-
-INSTANTIATE_TEST_SUITE_P(Cases, VkMla, ::testing::ValuesIn(mla_cases()),
-                         [](const auto& info) { return std::string(info.param.name); });
 
 // ---------------------------------------------------------------- MoE
 

@@ -70,4 +70,29 @@ std::vector<int32_t> read_i32(Backend& b, const Tensor& t);
 
 std::string data_dir();
 
+inline Tensor& side(Pair& p, int s) { return s ? *p.vk : *p.cpu; }
+
+// The Vulkan backend beside the CPU oracle (SKIP without a device), with a seeded generator.
+class VkVsCpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SIBYL_REQUIRE_VULKAN();
+    std::string why;
+    vk = make_vulkan(why);
+    cpu = backend::create_cpu_backend({});
+  }
+  // Runs `f(backend, side)` inside one step of each backend (side 0: cpu, 1: vulkan).
+  template <class F>
+  void both(F&& f, uint64_t replay_key = 0) {
+    cpu->begin_step(replay_key);
+    f(*cpu, 0);
+    cpu->end_step();
+    vk->begin_step(replay_key);
+    f(*vk, 1);
+    vk->end_step();
+  }
+  std::unique_ptr<Backend> cpu, vk;
+  std::mt19937 rng{1234};
+};
+
 }  // namespace sibyl::vktest

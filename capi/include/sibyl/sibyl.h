@@ -647,7 +647,9 @@ typedef struct sibyl_event {
 /**
  * Receives a request's events instead of the poll queue. Runs on the thread that
  * runs the model's step (a library worker, or the caller of sibyl_model_step);
- * keep it short. Calling into the request's session from it returns SIBYL_ERR_BUSY.
+ * keep it short. It may submit requests and use other sessions, but calling into the
+ * request's own session, a blocking chat/generate or sibyl_model_step of the same model
+ * returns SIBYL_ERR_BUSY.
  */
 typedef void (*sibyl_event_fn)(const sibyl_event* event, void* user_data);
 
@@ -701,7 +703,11 @@ SIBYL_API sibyl_status sibyl_request_cancel(SIBYL_NONNULL sibyl_request* request
 SIBYL_API sibyl_status sibyl_request_result(SIBYL_NONNULL sibyl_request* request,
                                             SIBYL_NONNULL sibyl_chat_result* out_result);
 
-/** Destroy a request handle; a request still running is cancelled first. NULL is a no-op. */
+/**
+ * Destroy a request handle; a request still running is cancelled first. NULL is a no-op.
+ * When it returns, the request's on_event callback is not running and is never called
+ * again (so its user_data may be freed), unless it is called from inside that callback.
+ */
 SIBYL_API void sibyl_request_destroy(SIBYL_NULLABLE sibyl_request* request);
 
 /** What one sibyl_model_step did. Set struct_size = sizeof(sibyl_step_report). */

@@ -12,10 +12,22 @@
 //         return false;                       // true would stop generation
 //     });
 //
+// Non-blocking (since 0.3): Session::submit_chat / submit_generate return a
+// sibyl::Request at once; read its events (each owns its text) once per frame:
+//
+//     sibyl::Result<sibyl::Request> request = session->submit_generate({0, 17, 42}, gen);
+//     for (;;) {                                  // e.g. once per frame
+//         sibyl::Result<sibyl::Event> event = request->poll();
+//         if (!event || !*event) break;           // an error, or nothing queued now
+//         if (event->type == sibyl::EventType::Token) std::printf("%d ", event->token);
+//     }
+//
 // Conventions:
-//  - Move-only RAII classes own the C handles: Model (sibyl_model) and Session
-//    (sibyl_session). A Session does not keep its Model alive; after the Model is
-//    destroyed its calls fail with SIBYL_ERR_MODEL_DESTROYED (see docs/C_API.md).
+//  - Move-only RAII classes own the C handles: Model (sibyl_model), Session
+//    (sibyl_session) and Request (sibyl_request). A Session does not keep its Model
+//    alive; after the Model is destroyed its calls fail with
+//    SIBYL_ERR_MODEL_DESTROYED (see docs/C_API.md). A Request does not keep its
+//    Session alive either; destroying a running Request cancels it.
 //  - Every call has a non-throwing form: it returns sibyl::Error (code + message;
 //    ok() on success) or sibyl::Result<T> (a T or an Error). This works with
 //    exceptions disabled (-fno-exceptions).
@@ -24,13 +36,17 @@
 //    throws on an error. Define SIBYL_HPP_EXCEPTIONS to 0 or 1 to override the
 //    detection.
 //  - Thread-safety is that of the C ABI: a Model may be used from any number of
-//    threads at once (create_session, info are const); a Session by one thread at
-//    a time.
+//    threads at once (create_session, info, step are const); a Session by one
+//    thread at a time, and not at all while a Request submitted on it runs (calls
+//    then fail with SIBYL_ERR_BUSY); a Request by one thread at a time (cancel()
+//    from any thread).
 #ifndef SIBYL_SIBYL_HPP
 #define SIBYL_SIBYL_HPP
 
 #include <sibyl/sibyl.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -41,7 +57,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -297,12 +315,34 @@ enum class LogitsMode : int {
 struct ModelOptions {
     Backend backend = Backend::Auto;
     int32_t n_threads = 0;  // CPU worker threads; 0 = all hardware threads
+    // since 0.2:
+    int32_t device_index = 0;    // GPU backends: which device
+    uint64_t memory_budget = 0;  // GPU backends: device bytes Sibyl may use; 0 = no limit
+    const sibyl_vulkan_device* vulkan_device = nullptr;  // the application's Vulkan device (Backend::Vulkan);
+                                                         // null: Sibyl creates its own
+    // since 0.3:
+    uint64_t kv_cache_bytes = 0;   // the latent cache pool all sessions share; 0 = 1 GiB
+    uint32_t kv_page_tokens = 0;   // tokens per cache page; 0 = 64
+    int32_t worker_threads = -1;   // library threads running submitted requests; -1 = 1;
+                                   // 0 = none: the application calls Model::step
+    int32_t worker_nice = 10;      // Linux nice value of those threads (10: below normal)
+    uint64_t worker_cpu_mask = 0;  // their CPU affinity (bit i = CPU i); 0 = any
+    uint32_t step_tokens = 0;      // tokens per batched step at most; 0 = 256
 
     sibyl_model_options to_c() const noexcept {
         sibyl_model_options c;
         sibyl_model_options_init(&c);
         c.backend = static_cast<sibyl_backend_kind>(backend);
         c.n_threads = n_threads;
+        c.device_index = device_index;
+        c.memory_budget = memory_budget;
+        c.vulkan_device = vulkan_device;
+        c.kv_cache_bytes = kv_cache_bytes;
+        c.kv_page_tokens = kv_page_tokens;
+        c.worker_threads = worker_threads;
+        c.worker_nice = worker_nice;
+        c.worker_cpu_mask = worker_cpu_mask;
+        c.step_tokens = step_tokens;
         return c;
     }
 };
@@ -397,7 +437,95 @@ struct ChatReply {
     uint32_t prompt_tokens = 0;     // prompt tokens run for this call
     uint32_t reused_tokens = 0;     // prompt tokens found in the session's cache
     uint32_t reasoning_tokens = 0;
-    uint32_t answer_tokens = 0;
+    uint32_t answer_tokens = 0;     // end-of-sequence included
+    // since 0.3:
+    uint32_t generated_tokens = 0;  // tokens sampled
+    uint64_t first_token_us = 0;    // start -> first sampled token, microseconds (0: none)
+    uint64_t total_us = 0;          // start -> end, microseconds
+};
+
+/**
+ * What a Request did (sibyl_chat_result): final once it is done, so far before.
+ * stop_reason is SIBYL_STOP_ERROR until the request has ended.
+ */
+struct RequestResult {
+    sibyl_stop_reason stop_reason = SIBYL_STOP_ERROR;
+    uint32_t prompt_tokens = 0;     // prompt tokens run
+    uint32_t reused_tokens = 0;     // prompt tokens found in the session's cache (shared prefix)
+    uint32_t reasoning_tokens = 0;  // chat: generated while thinking
+    uint32_t answer_tokens = 0;     // chat: generated for the answer (end-of-sequence included)
+    uint32_t generated_tokens = 0;  // tokens sampled (generate requests: all of them)
+    uint64_t first_token_us = 0;    // submit -> first sampled token, microseconds (0: none)
+    uint64_t total_us = 0;          // submit -> end, microseconds
+};
+
+/** Which kind an Event is. Values equal sibyl_event_type. */
+enum class EventType : int {
+    None = SIBYL_EVENT_NONE,    // Request::poll: nothing queued right now
+    Token = SIBYL_EVENT_TOKEN,  // a sampled token (`token`)
+    Text = SIBYL_EVENT_TEXT,    // chat: a piece of text on `channel` (complete UTF-8 characters)
+    Done = SIBYL_EVENT_DONE,    // the end: `stop_reason` and `status` (`text`: the error message)
+};
+
+/**
+ * One event of a Request. Unlike sibyl_event it owns its text, so it stays valid
+ * after the next poll. Optional-like: an Event of type None (nothing was queued)
+ * is false, every other one true.
+ */
+struct Event {
+    EventType type = EventType::None;
+    int32_t token = -1;                             // Token
+    Channel channel = Channel::Answer;              // Text
+    std::string text;                               // Text: the piece; Done with an error: the message
+    sibyl_stop_reason stop_reason = SIBYL_STOP_EOS; // Done
+    Status status = SIBYL_OK;                       // Done: SIBYL_OK or the request's error
+
+    bool has_value() const noexcept { return type != EventType::None; }
+    explicit operator bool() const noexcept { return has_value(); }
+    bool is_done() const noexcept { return type == EventType::Done; }
+
+    /** Done: the request's outcome as an Error (ok() when it ended without one). */
+    Error error() const {
+        if (type != EventType::Done || status == SIBYL_OK) return Error{};
+        return Error{status, text.empty() ? std::string(status_string(status)) : text};
+    }
+
+    /** A copy of a C event (its text is copied: the C pointer dies with the next poll). */
+    static Event from_c(const sibyl_event& c) {
+        Event e;
+        switch (c.type) {
+            case SIBYL_EVENT_TOKEN:
+                e.type = EventType::Token;
+                e.token = c.token;
+                break;
+            case SIBYL_EVENT_TEXT:
+                e.type = EventType::Text;
+                e.channel = static_cast<Channel>(c.channel);
+                if (c.text) e.text.assign(c.text, c.text_len);
+                break;
+            case SIBYL_EVENT_DONE:
+                e.type = EventType::Done;
+                e.stop_reason = c.stop_reason;
+                e.status = c.status;
+                if (c.text) e.text.assign(c.text, c.text_len);
+                break;
+            default:  // SIBYL_EVENT_NONE (or a type this header does not know: treated as none)
+                break;
+        }
+        return e;
+    }
+};
+
+/** Receives a Request's events on the thread that runs the model's step (see Session::submit_chat). */
+using EventCallback = std::function<void(const Event& event)>;
+
+/** What one Model::step did (sibyl_step_report). */
+struct StepReport {
+    uint32_t rows = 0;        // tokens run (0: nothing could run)
+    uint32_t sequences = 0;   // requests in the step
+    uint32_t pending = 0;     // requests not finished after it
+    uint64_t elapsed_us = 0;
+    bool overrun = false;     // elapsed_us exceeded the budget
 };
 
 // ------------------------------------------------------------------ small views
@@ -473,6 +601,10 @@ struct ModelInfo {
     int32_t eos_token_id = -1;  // -1 when none
     uint64_t n_parameters = 0;
     uint64_t kv_bytes_per_token = 0;
+    // since 0.3:
+    uint64_t kv_cache_bytes = 0;  // the cache pool's size (whole pages)
+    uint32_t kv_page_tokens = 0;  // tokens per cache page
+    int32_t worker_threads = 0;   // library threads running submitted requests (0: Model::step)
 };
 
 // ------------------------------------------------------------------ session
@@ -572,7 +704,335 @@ Result<std::vector<T>> fill_buffer(Call&& call) {
     out.resize(needed);
     return out;
 }
+
+/** A ChatOptions as sibyl_chat_options, with the arrays it points at. Not copyable (it points into itself). */
+struct ChatOptionsC {
+    std::vector<const char*> stops;
+    sibyl_sampler_options sampler;
+    sibyl_chat_options c;
+
+    explicit ChatOptionsC(const ChatOptions& options) : sampler(options.sampler.to_c()) {
+        for (const std::string& stop : options.stop_strings) stops.push_back(stop.c_str());
+        sibyl_chat_options_init(&c);
+        c.max_new_tokens = options.max_new_tokens;
+        c.think_budget = options.think_budget.value_or(-1);
+        c.thinking = options.thinking ? 1 : 0;
+        c.stop_strings = stops.data();
+        c.n_stop_strings = stops.size();
+        c.sampler = &sampler;
+        c.reseed = options.seed.has_value() ? 1 : 0;
+        c.seed = options.seed.value_or(0);
+    }
+    ChatOptionsC(const ChatOptionsC&) = delete;
+    ChatOptionsC& operator=(const ChatOptionsC&) = delete;
+};
+
+inline RequestResult request_result(const sibyl_chat_result& r) noexcept {
+    RequestResult out;
+    out.stop_reason = r.stop_reason;
+    out.prompt_tokens = r.prompt_tokens;
+    out.reused_tokens = r.reused_tokens;
+    out.reasoning_tokens = r.reasoning_tokens;
+    out.answer_tokens = r.answer_tokens;
+    out.generated_tokens = r.generated_tokens;
+    out.first_token_us = r.first_token_us;
+    out.total_us = r.total_us;
+    return out;
+}
+
+/**
+ * The C++ side of a Request's on_event callback. It lives in a process-wide registry
+ * under a number that is never reused, and the C callback's user_data is that number,
+ * not a pointer: a callback the library delivers late (after sibyl_request_destroy)
+ * finds no entry and does nothing, so the std::function can never be called after
+ * its Request is gone, nor touched after it was destroyed.
+ */
+struct RequestCallbackState {
+    std::mutex mutex;
+    std::condition_variable changed;
+    EventCallback fn;                    // reset when the Request is destroyed
+    sibyl_request* handle = nullptr;     // set once submitted; for a cancel from the callback
+    int active = 0;                      // callbacks running now
+    std::thread::id active_thread;       // the thread running one (valid while active > 0)
+    bool detached = false;               // the Request is being destroyed: deliver nothing more
+    bool done = false;                   // the DONE event's callback has returned
+    bool cancel_wanted = false;          // the callback threw before `handle` was set
+#if SIBYL_HPP_EXCEPTIONS
+    std::exception_ptr exception;        // what the callback threw (the request is then cancelled)
+#endif
+};
+
+struct RequestRegistry {
+    std::mutex mutex;
+    uintptr_t next_id = 1;
+    std::unordered_map<uintptr_t, std::shared_ptr<RequestCallbackState>> states;
+};
+
+// Never destroyed: library threads may deliver a late event while the program exits.
+inline RequestRegistry& request_registry() {
+    static RequestRegistry* registry = new RequestRegistry;
+    return *registry;
+}
+
+inline void* register_request_callback(std::shared_ptr<RequestCallbackState> state) {
+    RequestRegistry& registry = request_registry();
+    std::lock_guard<std::mutex> lock(registry.mutex);
+    uintptr_t id = registry.next_id++;
+    if (id == 0) id = registry.next_id++;  // wrapped around (32-bit): 0 is never an id
+    registry.states.emplace(id, std::move(state));
+    return reinterpret_cast<void*>(id);
+}
+
+inline void unregister_request_callback(void* key) noexcept {
+    if (!key) return;
+    RequestRegistry& registry = request_registry();
+    std::lock_guard<std::mutex> lock(registry.mutex);
+    registry.states.erase(reinterpret_cast<uintptr_t>(key));
+}
+
+inline void request_event_trampoline(const sibyl_event* c_event, void* user_data) noexcept {
+    if (!c_event) return;
+    std::shared_ptr<RequestCallbackState> state;
+    {
+        RequestRegistry& registry = request_registry();
+        std::lock_guard<std::mutex> lock(registry.mutex);
+        auto it = registry.states.find(reinterpret_cast<uintptr_t>(user_data));
+        if (it == registry.states.end()) return;  // the Request is gone
+        state = it->second;
+    }
+    {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        if (state->detached || !state->fn) return;
+        ++state->active;
+        state->active_thread = std::this_thread::get_id();
+    }
+    const bool is_done = c_event->type == SIBYL_EVENT_DONE;
+#if SIBYL_HPP_EXCEPTIONS
+    try {
+        state->fn(Event::from_c(*c_event));
+    } catch (...) {  // never let an exception cross the C library: keep it, cancel the request
+        sibyl_request* to_cancel = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(state->mutex);
+            if (!state->exception) state->exception = std::current_exception();
+            if (!state->handle) state->cancel_wanted = true;  // submit_with cancels once it has the handle
+            else if (!state->detached && !is_done) to_cancel = state->handle;
+        }
+        // The handle stays valid while this callback is active (Request::destroy waits for it).
+        if (to_cancel) sibyl_request_cancel(to_cancel);
+    }
+#else
+    state->fn(Event::from_c(*c_event));
+#endif
+    {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        --state->active;
+        if (is_done) state->done = true;
+    }
+    state->changed.notify_all();
+}
 }  // namespace detail
+
+/**
+ * A submitted chat or generate request (Session::submit_chat / submit_generate).
+ * Move-only; destroying one that still runs cancels it. Its session is in use
+ * until the request is done: calls on the session meanwhile fail with SIBYL_ERR_BUSY.
+ *
+ * Without a callback, events queue up for poll() (e.g. once per frame). With an
+ * EventCallback, every event goes to it instead (poll() then finds none), on the
+ * thread that runs the model's step; the callback is kept alive by the Request and
+ * is never called once the Request's destructor (or move-assignment over it) has
+ * returned. Do not destroy a Request from inside its own callback.
+ */
+class Request {
+public:
+    /** An empty Request (no handle); every call on it fails with SIBYL_ERR_INVALID_ARGUMENT. */
+    Request() noexcept = default;
+    /** Take ownership of a C handle submitted without an on_event callback. */
+    explicit Request(sibyl_request* handle) noexcept : handle_(handle) {}
+
+    Request(Request&& other) noexcept
+        : handle_(std::exchange(other.handle_, nullptr)),
+          callback_(std::move(other.callback_)),
+          callback_key_(std::exchange(other.callback_key_, nullptr)),
+          done_(std::exchange(other.done_, false)) {}
+    Request& operator=(Request&& other) noexcept {
+        if (this != &other) {
+            destroy();
+            handle_ = std::exchange(other.handle_, nullptr);
+            callback_ = std::move(other.callback_);
+            callback_key_ = std::exchange(other.callback_key_, nullptr);
+            done_ = std::exchange(other.done_, false);
+        }
+        return *this;
+    }
+    Request(const Request&) = delete;
+    Request& operator=(const Request&) = delete;
+    ~Request() { destroy(); }
+
+    sibyl_request* get() const noexcept { return handle_; }
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+    /** True when the request delivers its events to an EventCallback instead of poll(). */
+    bool has_callback() const noexcept { return callback_ != nullptr; }
+
+    /**
+     * The next queued event, or an Event of type None (false) when none is queued.
+     * Never blocks. The Event owns its text.
+     */
+    Result<Event> poll() {
+        sibyl_event c{};
+        c.struct_size = sizeof c;
+        Status st = sibyl_request_poll(handle_, &c);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        Event event = Event::from_c(c);
+        if (event.is_done()) done_ = true;
+        return event;
+    }
+
+    /**
+     * Wait up to `timeout_us` microseconds (-1: no limit). Without a callback: until an
+     * event is queued or the request has ended (true), or the time is up (false). With
+     * a callback: until the callback has received the DONE event and returned (true).
+     * With worker_threads = 0, only Model::step (on another thread) makes progress.
+     * If the callback threw, the exception is rethrown here.
+     */
+    Result<bool> wait(int64_t timeout_us = -1) {
+        // Timeouts beyond a year mean no limit (steady-clock deadlines that far out overflow).
+        constexpr int64_t kYearUs = int64_t{366} * 24 * 3600 * 1000000;
+        if (timeout_us > kYearUs) timeout_us = -1;
+        if (!callback_) {
+            int ready = 0;
+            Status st = sibyl_request_wait(handle_, timeout_us, &ready);
+            if (st != SIBYL_OK) return Error::from_status(st);
+            return ready != 0;
+        }
+        bool finished = false;
+        {
+            std::unique_lock<std::mutex> lock(callback_->mutex);
+            auto is_done = [&] { return callback_->done; };
+            if (timeout_us < 0) {
+                callback_->changed.wait(lock, is_done);
+                finished = true;
+            } else {
+                finished = callback_->changed.wait_for(lock, std::chrono::microseconds(timeout_us), is_done);
+            }
+        }
+        rethrow_callback_exception();
+        return finished;
+    }
+
+    /** Cancel the request: it ends before its next step with SIBYL_STOP_CANCELLED. Any thread. */
+    Error cancel() noexcept { return Error::from_status(sibyl_request_cancel(handle_)); }
+
+    /**
+     * What the request did so far (final once done()): token counts, stop reason
+     * and latencies. If the callback threw, the exception is rethrown here.
+     */
+    Result<RequestResult> result() const {
+        rethrow_callback_exception();
+        sibyl_chat_result c{};
+        c.struct_size = sizeof c;
+        Status st = sibyl_request_result(handle_, &c);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return detail::request_result(c);
+    }
+
+    /**
+     * True once the request's end was seen: without a callback, poll() returned
+     * the Done event; with one, the callback received it and returned.
+     */
+    bool done() const noexcept {
+        if (!callback_) return done_;
+        std::lock_guard<std::mutex> lock(callback_->mutex);
+        return callback_->done;
+    }
+
+    /**
+     * Submit through `submit(const sibyl_request_options*, sibyl_request**)`, a call of
+     * sibyl_session_submit_chat / _generate, with `on_event` (may be empty) as its callback.
+     */
+    template <class Submit>
+    static Result<Request> submit_with(EventCallback on_event, Submit&& submit) {
+        sibyl_request_options options;
+        sibyl_request_options_init(&options);
+        std::shared_ptr<detail::RequestCallbackState> state;
+        void* key = nullptr;
+        if (on_event) {
+            state = std::make_shared<detail::RequestCallbackState>();
+            state->fn = std::move(on_event);
+            key = detail::register_request_callback(state);
+            options.on_event = &detail::request_event_trampoline;
+            options.user_data = key;
+        }
+        sibyl_request* handle = nullptr;
+        Status st = submit(&options, &handle);
+        if (st != SIBYL_OK) {
+            Error error = Error::from_status(st);  // before anything else can touch the thread's message
+            detail::unregister_request_callback(key);
+            return error;
+        }
+        Request request(handle);
+        if (state) {
+            bool cancel_now = false;
+            {
+                std::lock_guard<std::mutex> lock(state->mutex);
+                state->handle = handle;
+                cancel_now = state->cancel_wanted;
+            }
+            if (cancel_now) sibyl_request_cancel(handle);
+            request.callback_ = std::move(state);
+            request.callback_key_ = key;
+        }
+        return Result<Request>(std::move(request));
+    }
+
+private:
+    void rethrow_callback_exception() const {
+#if SIBYL_HPP_EXCEPTIONS
+        if (!callback_) return;
+        std::exception_ptr exception;
+        {
+            std::lock_guard<std::mutex> lock(callback_->mutex);
+            exception = callback_->exception;
+        }
+        if (exception) std::rethrow_exception(exception);
+#endif
+    }
+
+    void destroy() noexcept {
+        if (callback_) {
+            // Stop deliveries first: a callback that already started finishes (unless this
+            // runs inside it), later ones find no entry; then the C handle may go.
+            detail::unregister_request_callback(callback_key_);
+            EventCallback fn;
+            {
+                std::unique_lock<std::mutex> lock(callback_->mutex);
+                callback_->detached = true;
+                const bool inside_callback =
+                    callback_->active > 0 && callback_->active_thread == std::this_thread::get_id();
+                if (!inside_callback) {
+                    callback_->changed.wait(lock, [&] { return callback_->active == 0; });
+                    // No callback runs now, nor ever will: the user's callable (and what it
+                    // captured) dies here. Inside the callback it must not; the running
+                    // trampoline's reference to the state frees it when it returns.
+                    fn = std::move(callback_->fn);
+                    callback_->fn = nullptr;
+                }
+            }
+            fn = nullptr;
+            callback_.reset();
+            callback_key_ = nullptr;
+        }
+        sibyl_request_destroy(handle_);
+        handle_ = nullptr;
+        done_ = false;
+    }
+
+    sibyl_request* handle_ = nullptr;
+    std::shared_ptr<detail::RequestCallbackState> callback_;
+    void* callback_key_ = nullptr;
+    bool done_ = false;  // poll() returned the Done event
+};
 
 /**
  * One conversation over a model: its tokens, KV cache, logits and RNG.
@@ -687,22 +1147,10 @@ public:
         ChatReply reply;
         detail::TextCallback<Fn> bridge{&on_text, &reply};
         const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
-        std::vector<const char*> stops;
-        for (const std::string& stop : options.stop_strings) stops.push_back(stop.c_str());
-        const sibyl_sampler_options c_sampler = options.sampler.to_c();
-        sibyl_chat_options c;
-        sibyl_chat_options_init(&c);
-        c.max_new_tokens = options.max_new_tokens;
-        c.think_budget = options.think_budget.value_or(-1);
-        c.thinking = options.thinking ? 1 : 0;
-        c.stop_strings = stops.data();
-        c.n_stop_strings = stops.size();
-        c.sampler = &c_sampler;
-        c.reseed = options.seed.has_value() ? 1 : 0;
-        c.seed = options.seed.value_or(0);
+        const detail::ChatOptionsC c(options);
         sibyl_chat_result result{};
         result.struct_size = sizeof result;
-        Status st = sibyl_session_chat(handle_.get(), c_msgs.data(), c_msgs.size(), &c,
+        Status st = sibyl_session_chat(handle_.get(), c_msgs.data(), c_msgs.size(), &c.c,
                                        &detail::TextCallback<Fn>::trampoline, &bridge, &result);
 #if SIBYL_HPP_EXCEPTIONS
         if (bridge.exception) std::rethrow_exception(bridge.exception);
@@ -713,6 +1161,9 @@ public:
         reply.reused_tokens = result.reused_tokens;
         reply.reasoning_tokens = result.reasoning_tokens;
         reply.answer_tokens = result.answer_tokens;
+        reply.generated_tokens = result.generated_tokens;
+        reply.first_token_us = result.first_token_us;
+        reply.total_us = result.total_us;
         return reply;
     }
 
@@ -721,12 +1172,69 @@ public:
         return chat(messages, options, [](Channel, std::string_view) { return false; });
     }
 
-    /** Stop the chat running on this session (callable from any thread; see sibyl_session_cancel). */
+    /**
+     * Stop what runs on this session: a chat or generate call, or a submitted Request
+     * (callable from any thread; see sibyl_session_cancel). A cancel while nothing runs
+     * has no effect.
+     */
     Error cancel() noexcept { return Error::from_status(sibyl_session_cancel(handle_.get())); }
 
     /** generate() without a per-token callback. */
     Result<std::vector<int32_t>> generate(TokenSpan prompt, const GenerateOptions& options = {}) {
         return generate(prompt, options, [](int32_t) { return false; });
+    }
+
+    /**
+     * Submit a chat turn (as chat()) and return at once with its Request: Text events
+     * carry the reply per channel, then a Done event. The session is in use until the
+     * request is done (its other calls fail with SIBYL_ERR_BUSY). Errors found before
+     * anything runs (a busy session, bad options, an unusable conversation) are
+     * returned here; later ones arrive as the Done event's status. `messages` and
+     * `options` are copied: they need not outlive the call.
+     *
+     * `on_event` (optional) receives every event instead of Request::poll, on the
+     * thread that runs the model's step (a library worker, or the caller of
+     * Model::step); keep it short, and do not call into this session from it (BUSY).
+     * The Request keeps it alive and it is never called after the Request is
+     * destroyed. If it throws, the request is cancelled and Request::wait() /
+     * result() rethrow the exception.
+     */
+    Result<Request> submit_chat(const std::vector<ChatMessage>& messages, const ChatOptions& options = {},
+                                EventCallback on_event = {}) {
+        const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
+        const detail::ChatOptionsC c(options);
+        return Request::submit_with(std::move(on_event),
+                                    [&](const sibyl_request_options* request_options, sibyl_request** out) {
+                                        return sibyl_session_submit_chat(handle_.get(), c_msgs.data(), c_msgs.size(),
+                                                                         &c.c, request_options, out);
+                                    });
+    }
+
+    /**
+     * Submit a generation (as generate()) and return at once with its Request: each
+     * sampled token is a Token event, then a Done event. Same rules as submit_chat.
+     */
+    Result<Request> submit_generate(TokenSpan prompt, const GenerateOptions& options = {},
+                                    EventCallback on_event = {}) {
+        const sibyl_sampler_options c_sampler = options.sampler.to_c();
+        const sibyl_generate_options c_options = options.to_c(&c_sampler);
+        return Request::submit_with(std::move(on_event),
+                                    [&](const sibyl_request_options* request_options, sibyl_request** out) {
+                                        return sibyl_session_submit_generate(handle_.get(), prompt.data(),
+                                                                             prompt.size(), &c_options,
+                                                                             request_options, out);
+                                    });
+    }
+
+    /**
+     * A new Session continuing from this one: same tokens, logits and RNG state. The
+     * cache pages are shared copy-on-write, so a fork costs page references, not copies.
+     */
+    Result<Session> fork() {
+        sibyl_session* handle = nullptr;
+        Status st = sibyl_session_fork(handle_.get(), &handle);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return Session(handle);
     }
 
 private:
@@ -800,6 +1308,9 @@ public:
         info.eos_token_id = c.eos_token_id;
         info.n_parameters = c.n_parameters;
         info.kv_bytes_per_token = c.kv_bytes_per_token;
+        info.kv_cache_bytes = c.kv_cache_bytes;
+        info.kv_page_tokens = c.kv_page_tokens;
+        info.worker_threads = c.worker_threads;
         return info;
     }
 
@@ -808,6 +1319,20 @@ public:
         return detail::fill_buffer<int32_t>([&](int32_t* out, size_t capacity, size_t* n) {
             return sibyl_model_tokenize(handle_.get(), text.data(), text.size(), out, capacity, n);
         });
+    }
+
+    /**
+     * The raw bytes token `token` stands for, possibly part of a UTF-8 character:
+     * concatenate the bytes of consecutive tokens to stream text (decoding token by
+     * token with detokenize() breaks characters that span tokens).
+     * SIBYL_ERR_INVALID_TOKEN outside the vocabulary.
+     */
+    Result<std::string> token_bytes(int32_t token) const {
+        auto bytes = detail::fill_buffer<char>([&](char* out, size_t capacity, size_t* n) {
+            return sibyl_model_token_bytes(handle_.get(), token, out, capacity, n);
+        });
+        if (!bytes) return bytes.error();
+        return std::string(bytes->data(), bytes->size());
     }
 
     /** UTF-8 text of token ids. */
@@ -837,6 +1362,26 @@ public:
         Status st = sibyl_session_create(handle_.get(), &c_options, &handle);
         if (st != SIBYL_OK) return Error::from_status(st);
         return Session(handle);
+    }
+
+    /**
+     * Run one batched step of the submitted requests on this thread, sized to take
+     * about `budget_us` microseconds (0: a full step). For worker_threads = 0, where
+     * the application drives the model (e.g. once per frame); Request callbacks run
+     * inside it. Thread-safe: steps of one model run one at a time.
+     */
+    Result<StepReport> step(uint64_t budget_us = 0) const {
+        sibyl_step_report c{};
+        c.struct_size = sizeof c;
+        Status st = sibyl_model_step(handle_.get(), budget_us, &c);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        StepReport report;
+        report.rows = c.rows;
+        report.sequences = c.sequences;
+        report.pending = c.pending;
+        report.elapsed_us = c.elapsed_us;
+        report.overrun = c.overrun != 0;
+        return report;
     }
 
 private:
