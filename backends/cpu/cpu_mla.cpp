@@ -30,7 +30,8 @@ void rotated_query(float* out, const CpuTensor& q, int64_t i, int64_t h, const M
   rope_rotate(out + sh.qk_nope_head_dim, sh.qk_rope_head_dim, pos, rope);
 }
 
-// W_UK and W_UV of one head, read row by row from either layout (see MlaWeights).
+// W_UK and W_UV of one head from either layout (see MlaWeights), applied to many rows at
+// once so that each weight row is converted once per step, not once per row.
 struct UpRows {
   UpRows(const MlaWeights& up, const MlaShape& sh)
       : split(up.kv_b == nullptr), dn(sh.qk_nope_head_dim), dv(sh.v_head_dim), R(sh.kv_lora_rank) {
@@ -41,19 +42,30 @@ struct UpRows {
       kv_b = cpu(*up.kv_b).weight_rows();
     }
   }
-  // q̃ = q_nope · W_UK of head h  [R]
-  void absorb_query(float* q_lat, const float* q_nope, int64_t h, float* scratch) const {
-    if (split) {
-      for (int64_t c = 0; c < R; ++c) q_lat[c] = dot(k_b.row(h * R + c, scratch), q_nope, dn);
+  // q̃ = q_nope · W_UK of head h for n rows: out[i·ldo + c], c < R.
+  void absorb(ThreadPool& pool, const float* q_nope, int64_t ldq, int64_t n, int64_t h, float* out,
+              int64_t ldo) const {
+    if (split) {  // k_b rows of head h are W_UK transposed: one dot per output
+      gemm(pool, q_nope, n, ldq, k_b.rows_from(h * R, R), out, ldo);
       return;
     }
-    std::fill(q_lat, q_lat + R, 0.0f);
-    for (int64_t d = 0; d < dn; ++d) axpy(q_lat, q_nope[d], kv_b.row(h * (dn + dv) + d, scratch), R);
+    // kv_b: the head's dn rows of W_UK [dn, R], converted once, summed row by row
+    std::vector<float> w(static_cast<size_t>(dn * R));
+    const WeightRows rows = kv_b.rows_from(h * (dn + dv), dn);
+    for (int64_t d = 0; d < dn; ++d) {
+      const float* r = rows.row(d, w.data() + d * R);
+      if (r != w.data() + d * R) std::copy_n(r, R, w.data() + d * R);
+    }
+    pool.parallel_for(n, dn * R, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float* o = out + i * ldo;
+        std::fill(o, o + R, 0.0f);
+        for (int64_t d = 0; d < dn; ++d) axpy(o, q_nope[i * ldq + d], w.data() + d * R, R);
+      }
+    });
   }
-  // Row j of W_UV of head h  [R]
-  const float* value_row(int64_t h, int64_t j, float* scratch) const {
-    return split ? v_b.row(h * dv + j, scratch) : kv_b.row(h * (dn + dv) + dn + j, scratch);
-  }
+  // W_UV of head h: dv rows of R.
+  WeightRows values(int64_t h) const { return split ? v_b.rows_from(h * dv, dv) : kv_b.rows_from(h * (dn + dv) + dn, dv); }
 
   bool split;
   int64_t dn, dv, R;
@@ -65,31 +77,35 @@ struct UpRows {
 void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const PagedRows& kv, int64_t layer,
                         int64_t first, int64_t n, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
-                dv = sh.v_head_dim;
+                dv = sh.v_head_dim, qk = dn + dr;
   const int32_t* pos = kv.positions;
   const int64_t longest = *std::max_element(pos + first, pos + first + n) + 1;
-  pool.parallel_for(n * H, longest * (R + dr) + (dn + dv) * R, [&](int64_t begin, int64_t end) {
-    std::vector<float> qrow(dn + dr), q_lat(R), o_lat(R), scratch(std::max(R, dn)), scores;
+  // q̃ [n, H, R] and õ [n, H, R]
+  std::vector<float> q_lat(static_cast<size_t>(n * H * R)), o_lat(static_cast<size_t>(n * H * R));
+  for (int64_t h = 0; h < H; ++h)
+    up.absorb(pool, q.f32() + first * q.cols() + h * qk, q.cols(), n, h, q_lat.data() + h * R, H * R);
+  pool.parallel_for(n * H, longest * (R + dr), [&](int64_t begin, int64_t end) {
+    std::vector<float> qrow(static_cast<size_t>(qk)), scores;
     std::vector<const float*> rows;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t i = first + item / H, h = item % H;
+      const int64_t r = item / H, i = first + r, h = item % H;
       rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
-      up.absorb_query(q_lat.data(), qrow.data(), h, scratch.data());
+      const float* ql = q_lat.data() + (r * H + h) * R;
       const int64_t len = pos[i] + 1;
       scores.resize(static_cast<size_t>(len));
       rows.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
         const float* c = rows[t] = kv.at(layer, i, t);
-        scores[t] = (dot(q_lat.data(), c, R) + dot(qrow.data() + dn, c + R, dr)) * sh.softmax_scale;
+        scores[t] = (dot(ql, c, R) + dot(qrow.data() + dn, c + R, dr)) * sh.softmax_scale;
       }
       softmax(scores.data(), len);
-      // õ = Σ p · c_kv  [R], then o = W_UV · õ  [dv]
-      std::fill(o_lat.begin(), o_lat.end(), 0.0f);
-      for (int64_t t = 0; t < len; ++t) axpy(o_lat.data(), scores[t], rows[t], R);
-      float* out = dst.f32() + i * dst.cols() + h * dv;
-      for (int64_t j = 0; j < dv; ++j) out[j] = dot(up.value_row(h, j, scratch.data()), o_lat.data(), R);
+      float* ol = o_lat.data() + (r * H + h) * R;  // õ = Σ p · c_kv
+      for (int64_t t = 0; t < len; ++t) axpy(ol, scores[t], rows[t], R);
     }
   });
+  // o = õ · W_UVᵀ per head  [n, dv]
+  for (int64_t h = 0; h < H; ++h)
+    gemm(pool, o_lat.data() + h * R, n, H * R, up.values(h), dst.f32() + first * dst.cols() + h * dv, dst.cols());
 }
 
 // k_nope and v of every cached token and head, expanded from the latent rows.

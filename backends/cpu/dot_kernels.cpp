@@ -1,6 +1,7 @@
 // Dot products of float32 rows, the CPU backend's hot loop. Every product is summed the
 // same way on every path: 16 lanes (lane l takes elements l, l + 16, …), each a chain of
-// fused multiply-adds; then the lanes in order 0..15, then the tail. AVX-512 (one
+// fused multiply-adds; then the lanes pairwise (l + 8, then + 4, + 2, + 1: a fixed tree that
+// vector registers do in four adds), then the tail. AVX-512 (one
 // register) and AVX2 (two) therefore give bitwise equal results, and a product never
 // depends on the tile it was computed in or the other rows of a batch — the batched
 // runtime's determinism rests on it. The path is chosen once, at load, from the CPU.
@@ -11,17 +12,35 @@
 
 #include "kernels.h"
 
+// GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace sibyl::backend::cpu {
 namespace {
 
 constexpr int kLanes = 16;
 
-inline float finish(const float* lanes, const float* x, const float* w, int64_t i, int64_t n) {
-  float s = 0.0f;
-  for (int l = 0; l < kLanes; ++l) s += lanes[l];
-  float tail = 0.0f;
-  for (; i < n; ++i) tail = std::fma(x[i], w[i], tail);
-  return s + tail;
+// The elements past the last full 16 (none for the usual widths).
+inline float tail(float s, const float* x, const float* w, int64_t i, int64_t n) {
+  if (i == n) return s;
+  float t = 0.0f;
+  for (; i < n; ++i) t = std::fma(x[i], w[i], t);
+  return s + t;
+}
+
+// The lane tree from 8 lanes that already hold l + (l + 8): + 4, + 2, + 1.
+__attribute__((target("avx2"))) inline float sum8(__m256 v8) {
+  const __m128 v4 = _mm_add_ps(_mm256_castps256_ps128(v8), _mm256_extractf128_ps(v8, 1));
+  const __m128 v2 = _mm_add_ps(v4, _mm_movehl_ps(v4, v4));
+  return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
+}
+
+inline float sum16_portable(const float* lanes) {
+  float v8[8], v4[4];
+  for (int l = 0; l < 8; ++l) v8[l] = lanes[l] + lanes[l + 8];
+  for (int l = 0; l < 4; ++l) v4[l] = v8[l] + v8[l + 4];
+  return (v4[0] + v4[2]) + (v4[1] + v4[3]);
 }
 
 // ---- AVX-512: RX × RW accumulators of one register each.
@@ -40,11 +59,12 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t 
       for (int c = 0; c < RW; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
     }
   }
-  alignas(64) float lanes[kLanes];
   for (int r = 0; r < RX; ++r)
     for (int c = 0; c < RW; ++c) {
-      _mm512_store_ps(lanes, acc[r][c]);
-      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
+      const __m512 a = acc[r][c];
+      const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(a),
+                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+      out[r * ldo + c] = tail(sum8(v8), x + r * ldx, w[c], i, n);
     }
 }
 
@@ -70,13 +90,9 @@ __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, int64_t ldx, 
       }
     }
   }
-  alignas(32) float lanes[kLanes];
   for (int r = 0; r < RX; ++r)
-    for (int c = 0; c < RW; ++c) {
-      _mm256_store_ps(lanes, lo[r][c]);
-      _mm256_store_ps(lanes + 8, hi[r][c]);
-      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
-    }
+    for (int c = 0; c < RW; ++c)
+      out[r * ldo + c] = tail(sum8(_mm256_add_ps(lo[r][c], hi[r][c])), x + r * ldx, w[c], i, n);
 }
 
 // ---- Portable: the same lanes and order, with fused multiply-adds from libm.
@@ -88,14 +104,11 @@ void tile_portable(const float* x, int64_t ldx, const float* const* w, int64_t n
       int64_t i = 0;
       for (; i + kLanes <= n; i += kLanes)
         for (int l = 0; l < kLanes; ++l) lanes[l] = std::fma(x[r * ldx + i + l], w[c][i + l], lanes[l]);
-      out[r * ldo + c] = finish(lanes, x + r * ldx, w[c], i, n);
+      out[r * ldo + c] = tail(sum16_portable(lanes), x + r * ldx, w[c], i, n);
     }
 }
 
-// bf16 → f32 is a 16-bit shift; the compiler's version of the loop is slow. (GCC 12 warns
-// inside its own headers about the intrinsics' unused merge operand.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// bf16 → f32 is a 16-bit shift; the compiler's version of the loop is slow.
 __attribute__((target("avx512f"))) void bf16_avx512(float* dst, const uint16_t* src, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -107,8 +120,6 @@ __attribute__((target("avx512f"))) void bf16_avx512(float* dst, const uint16_t* 
     std::memcpy(dst + i, &bits, 4);
   }
 }
-
-#pragma GCC diagnostic pop
 
 __attribute__((target("avx2"))) void bf16_avx2(float* dst, const uint16_t* src, int64_t n) {
   int64_t i = 0;

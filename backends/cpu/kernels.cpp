@@ -48,13 +48,21 @@ void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
   }
 }
 
+WeightRows WeightRows::rows_from(int64_t first, int64_t count) const {
+  WeightRows v = *this;
+  v.data = data + static_cast<size_t>(first) * engine::row_bytes(dtype, k);
+  v.n_rows = count;
+  v.first_row = first_row + first;
+  return v;
+}
+
 const float* WeightRows::row(int64_t j, float* scratch) const {
   const uint8_t* p = data + static_cast<size_t>(j) * engine::row_bytes(dtype, k);
   if (dtype == DType::f32) return reinterpret_cast<const float*>(p);
   to_f32(scratch, p, dtype, k);
   if (scale) {
     const int64_t col_blocks = (k + block_cols - 1) / block_cols;
-    const float* s = scale + (j / block_rows) * col_blocks;
+    const float* s = scale + ((first_row + j) / block_rows) * col_blocks;
     for (int64_t c = 0; c < k; ++c) scratch[c] *= s[c / block_cols];
   }
   return scratch;
