@@ -109,16 +109,20 @@ void tile_portable(const float* x, int64_t ldx, const float* const* w, int64_t n
 }
 
 // bf16 → f32 is a 16-bit shift; the compiler's version of the loop is slow.
+void bf16_portable(float* dst, const uint16_t* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &bits, 4);
+  }
+}
+
 __attribute__((target("avx512f"))) void bf16_avx512(float* dst, const uint16_t* src, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
     _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
   }
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
+  bf16_portable(dst + i, src + i, n - i);
 }
 
 __attribute__((target("avx2"))) void bf16_avx2(float* dst, const uint16_t* src, int64_t n) {
@@ -127,17 +131,7 @@ __attribute__((target("avx2"))) void bf16_avx2(float* dst, const uint16_t* src, 
     const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
     _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
   }
-  for (; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
-}
-
-void bf16_portable(float* dst, const uint16_t* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(src[i]) << 16;
-    std::memcpy(dst + i, &bits, 4);
-  }
+  bf16_portable(dst + i, src + i, n - i);
 }
 
 using Tile = void (*)(const float*, int64_t, const float* const*, int64_t, float*, int64_t);
