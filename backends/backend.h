@@ -226,6 +226,7 @@ struct VulkanDeviceImport {
 
 struct BackendOptions {
   int n_threads = 0;            // CPU: 0 = all hardware threads
+  int thread_nice = 0;          // CPU: Linux nice value of the backend's own threads (0: inherit)
   int device_index = 0;         // GPU backends: which device
   uint64_t memory_budget = 0;   // GPU backends: bytes of device memory Sibyl may use; 0 = no limit
   const VulkanDeviceImport* vulkan_import = nullptr;  // Vulkan: run on the application's device

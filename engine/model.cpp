@@ -16,7 +16,10 @@ static uint64_t model_fingerprint(const ModelSource& src);
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
   std::shared_ptr<Model> m(new Model());
   m->source_ = open_model_source(path);
-  m->backend_ = backend::create_backend(options.backend, options.backend_options);
+  backend::BackendOptions bo = options.backend_options;
+  // With library workers running the steps, the backend's own threads share their priority.
+  if (options.scheduler.workers > 0 && bo.thread_nice == 0) bo.thread_nice = options.scheduler.worker_nice;
+  m->backend_ = backend::create_backend(options.backend, bo);
   m->weights_ = load_weights(*m->source_, *m->backend_);
   m->rope_ = compute_rope(m->config());
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());

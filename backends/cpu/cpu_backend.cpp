@@ -105,7 +105,7 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options) : pool_(options.n_threads) {}
+  explicit CpuBackend(const BackendOptions& options) : pool_(options.n_threads, options.thread_nice) {}
   const char* name() const override { return "cpu"; }
   bool batch_invariant() const override { return true; }  // every op is row by row (see gemm, mla)
 

@@ -1,15 +1,25 @@
 #include "thread_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 
 namespace sibyl::backend::cpu {
 
-ThreadPool::ThreadPool(int n_threads) {
+ThreadPool::ThreadPool(int n_threads, int nice) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   n_threads = std::min(n_threads, kMaxThreads);
   try {
-    for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (int i = 1; i < n_threads; ++i)
+      workers_.emplace_back([this, nice] {
+#ifdef __linux__
+        if (nice != 0) setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+#endif
+        worker_loop();
+      });
   } catch (...) {  // could not start a thread: stop the ones that did, then report
     stop_workers();
     throw;

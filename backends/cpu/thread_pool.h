@@ -15,7 +15,9 @@ namespace sibyl::backend::cpu {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int n_threads);  // total threads including the caller; 0 = hardware
+  // n_threads: total threads including the caller; 0 = hardware. nice: the workers' Linux
+  // nice value (0: as the creating thread).
+  explicit ThreadPool(int n_threads, int nice = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -221,7 +221,8 @@ typedef struct sibyl_model_options {
     uint32_t kv_page_tokens;    /* tokens per cache page; 0 (default) = 64 */
     int32_t worker_threads;     /* library threads that run submitted requests; -1 (default) = 1;
                                    0 = none: the application calls sibyl_model_step */
-    int32_t worker_nice;        /* Linux nice value of those threads; default 10 (below normal) */
+    int32_t worker_nice;        /* Linux nice value of those threads and of the CPU backend's own
+                                   threads; default 10 (below normal) */
     uint64_t worker_cpu_mask;   /* CPU affinity of those threads (bit i = CPU i); 0 (default) = any */
     uint32_t step_tokens;       /* tokens per batched step at most; 0 (default) = 256 */
 } sibyl_model_options;
@@ -385,6 +386,10 @@ SIBYL_API sibyl_status sibyl_session_load_state(SIBYL_NONNULL sibyl_session* ses
                                                 size_t size);
 
 /**
+ * Calls that touch the session's cache (append, rewind, reset, fork, save/load state,
+ * destroy) wait for a step of the model that is running (up to one step's time): from a
+ * frame loop, prefer submitting requests, whose jobs do the same work on the worker.
+ *
  * Forget every token from `position` on (0 <= position <= current position);
  * the cache keeps the rest and gives the pages past it back to the pool. Logits
  * are dropped: append at least one token before sampling again.
