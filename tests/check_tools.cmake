@@ -14,6 +14,44 @@ if(NOT err MATCHES "tokens/s")
   message(FATAL_ERROR "sibyl-run printed no timing on stderr: ${err}")
 endif()
 
+# Save the session after 2 of the 4 tokens in one process, continue it in another: the same
+# continuation as one uninterrupted run (the reference's), without re-running the prompt.
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --tokens ${prompt} --max-new 2 --save-state ${WORK}/tool_state.bin
+                OUTPUT_VARIABLE first ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(STRIP "${first}" first)
+if(NOT rc EQUAL 0 OR NOT first STREQUAL "257 347" OR NOT err MATCHES "bytes/token")
+  message(FATAL_ERROR "sibyl-run --save-state: rc=${rc} '${first}' ${err}")
+endif()
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --load-state ${WORK}/tool_state.bin --max-new 2
+                OUTPUT_VARIABLE rest ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(STRIP "${rest}" rest)
+if(NOT rc EQUAL 0 OR NOT rest STREQUAL "313 73" OR NOT err MATCHES "prompt 0 tokens")
+  message(FATAL_ERROR "sibyl-run --load-state: rc=${rc} '${rest}', expected '313 73'; ${err}")
+endif()
+file(WRITE ${WORK}/tool_state_bad.bin "SIBYLSES and then garbage")
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --load-state ${WORK}/tool_state_bad.bin --max-new 2
+                RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+if(rc EQUAL 0 OR NOT err MATCHES "session state")
+  message(FATAL_ERROR "sibyl-run --load-state of a corrupt file: rc=${rc} '${err}'")
+endif()
+
+# --batch: requests at once through the scheduler, two sessions for three requests; each
+# result equals the request run alone.
+file(WRITE ${WORK}/tool_batch.jsonl "{\"id\": \"a\", \"tokens\": [${prompt}], \"max_new\": 4}\n"
+                                     "{\"id\": \"b\", \"tokens\": [5, 6, 7], \"max_new\": 3}\n"
+                                     "{\"id\": \"c\", \"tokens\": [${prompt}], \"max_new\": 2}\n")
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --batch ${WORK}/tool_batch.jsonl --sessions 2
+                OUTPUT_VARIABLE batch ERROR_VARIABLE err RESULT_VARIABLE rc)
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --tokens 5,6,7 --max-new 3 OUTPUT_VARIABLE alone_b
+                ERROR_QUIET)
+string(STRIP "${alone_b}" alone_b)
+string(REPLACE " " "," alone_b "${alone_b}")
+if(NOT rc EQUAL 0 OR NOT batch MATCHES "{\"id\":\"a\",\"tokens\":\\[257,347,313,73\\]}"
+   OR NOT batch MATCHES "{\"id\":\"b\",\"tokens\":\\[${alone_b}\\]}"
+   OR NOT batch MATCHES "{\"id\":\"c\",\"tokens\":\\[257,347\\]}")
+  message(FATAL_ERROR "sibyl-run --batch: rc=${rc} '${batch}' (b alone: ${alone_b}) ${err}")
+endif()
+
 execute_process(COMMAND ${RUN} --model ${DATA}/does-not-exist --tokens 1 RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(rc EQUAL 0 OR NOT err MATCHES "does-not-exist")
   message(FATAL_ERROR "sibyl-run on a missing model: rc=${rc} '${err}'")
