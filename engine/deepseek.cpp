@@ -44,7 +44,7 @@ void mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Tensor& 
   s.be.matmul(*s.a.kv_a, x, *L.kv_a);  // [n, kv_lora_rank + rope]
   s.be.mla_store(s.pool, layer, *s.a.kv_a, *L.kv_a_norm, static_cast<float>(s.c.rms_norm_eps), s.batch, s.rope);
   s.be.mla_attention(*s.a.attn, q, s.pool, layer, s.batch, backend::MlaWeights{L.kv_b, L.k_b, L.v_b}, s.mla,
-                     s.rope);                 // [n, heads·v]
+                     s.rope);              // [n, heads·v]
   s.be.matmul(*s.a.out, *s.a.attn, *L.o);  // [n, H]
 }
 
@@ -122,8 +122,8 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
     AttentionPath path = q.path;
     if (path == AttentionPath::automatic)  // batch-invariant backends: rows must not depend on chunking
       path = be.batch_invariant() ? AttentionPath::absorbed : choose_attention_path(c, q.n, q.pos0 + q.n);
-    batch.seqs.push_back({first, q.n, path == AttentionPath::absorbed ? backend::MlaPath::absorbed
-                                                                      : backend::MlaPath::expanded,
+    batch.seqs.push_back({first, q.n,
+                          path == AttentionPath::absorbed ? backend::MlaPath::absorbed : backend::MlaPath::expanded,
                           q.pos0 + q.n});
     for (int64_t i = 0; i < q.n; ++i) {
       in.tokens.push_back(q.tokens[i]);
@@ -153,7 +153,11 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   be.write(*a.page_table, in.page_table.data(), in.page_table.size() * 4);
   if (a.logit_rows) be.write(*a.logit_rows, in.logit_rows.data(), in.logit_rows.size() * 4);
 
-  Step s{be, c, kv_pages().pool(), batch, a,
+  Step s{be,
+         c,
+         kv_pages().pool(),
+         batch,
+         a,
          backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
          backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
                            rope_.softmax_scale},
@@ -179,7 +183,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   be.rmsnorm(h, x, *weights_.norm, eps);  // [n, H]
   if (observer) observer->hidden(c.n_layers, s.download(h));
   if (n_out > 0) {
-    if (a.logit_rows) be.gather_rows(*a.kept, h, *a.logit_rows);  // [n_out, H]
+    if (a.logit_rows) be.gather_rows(*a.kept, h, *a.logit_rows);          // [n_out, H]
     be.matmul(*a.logits, a.logit_rows ? *a.kept : h, *weights_.lm_head);  // [n_out, vocab]
   }
   be.end_step();

@@ -73,8 +73,8 @@ class ChatJob final : public Job {
       return std::nullopt;
     }
     if (s.position() >= s.max_context())
-      fail(Errc::context_full, "the session reached its max_context of " + std::to_string(s.max_context()) +
-                                   " tokens during the reply");
+      fail(Errc::context_full,
+           "the session reached its max_context of " + std::to_string(s.max_context()) + " tokens during the reply");
     const int32_t token = s.sample_logits(p_.sampler);
     ++generated_;
     ++stats.generated;
@@ -110,7 +110,9 @@ class ChatJob final : public Job {
     stop_ = stop;
     return std::nullopt;
   }
-  StopReason stop_for_writer() const { return writer_.hit_stop_string() ? StopReason::stop_string : StopReason::callback; }
+  StopReason stop_for_writer() const {
+    return writer_.hit_stop_string() ? StopReason::stop_string : StopReason::callback;
+  }
 
   const Tokenizer& tok_;
   ChatParams p_;

@@ -21,8 +21,8 @@ namespace sibyl::engine {
 
 struct ChatParams {
   int64_t max_new_tokens = 1024;
-  int64_t think_budget = -1;  // reasoning tokens before </think> is forced; < 0: unlimited
-  bool thinking = true;       // false: close the think block in the prompt, answer at once
+  int64_t think_budget = -1;              // reasoning tokens before </think> is forced; < 0: unlimited
+  bool thinking = true;                   // false: close the think block in the prompt, answer at once
   std::vector<std::string> stop_strings;  // end the answer before the first occurrence
   SamplerParams sampler;
   bool reseed = false;

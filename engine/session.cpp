@@ -10,8 +10,9 @@ namespace sibyl::engine {
 
 void Session::claim() const {
   if (in_use_.exchange(true, std::memory_order_acq_rel))
-    fail(Errc::busy, "the session is busy: a call or request is already running on it (another thread, "
-                     "a callback of that call, or a submitted request not yet finished)");
+    fail(Errc::busy,
+         "the session is busy: a call or request is already running on it (another thread, "
+         "a callback of that call, or a submitted request not yet finished)");
 }
 
 Session::Use::Use(const Session& s) : s_(s) { s.claim(); }
@@ -123,8 +124,8 @@ void Session::append(const int32_t* tokens, int64_t n, LogitsMode mode, Attentio
 void Session::rewind(int64_t position) {
   std::shared_ptr<Model> model = lock_model();
   if (position < 0 || position > this->position())
-    fail(Errc::invalid_argument, "cannot rewind to position " + std::to_string(position) +
-                                     ": the session holds " + std::to_string(this->position()) + " tokens");
+    fail(Errc::invalid_argument, "cannot rewind to position " + std::to_string(position) + ": the session holds " +
+                                     std::to_string(this->position()) + " tokens");
   std::lock_guard lock(model->step_mutex());
   tokens_.resize(static_cast<size_t>(position));
   pages_.truncate(model->kv_pages(), position);
@@ -183,8 +184,8 @@ int Session::generate(const int32_t* prompt, int64_t n_prompt, const GeneratePar
   p.seed = params.seed;
   p.sampler = params.sampler;
   auto request = std::make_shared<Request>(/*hold=*/true);
-  const Event end = run_blocking(model->scheduler(), make_generate_job(*this, nullptr, request, std::move(p)),
-                                 request, cancel, [&](const Event& e) {
+  const Event end = run_blocking(model->scheduler(), make_generate_job(*this, nullptr, request, std::move(p)), request,
+                                 cancel, [&](const Event& e) {
                                    if (e.kind != EventKind::token) return false;
                                    ++generated;
                                    return on_token && on_token(e.token);

@@ -153,8 +153,7 @@ TEST(Runtime, ConcurrentRequestsMatchSessionsAloneBitwise) {
 
 TEST(Runtime, EvalProblemsThroughThirtyTwoConcurrentSessions) {
   const auto m = load(reasoner_dir(), 1);
-  const nlohmann::json results =
-      nlohmann::json::parse(read_text_file(reasoner_dir() + "/eval.public.json"))["results"];
+  const nlohmann::json results = nlohmann::json::parse(read_text_file(reasoner_dir() + "/eval.public.json"))["results"];
   ASSERT_EQ(results.size(), 160u);
   constexpr size_t kLive = 32;
   struct Live {
@@ -226,11 +225,11 @@ TEST(Runtime, SharedPrefixPagesAreComputedOnceAndForkIsCopyOnWrite) {
     p.stop_at_eos = false;
     auto r = std::make_shared<Request>(true);
     std::vector<int32_t> out;
-    Event end = run_blocking(m->scheduler(), make_generate_job(s, nullptr, r, std::move(p)), r, nullptr,
-                             [&](const Event& e) {
-                               if (e.kind == EventKind::token) out.push_back(e.token);
-                               return false;
-                             });
+    Event end =
+        run_blocking(m->scheduler(), make_generate_job(s, nullptr, r, std::move(p)), r, nullptr, [&](const Event& e) {
+          if (e.kind == EventKind::token) out.push_back(e.token);
+          return false;
+        });
     EXPECT_EQ(end.error, 0) << end.message;
     if (stats) *stats = r->stats();
     return out;

@@ -45,8 +45,8 @@ inline float sum16_portable(const float* lanes) {
 
 // ---- AVX-512: RX × RW accumulators of one register each.
 template <int RX, int RW>
-__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t ldx, const float* const* w,
-                                                         int64_t n, float* out, int64_t ldo) {
+__attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t ldx, const float* const* w, int64_t n,
+                                                        float* out, int64_t ldo) {
   __m512 acc[RX][RW];
   for (int r = 0; r < RX; ++r)
     for (int c = 0; c < RW; ++c) acc[r][c] = _mm512_setzero_ps();
@@ -62,8 +62,8 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t 
   for (int r = 0; r < RX; ++r)
     for (int c = 0; c < RW; ++c) {
       const __m512 a = acc[r][c];
-      const __m256 v8 = _mm256_add_ps(_mm512_castps512_ps256(a),
-                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+      const __m256 v8 =
+          _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
       out[r * ldo + c] = tail(sum8(v8), x + r * ldx, w[c], i, n);
     }
 }
@@ -71,7 +71,7 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t 
 // ---- AVX2 + FMA: the same 16 lanes as two registers.
 template <int RX, int RW>
 __attribute__((target("avx2,fma"))) void tile_avx2(const float* x, int64_t ldx, const float* const* w, int64_t n,
-                                                    float* out, int64_t ldo) {
+                                                   float* out, int64_t ldo) {
   __m256 lo[RX][RW], hi[RX][RW];
   for (int r = 0; r < RX; ++r)
     for (int c = 0; c < RW; ++c) lo[r][c] = hi[r][c] = _mm256_setzero_ps();
@@ -144,7 +144,7 @@ struct Kernels {
 
 // AVX2 has 16 registers: its 4 × 4 tile runs as four 2 × 2 tiles (same sums).
 __attribute__((target("avx2,fma"))) void avx2_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n,
-                                                   float* out, int64_t ldo) {
+                                                  float* out, int64_t ldo) {
   for (int r = 0; r < 4; r += 2)
     for (int c = 0; c < 4; c += 2) tile_avx2<2, 2>(x + r * ldx, ldx, w + c, n, out + r * ldo + c, ldo);
 }

@@ -60,8 +60,8 @@ class GenerateJob final : public Job {
 
 }  // namespace
 
-std::unique_ptr<Job> make_generate_job(Session& session, std::shared_ptr<void> keep,
-                                       std::shared_ptr<Request> request, GenerateJobParams params) {
+std::unique_ptr<Job> make_generate_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,
+                                       GenerateJobParams params) {
   return std::make_unique<GenerateJob>(session, std::move(keep), std::move(request), std::move(params));
 }
 

@@ -52,7 +52,7 @@ struct GenerateJobParams {
   SamplerParams sampler;  // `allowed` must outlive the job
 };
 
-std::unique_ptr<Job> make_generate_job(Session& session, std::shared_ptr<void> keep,
-                                       std::shared_ptr<Request> request, GenerateJobParams params);
+std::unique_ptr<Job> make_generate_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,
+                                       GenerateJobParams params);
 
 }  // namespace sibyl::engine

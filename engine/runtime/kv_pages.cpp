@@ -27,9 +27,7 @@ int64_t KvPages::index_only() const {
   return std::count_if(index_.begin(), index_.end(), [&](const auto& e) { return refs_[e.second.page] == 1; });
 }
 
-int64_t KvPages::pages_in_use() const {
-  return static_cast<int64_t>(refs_.size() - free_.size()) - index_only();
-}
+int64_t KvPages::pages_in_use() const { return static_cast<int64_t>(refs_.size() - free_.size()) - index_only(); }
 
 int64_t KvPages::pages_available() const {
   return max_pages_ - static_cast<int64_t>(refs_.size()) + static_cast<int64_t>(free_.size()) + index_only();

@@ -48,7 +48,7 @@ class KvPages {
   // (chain_key); the page's own tokens are kept to rule out hash collisions.
   static uint64_t chain_key(uint64_t previous, const int32_t* page_tokens, int64_t n);
   void publish(uint64_t key, const int32_t* tokens, int32_t page);  // the index takes a reference
-  int32_t find(uint64_t key, const int32_t* tokens);  // -1 when absent; marks it recently used
+  int32_t find(uint64_t key, const int32_t* tokens);                // -1 when absent; marks it recently used
   void clear_index();
 
  private:
@@ -64,10 +64,10 @@ class KvPages {
   std::unique_ptr<backend::KvPool> pool_;
   int64_t page_tokens_, max_pages_;
   size_t page_bytes_;
-  std::vector<int32_t> refs_;   // per created page
-  std::vector<int32_t> free_;   // created pages with no reference
+  std::vector<int32_t> refs_;  // per created page
+  std::vector<int32_t> free_;  // created pages with no reference
   std::unordered_map<uint64_t, Entry> index_;
-  std::list<uint64_t> lru_;     // index keys, least recently used first
+  std::list<uint64_t> lru_;  // index keys, least recently used first
 };
 
 // The pool as sessions hold it: `pages` is reset (under `mutex`) when the model goes, so

@@ -47,11 +47,11 @@ class Request {
   explicit Request(bool hold = false) : hold_(hold) {}
 
   // ---- owner side (any thread)
-  bool poll(Event& out);                      // false when nothing is queued
-  bool wait(int64_t timeout_us);              // until an event is queued or the request is done
+  bool poll(Event& out);          // false when nothing is queued
+  bool wait(int64_t timeout_us);  // until an event is queued or the request is done
   void cancel();
   bool done() const { return done_.load(std::memory_order_acquire); }
-  void release();                             // see hold
+  void release();  // see hold
   RequestStats stats() const;
   StopReason stop_reason() const;  // how it ended (error until it has)
   // Called after events are queued (on the scheduler's thread): e.g. a callback delivery.
@@ -79,8 +79,8 @@ class Request {
   std::function<void()> notify_, wake_;
   const bool hold_;
   bool holding_ = false;
-  int notifying_ = 0;                  // notify_ calls running
-  std::thread::id notifier_;           // the thread running them
+  int notifying_ = 0;         // notify_ calls running
+  std::thread::id notifier_;  // the thread running them
   void call_notify(std::unique_lock<std::mutex>& lock);
   std::atomic<bool> cancel_{false}, soft_stop_{false}, done_{false};
 };

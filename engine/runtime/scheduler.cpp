@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
-#include <unistd.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,8 +31,8 @@ struct SteppingHere {
 };
 
 std::string pool_full_message(KvPages& kv, const Session& s, int64_t remaining) {
-  return "the KV cache pool cannot hold this request: " + std::to_string(s.position() + remaining) +
-         " tokens need " + std::to_string((s.position() + remaining + kv.page_tokens() - 1) / kv.page_tokens()) +
+  return "the KV cache pool cannot hold this request: " + std::to_string(s.position() + remaining) + " tokens need " +
+         std::to_string((s.position() + remaining + kv.page_tokens() - 1) / kv.page_tokens()) +
          " pages; the pool has " + kv.describe() + ", " + std::to_string(kv.pages_in_use()) +
          " in use by sessions. Raise kv_cache_bytes, or rewind or destroy idle sessions";
 }
@@ -265,9 +265,8 @@ StepReport Scheduler::step(int64_t budget_us) {
           }
       }
     }
-    const bool anyone_held = std::any_of(active_.begin(), active_.end(), [](const auto& a) {
-      return a && a->request().held();
-    });
+    const bool anyone_held =
+        std::any_of(active_.begin(), active_.end(), [](const auto& a) { return a && a->request().held(); });
     if (entries.empty() && !starved.empty() && !anyone_held) {
       for (auto it = active_.rbegin(); it != active_.rend(); ++it)
         if (*it && std::find(starved.begin(), starved.end(), it->get()) != starved.end()) {
@@ -284,8 +283,8 @@ StepReport Scheduler::step(int64_t budget_us) {
       std::vector<SeqStep> seqs;
       seqs.reserve(entries.size());
       for (const Entry& e : entries)
-        seqs.push_back(e.job->session().step_for(e.job->pending.data() + e.job->fed, e.take, e.mode,
-                                                 AttentionPath::automatic));
+        seqs.push_back(
+            e.job->session().step_for(e.job->pending.data() + e.job->fed, e.take, e.mode, AttentionPath::automatic));
       std::vector<float> logits;
       const Failure* failure = nullptr;
       Failure caught(Errc::internal, "");

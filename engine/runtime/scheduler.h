@@ -23,12 +23,12 @@ namespace sibyl::engine {
 class Model;
 
 struct StepReport {
-  int64_t rows = 0;            // tokens run in the step (0: there was nothing to run)
-  int64_t sequences = 0;       // requests in the step
+  int64_t rows = 0;       // tokens run in the step (0: there was nothing to run)
+  int64_t sequences = 0;  // requests in the step
   int64_t elapsed_us = 0;
-  int64_t budget_us = 0;       // what the caller allowed (0: none)
-  bool overrun = false;        // elapsed_us > budget_us
-  int64_t pending = 0;         // requests not finished after the step
+  int64_t budget_us = 0;  // what the caller allowed (0: none)
+  bool overrun = false;   // elapsed_us > budget_us
+  int64_t pending = 0;    // requests not finished after the step
 };
 
 class Scheduler {
@@ -70,8 +70,8 @@ class Scheduler {
 
   // Under the model's step mutex:
   std::vector<std::unique_ptr<Job>> active_;
-  size_t rotate_ = 0;            // fairness: where the next step starts taking prompt chunks
-  double us_per_row_ = 0.0;      // measured cost (EMA)
+  size_t rotate_ = 0;        // fairness: where the next step starts taking prompt chunks
+  double us_per_row_ = 0.0;  // measured cost (EMA)
   double us_per_step_ = 0.0;
 
   std::once_flag workers_started_;

@@ -87,20 +87,20 @@ void Session::load_state(const uint8_t* data, size_t size) {
   std::memcpy(&h, data, sizeof h);
   if (std::memcmp(h.magic, kMagic, 8) != 0) fail(Errc::format, "session state: not a Sibyl session state");
   if (h.version != kVersion || h.header_bytes != sizeof h)
-    fail(Errc::format, "session state: version " + std::to_string(h.version) + " is not supported (this library "
-                                                                                 "reads version 1)");
+    fail(Errc::format, "session state: version " + std::to_string(h.version) +
+                           " is not supported (this library "
+                           "reads version 1)");
   uint64_t sum;
   std::memcpy(&sum, data + size - 8, 8);
   if (XXH3_64bits(data, size - 8) != sum) fail(Errc::format, "session state: checksum mismatch (corrupt or truncated)");
-  if (h.fingerprint != model->fingerprint() || h.layers != c.n_layers || h.width != c.kv_width() ||
-      h.vocab != vocab_)
+  if (h.fingerprint != model->fingerprint() || h.layers != c.n_layers || h.width != c.kv_width() || h.vocab != vocab_)
     fail(Errc::format, "session state: it belongs to a different model (fingerprint or shapes differ)");
   const uint64_t width = h.width, layers = h.layers;
   if (h.tokens > static_cast<uint64_t>(max_context_) || h.logits_rows > h.tokens)
-    fail(Errc::format, "session state: " + std::to_string(h.tokens) + " tokens do not fit this session's max_context of " +
-                           std::to_string(max_context_));
-  const uint64_t expected = sizeof h + h.tokens * 4 + uint64_t{h.logits_rows} * h.vocab * 4 +
-                            layers * h.tokens * width * 4 + 8;
+    fail(Errc::format, "session state: " + std::to_string(h.tokens) +
+                           " tokens do not fit this session's max_context of " + std::to_string(max_context_));
+  const uint64_t expected =
+      sizeof h + h.tokens * 4 + uint64_t{h.logits_rows} * h.vocab * 4 + layers * h.tokens * width * 4 + 8;
   if (expected != size)
     fail(Errc::format, "session state: " + std::to_string(size) + " bytes, expected " + std::to_string(expected));
   const uint8_t* p = data + sizeof h;
@@ -108,7 +108,8 @@ void Session::load_state(const uint8_t* data, size_t size) {
   std::memcpy(tokens.data(), p, tokens.size() * 4);
   p += tokens.size() * 4;
   for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= vocab_) fail(Errc::format, "session state: token " + std::to_string(i) + " is invalid");
+    if (tokens[i] < 0 || tokens[i] >= vocab_)
+      fail(Errc::format, "session state: token " + std::to_string(i) + " is invalid");
   std::vector<float> logits(uint64_t{h.logits_rows} * h.vocab);
   std::memcpy(logits.data(), p, logits.size() * 4);
   p += logits.size() * 4;
@@ -120,8 +121,9 @@ void Session::load_state(const uint8_t* data, size_t size) {
   std::vector<PageCopy> unused;
   if (!fresh.prepare_write(kv, 0, static_cast<int64_t>(h.tokens), unused)) {
     fresh.release(kv);
-    fail(Errc::out_of_memory, "session state: " + std::to_string(h.tokens) + " tokens need more pages than the pool has free (" +
-                                  kv.describe() + ", " + std::to_string(kv.pages_in_use()) + " in use)");
+    fail(Errc::out_of_memory, "session state: " + std::to_string(h.tokens) +
+                                  " tokens need more pages than the pool has free (" + kv.describe() + ", " +
+                                  std::to_string(kv.pages_in_use()) + " in use)");
   }
   const int64_t P = kv.page_tokens();
   try {

@@ -43,9 +43,9 @@ struct StepPlan {
   TensorPtr tokens, positions, row_seq, page_table, logit_rows;  // logit_rows: null when every row is kept
   // activations
   TensorPtr x, h, c_q, q, kv_a, attn, out;
-  TensorPtr mlp_gate, mlp_up;                                 // dense layers
-  TensorPtr moe_ids, moe_weights, router_logits;              // MoE layers (router_logits when observed)
-  TensorPtr shared_gate, shared_up, shared_out;               // shared experts
+  TensorPtr mlp_gate, mlp_up;                     // dense layers
+  TensorPtr moe_ids, moe_weights, router_logits;  // MoE layers (router_logits when observed)
+  TensorPtr shared_gate, shared_up, shared_out;   // shared experts
   TensorPtr kept, logits;
 };
 
