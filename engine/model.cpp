@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <thread>
 
 
 #include "failure.h"
@@ -14,7 +15,7 @@ namespace sibyl::engine {
 static uint64_t model_fingerprint(const ModelSource& src);
 
 std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptions& options) {
-  std::shared_ptr<Model> m(new Model());
+  std::shared_ptr<Model> m(new Model(), &Model::destroy);
   m->source_ = open_model_source(path);
   backend::BackendOptions bo = options.backend_options;
   // With library workers running the steps, the backend's own threads share their priority.
@@ -52,6 +53,14 @@ static uint64_t model_fingerprint(const ModelSource& src) {
       key.append(reinterpret_cast<const char*>(t.data), std::min<size_t>(t.nbytes, 4096));
   }
   return XXH3_64bits(key.data(), key.size());
+}
+
+void Model::destroy(Model* m) {
+  if (m->scheduler_ && (m->scheduler_->on_worker_thread() || m->scheduler_->stepping_here())) {
+    std::thread([m] { delete m; }).detach();
+    return;
+  }
+  delete m;
 }
 
 Model::~Model() {

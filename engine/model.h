@@ -62,6 +62,10 @@ class Model {
  public:
   static std::shared_ptr<Model> load(const std::string& path, const ModelLoadOptions& options);
   ~Model();
+  // The shared_ptr's deleter: when the last reference goes on one of the model's own step
+  // threads (an event callback), the model is destroyed on another thread, which can wait
+  // for that step to end.
+  static void destroy(Model* m);
 
   const ModelConfig& config() const { return source_->config; }
   const ModelSource& source() const { return *source_; }

@@ -69,6 +69,9 @@ class ChatJob final : public Job {
       // Budget spent: close the think block as the model itself would, then answer.
       if (writer_.write(channel_, decoder_.finish())) return stop_for_writer();
       channel_ = Channel::answer;
+      if (s.position() + static_cast<int64_t>(close_block_.size()) > s.max_context())
+        fail(Errc::context_full, "the session reached its max_context of " + std::to_string(s.max_context()) +
+                                     " tokens while closing the think block");
       pending = close_block_;
       return std::nullopt;
     }

@@ -60,7 +60,7 @@ void Session::check_feed(const int32_t* tokens, int64_t n) const {
 }
 
 int64_t Session::share_cached_prefix(Model& m, const int32_t* pending, int64_t n) {
-  if (n < 2) return 0;
+  if (n < 2 || !shareable_) return 0;
   std::vector<int32_t> all(tokens_);
   all.insert(all.end(), pending, pending + n);
   // At least one token is left to run, so that the step has logits to give.
@@ -92,7 +92,7 @@ void Session::commit(Model& m, const int32_t* tokens, int64_t n, const float* lo
   tokens_.insert(tokens_.end(), tokens, tokens + n);
   logits_.assign(logits, logits + rows * vocab_);
   logits_rows_ = rows;
-  pages_.publish(m.kv_pages(), tokens_, position());
+  if (shareable_) pages_.publish(m.kv_pages(), tokens_, position());
 }
 
 void Session::abandon(Model& m) { pages_.truncate(m.kv_pages(), position()); }
@@ -131,6 +131,7 @@ void Session::rewind(int64_t position) {
   pages_.truncate(model->kv_pages(), position);
   logits_.clear();
   logits_rows_ = 0;
+  if (position == 0) shareable_ = true;
 }
 
 void Session::rewind_locked(int64_t position) {
@@ -139,6 +140,7 @@ void Session::rewind_locked(int64_t position) {
   if (kv_->pages) pages_.truncate(*kv_->pages, position);
   logits_.clear();
   logits_rows_ = 0;
+  if (position == 0) shareable_ = true;
 }
 
 void Session::reset() {
@@ -151,6 +153,7 @@ void Session::fork_from(const Session& other) {
   if (other.model_.lock() != model) fail(Errc::invalid_argument, "fork: the sessions belong to different models");
   std::lock_guard lock(model->step_mutex());
   pages_.share_from(model->kv_pages(), other.pages_);
+  shareable_ = other.shareable_;
   tokens_ = other.tokens_;
   logits_ = other.logits_;
   logits_rows_ = other.logits_rows_;

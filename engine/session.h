@@ -112,6 +112,9 @@ class Session {
   uint64_t seed_;
   std::vector<int32_t> tokens_;
   SeqPages pages_;
+  // False while the cache holds rows loaded from a state blob: they are not offered to other
+  // sessions through the prefix index (a blob's checksum says nothing about who wrote it).
+  bool shareable_ = true;
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
   Rng rng_;

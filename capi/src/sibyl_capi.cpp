@@ -593,6 +593,11 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
     sibyl::engine::GenerateJobParams p = generate_params(prompt, n_prompt, options);
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
+    struct Clear {  // whatever happens, the session's cancel target stops being this call
+      sibyl_session* session;
+      const std::shared_ptr<sibyl::engine::Request>& request;
+      ~Clear() { session->clear_current(request); }
+    } clear{session, request};
     const sibyl::engine::Event end = sibyl::engine::run_blocking(
         model->scheduler(), sibyl::engine::make_generate_job(s, nullptr, request, std::move(p)), request, nullptr,
         [&](const sibyl::engine::Event& e) {
@@ -601,7 +606,6 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
           return on_token && on_token(e.token, user_data) != 0;
         },
         [&] { session->set_current(request); });
-    session->clear_current(request);
     if (end.error) fail(static_cast<Errc>(end.error), end.message);
   });
   if (out_n_generated) *out_n_generated = static_cast<size_t>(generated);
@@ -731,12 +735,19 @@ sibyl_status sibyl_session_submit_generate(sibyl_session* session, const int32_t
     require(out_request, "out_request");
     sibyl::engine::Session& s = live(session);
     std::shared_ptr<sibyl::engine::Model> model = s.model();
-    if (s.in_use()) fail(Errc::busy, "the session is busy with another call or request");
-    s.check_feed(prompt, static_cast<int64_t>(n_prompt));
     auto handle = new_request(request_options);
     auto job = sibyl::engine::make_generate_job(s, session->session, handle->request,
                                                 generate_params(prompt, n_prompt, options));
-    submit(*session, *model, std::move(job), handle->request);
+    // Claimed before the checks read the session; the request keeps the claim.
+    s.claim();
+    try {
+      s.check_feed(prompt, static_cast<int64_t>(n_prompt));
+      model->scheduler().submit(std::move(job), /*claimed=*/true);
+    } catch (...) {
+      s.unclaim();
+      throw;
+    }
+    session->set_current(handle->request);
     *out_request = handle.release();
   });
 }

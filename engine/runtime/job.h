@@ -34,6 +34,7 @@ class Job {
   std::vector<int32_t> pending;
   size_t fed = 0;
   bool pending_is_prompt = false;  // may share cached prefix pages; a cancel abandons it
+  int64_t start_position = 0;      // the session's position once started (a failure returns to it)
   RequestStats stats;
 
  protected:

@@ -75,9 +75,14 @@ void KvPages::publish(uint64_t key, const int32_t* tokens, int32_t page) {
     lru_.splice(lru_.end(), lru_, it->second.lru);
     return;
   }
-  retain(page);
   lru_.push_back(key);
-  index_.emplace(key, Entry{page, std::vector<int32_t>(tokens, tokens + page_tokens_), std::prev(lru_.end())});
+  try {
+    index_.emplace(key, Entry{page, std::vector<int32_t>(tokens, tokens + page_tokens_), std::prev(lru_.end())});
+  } catch (...) {
+    lru_.pop_back();
+    throw;
+  }
+  retain(page);
 }
 
 int32_t KvPages::find(uint64_t key, const int32_t* tokens) {

@@ -43,45 +43,59 @@ Scheduler::Scheduler(Model& model, const SchedulerOptions& options) : model_(mod
   options_.step_tokens = std::max<int64_t>(1, options_.step_tokens);
 }
 
+void Scheduler::Signal::wake() {
+  {
+    std::lock_guard lock(mutex);
+    ++wakes;
+  }
+  cv.notify_all();
+}
+
 Scheduler::~Scheduler() {
   {
-    std::lock_guard q(queue_mutex_);
+    std::lock_guard q(signal_->mutex);
     stop_ = true;
   }
-  queue_cv_.notify_all();
+  signal_->cv.notify_all();
   for (std::thread& t : workers_) t.join();
   std::vector<std::unique_ptr<Job>> ended;
+  std::deque<std::unique_ptr<Job>> incoming;
+  {
+    std::lock_guard q(signal_->mutex);
+    incoming.swap(incoming_);
+  }
   {
     std::lock_guard lock(model_.step_mutex());
-    std::lock_guard q(queue_mutex_);
-    for (auto& j : incoming_) active_.push_back(std::move(j));
-    incoming_.clear();
+    for (auto& j : incoming) active_.push_back(std::move(j));
     const Failure gone(Errc::model_destroyed, "the model was destroyed before the request finished");
     for (auto& j : active_) end_job(j, StopReason::error, &gone, ended);
     active_.clear();
   }
 }
 
+bool Scheduler::on_worker_thread() const {
+  for (const std::thread& t : workers_)
+    if (t.get_id() == std::this_thread::get_id()) return true;
+  return false;
+}
+
 void Scheduler::start_workers() {
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this, i] { worker_main(i); });
 }
 
-void Scheduler::submit(std::unique_ptr<Job> job) {
-  job->session().claim();  // Errc::busy when the session runs something else
+void Scheduler::submit(std::unique_ptr<Job> job, bool claimed) {
+  if (!claimed) job->session().claim();  // Errc::busy when the session runs something else
   job->stats.submit_us = now_us();
-  job->request().set_wake([this] { wake(); });
+  job->request().set_wake([signal = signal_] { signal->wake(); });
   {
-    std::lock_guard q(queue_mutex_);
+    std::lock_guard q(signal_->mutex);
     incoming_.push_back(std::move(job));
   }
   if (has_workers()) std::call_once(workers_started_, [this] { start_workers(); });
   wake();
 }
 
-void Scheduler::wake() {
-  wakes_.fetch_add(1, std::memory_order_release);
-  queue_cv_.notify_all();
-}
+void Scheduler::wake() { signal_->wake(); }
 
 void Scheduler::worker_main(int index) {
 #ifdef __linux__
@@ -100,16 +114,15 @@ void Scheduler::worker_main(int index) {
   uint64_t seen = 0;
   for (;;) {
     {
-      std::unique_lock q(queue_mutex_);
+      std::unique_lock q(signal_->mutex);
       // Wake on new work or a release/cancel; poll now and then for pages freed elsewhere.
-      queue_cv_.wait_for(q, std::chrono::milliseconds(20),
-                         [&] { return stop_ || wakes_.load(std::memory_order_acquire) != seen; });
+      signal_->cv.wait_for(q, std::chrono::milliseconds(20), [&] { return stop_ || signal_->wakes != seen; });
       if (stop_) return;
-      seen = wakes_.load(std::memory_order_acquire);
+      seen = signal_->wakes;
     }
     try {
       while (step().rows > 0) {
-        std::lock_guard q(queue_mutex_);
+        std::lock_guard q(signal_->mutex);
         if (stop_) return;
       }
     } catch (const std::exception& e) {  // step() reports errors to requests; this is a last resort
@@ -128,6 +141,9 @@ void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failur
     } catch (const std::bad_alloc&) {
       const Failure oom(Errc::out_of_memory, "out of memory");
       return end_job(job, StopReason::error, &oom, ended);
+    } catch (const std::exception& e) {
+      const Failure internal(Errc::internal, e.what());
+      return end_job(job, StopReason::error, &internal, ended);
     }
   }
   job->request().update_stats(job->stats);
@@ -163,7 +179,7 @@ static bool advance_job(std::unique_ptr<Job>& job, std::vector<std::unique_ptr<J
 void Scheduler::admit_locked(std::vector<std::unique_ptr<Job>>& ended) {
   std::deque<std::unique_ptr<Job>> fresh;
   {
-    std::lock_guard q(queue_mutex_);
+    std::lock_guard q(signal_->mutex);
     fresh.swap(incoming_);
   }
   auto end = [&](std::unique_ptr<Job>& j, StopReason s, const Failure* f) { end_job(j, s, f, ended); };
@@ -181,7 +197,12 @@ void Scheduler::admit_locked(std::vector<std::unique_ptr<Job>>& ended) {
       const Failure oom(Errc::out_of_memory, "out of memory");
       end(job, StopReason::error, &oom);
       continue;
+    } catch (const std::exception& e) {
+      const Failure internal(Errc::internal, e.what());
+      end(job, StopReason::error, &internal);
+      continue;
     }
+    job->start_position = job->session().position();
     if (job->pending.empty() && !advance_job(job, ended, end)) continue;
     active_.push_back(std::move(job));
   }
@@ -205,6 +226,32 @@ StepReport Scheduler::step(int64_t budget_us) {
   {
     std::lock_guard lock(model_.step_mutex());
     const SteppingHere here(this);
+    // Something outside the forward pass failed (e.g. the pool could not grow): end every
+    // request rather than leave any waiting forever; their sessions keep what ran.
+    auto fail_all = [&](const Failure& f) {
+      for (auto& j : active_)
+        if (j) {
+          j->session().abandon(model_);
+          end_job(j, StopReason::error, &f, ended);
+        }
+      active_.clear();
+    };
+    try {
+      run_step_locked(budget_us, report, ended);
+    } catch (const Failure& e) {
+      fail_all(e);
+    } catch (const std::bad_alloc&) {
+      fail_all(Failure(Errc::out_of_memory, "out of memory during a step"));
+    } catch (const std::exception& e) {
+      fail_all(Failure(Errc::internal, e.what()));
+    }
+    report.pending = static_cast<int64_t>(active_.size());
+  }
+  return report;
+}
+
+void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vector<std::unique_ptr<Job>>& ended) {
+  {
     const int64_t t0 = now_us();
     auto end = [&](std::unique_ptr<Job>& j, StopReason s, const Failure* f) { end_job(j, s, f, ended); };
     admit_locked(ended);
@@ -254,26 +301,37 @@ StepReport Scheduler::step(int64_t budget_us) {
 
     // Out of pages: work that can never fit fails; if nothing at all can run, the newest
     // starved request fails instead of waiting forever.
+    // A request that fails for want of pages gives back what its prompt took, so the next
+    // one can use them.
+    auto fail_starved = [&](std::unique_ptr<Job>& a, const Failure& f) {
+      Session& s = a->session();
+      if (a->pending_is_prompt && s.position() > a->start_position) s.rewind_locked(a->start_position);
+      end(a, StopReason::error, &f);
+    };
     for (Job* j : starved) {
       const Session& s = j->session();
       const int64_t need = s.position() + static_cast<int64_t>(j->pending.size() - j->fed);
-      if ((need + kv.page_tokens() - 1) / kv.page_tokens() > kv.max_pages()) {
-        for (auto& a : active_)
-          if (a.get() == j) {
-            const Failure f(Errc::out_of_memory, pool_full_message(kv, s, need - s.position()));
-            end(a, StopReason::error, &f);
-          }
+      for (auto& a : active_) {
+        if (a.get() != j) continue;
+        if (a->request().cancelled()) {
+          end(a, StopReason::cancelled, nullptr);
+        } else if ((need + kv.page_tokens() - 1) / kv.page_tokens() > kv.max_pages()) {
+          fail_starved(a, Failure(Errc::out_of_memory, pool_full_message(kv, s, need - s.position())));
+        }
       }
     }
+    std::erase_if(active_, [](const auto& j) { return !j; });
+    std::erase_if(starved, [&](Job* j) {
+      return std::none_of(active_.begin(), active_.end(), [&](const auto& a) { return a.get() == j; });
+    });
     const bool anyone_held =
         std::any_of(active_.begin(), active_.end(), [](const auto& a) { return a && a->request().held(); });
     if (entries.empty() && !starved.empty() && !anyone_held) {
       for (auto it = active_.rbegin(); it != active_.rend(); ++it)
         if (*it && std::find(starved.begin(), starved.end(), it->get()) != starved.end()) {
           const Session& s = (*it)->session();
-          const Failure f(Errc::out_of_memory,
-                          pool_full_message(kv, s, static_cast<int64_t>((*it)->pending.size() - (*it)->fed)));
-          end(*it, StopReason::error, &f);
+          fail_starved(*it, Failure(Errc::out_of_memory, pool_full_message(kv, s, static_cast<int64_t>(
+                                                                                      (*it)->pending.size() - (*it)->fed))));
           break;
         }
     }
@@ -332,9 +390,7 @@ StepReport Scheduler::step(int64_t budget_us) {
       us_per_row_ = us_per_row_ <= 0.0 ? per_row : 0.8 * us_per_row_ + 0.2 * per_row;
       report.overrun = budget_us > 0 && report.elapsed_us > budget_us;
     }
-    report.pending = static_cast<int64_t>(active_.size());
   }
-  return report;
 }
 
 }  // namespace sibyl::engine

@@ -38,14 +38,17 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Claims the job's session (Errc::busy when in use) and queues the job. Any thread.
-  void submit(std::unique_ptr<Job> job);
+  // Claims the job's session (Errc::busy when in use; `claimed`: the caller did) and queues
+  // the job. Any thread.
+  void submit(std::unique_ptr<Job> job, bool claimed = false);
   // Runs one step if any request can progress; budget_us > 0 sizes it to fit.
   StepReport step(int64_t budget_us = 0);
   bool has_workers() const { return options_.workers > 0; }
   // True on the thread running one of this scheduler's steps (inside an event callback):
   // a nested step would deadlock or corrupt it, so step() and blocking calls refuse.
   bool stepping_here() const;
+  // True on one of this scheduler's worker threads.
+  bool on_worker_thread() const;
   const SchedulerOptions& options() const { return options_; }
   void wake();  // a request was released or cancelled
 
@@ -57,16 +60,23 @@ class Scheduler {
   bool runnable_locked() const;
   void end_job(std::unique_ptr<Job>& job, StopReason stop, const Failure* error,
                std::vector<std::unique_ptr<Job>>& ended);
+  void run_step_locked(int64_t budget_us, StepReport& report, std::vector<std::unique_ptr<Job>>& ended);
   int64_t row_budget(int64_t budget_us) const;
 
   Model& model_;
   SchedulerOptions options_;
 
-  std::mutex queue_mutex_;  // guards incoming_, stop_, and wakes the workers
-  std::condition_variable queue_cv_;
+  // Wakes the workers. Requests hold it too (release / cancel wake the scheduler), so it
+  // outlives the scheduler: a request cancelled after its model is gone wakes nobody.
+  struct Signal {
+    std::mutex mutex;  // guards the scheduler's incoming_ and stop_ as well
+    std::condition_variable cv;
+    uint64_t wakes = 0;
+    void wake();
+  };
+  std::shared_ptr<Signal> signal_ = std::make_shared<Signal>();
   std::deque<std::unique_ptr<Job>> incoming_;
   bool stop_ = false;
-  std::atomic<uint64_t> wakes_{0};
 
   // Under the model's step mutex:
   std::vector<std::unique_ptr<Job>> active_;

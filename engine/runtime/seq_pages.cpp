@@ -7,22 +7,45 @@ namespace sibyl::engine {
 bool SeqPages::prepare_write(KvPages& kv, int64_t from, int64_t to, std::vector<PageCopy>& copies) {
   const int64_t P = kv.page_tokens();
   if (to <= from) return true;
-  for (int64_t slot = from / P; slot <= (to - 1) / P; ++slot) {
-    if (slot < static_cast<int64_t>(pages_.size())) {
-      const int32_t old = pages_[slot];
-      if (kv.refs(old) == 1) continue;
-      const int32_t fresh = kv.allocate();
-      if (fresh < 0) return false;
-      copies.push_back({fresh, old});
-      kv.release(old);
-      pages_[slot] = fresh;
-      keys_.resize(std::min(keys_.size(), static_cast<size_t>(slot)));  // its content will change
-    } else {
-      const int32_t fresh = kv.allocate();
-      if (fresh < 0) return false;
-      pages_.push_back(fresh);
+  // All pages first; the table changes only when every one was obtained, so a full pool
+  // leaves it as it was (a shared page is never swapped for an uncopied one).
+  struct Swap {
+    int64_t slot;
+    int32_t fresh, old;
+  };
+  std::vector<Swap> swaps;
+  std::vector<int32_t> added;
+  auto undo = [&] {
+    for (const Swap& s : swaps) kv.release(s.fresh);
+    for (int32_t p : added) kv.release(p);
+    return false;
+  };
+  try {
+    for (int64_t slot = from / P; slot <= (to - 1) / P; ++slot) {
+      if (slot < static_cast<int64_t>(pages_.size())) {
+        if (kv.refs(pages_[slot]) == 1) continue;
+        const int32_t fresh = kv.allocate();
+        if (fresh < 0) return undo();
+        swaps.push_back({slot, fresh, pages_[slot]});
+      } else {
+        const int32_t fresh = kv.allocate();
+        if (fresh < 0) return undo();
+        added.push_back(fresh);
+      }
     }
+    copies.reserve(copies.size() + swaps.size());
+    pages_.reserve(pages_.size() + added.size());
+  } catch (...) {
+    undo();
+    throw;
   }
+  for (const Swap& s : swaps) {
+    copies.push_back({s.fresh, s.old});
+    kv.release(s.old);
+    pages_[s.slot] = s.fresh;
+    keys_.resize(std::min(keys_.size(), static_cast<size_t>(s.slot)));  // its content will change
+  }
+  pages_.insert(pages_.end(), added.begin(), added.end());
   return true;
 }
 

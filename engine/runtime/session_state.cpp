@@ -120,7 +120,6 @@ void Session::load_state(const uint8_t* data, size_t size) {
   SeqPages fresh;
   std::vector<PageCopy> unused;
   if (!fresh.prepare_write(kv, 0, static_cast<int64_t>(h.tokens), unused)) {
-    fresh.release(kv);
     fail(Errc::out_of_memory, "session state: " + std::to_string(h.tokens) +
                                   " tokens need more pages than the pool has free (" + kv.describe() + ", " +
                                   std::to_string(kv.pages_in_use()) + " in use)");
@@ -146,7 +145,7 @@ void Session::load_state(const uint8_t* data, size_t size) {
   logits_rows_ = h.logits_rows;
   rng_.set_state(h.rng);
   seed_ = h.seed;
-  pages_.publish(kv, tokens_, position());
+  shareable_ = false;
 }
 
 }  // namespace sibyl::engine

@@ -252,8 +252,11 @@ SIBYL_API sibyl_status sibyl_model_load(SIBYL_NONNULL const char* path,
 /**
  * Destroy a model. NULL is a no-op. Sessions created from it stay valid handles
  * that must still be destroyed, but every other call on them returns
- * SIBYL_ERR_MODEL_DESTROYED. Must not race with calls on the same model handle
- * (calls already running on its sessions finish safely first).
+ * SIBYL_ERR_MODEL_DESTROYED; its unfinished requests end with that status (their
+ * handles stay valid). Must not race with calls on the same model handle (calls
+ * already running on its sessions finish safely first). May be called from a
+ * request's on_event callback: the model is then finished on another thread once
+ * the running step is over.
  */
 SIBYL_API void sibyl_model_destroy(SIBYL_NULLABLE sibyl_model* model);
 
