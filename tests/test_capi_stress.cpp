@@ -325,6 +325,12 @@ TEST(CapiStress, ThousandSessionsRandomOpsOnFourThreads) {
     ASSERT_EQ(sibyl_model_get_info(m, &info), SIBYL_OK) << sibyl_last_error_message();
     EXPECT_EQ(info.kv_cache_bytes, 960u * kPageTokens * kPoolPages);
     EXPECT_EQ(info.kv_page_tokens, kPageTokens);
+    // The worker lets go of finished requests' sessions just after their end.
+    for (int i = 0; i < 400 && info.kv_cache_bytes_used != 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        ASSERT_EQ(sibyl_model_get_info(m, &info), SIBYL_OK);
+    }
+    EXPECT_EQ(info.kv_cache_bytes_used, 0u) << "pages are still held after every session was destroyed";
     {
         std::vector<sibyl_session*> held;
         int appended = 0;

@@ -439,6 +439,10 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     r.kv_cache_bytes = static_cast<uint64_t>(kv.max_pages()) * kv.page_bytes();
     r.kv_page_tokens = static_cast<uint32_t>(kv.page_tokens());
     r.worker_threads = model->model->scheduler().options().workers;
+    {
+      std::lock_guard lock(model->model->step_mutex());
+      r.kv_cache_bytes_used = static_cast<uint64_t>(kv.pages_in_use()) * kv.page_bytes();
+    }
     const uint32_t keep = info->struct_size;
     std::memcpy(info, &r, std::min<size_t>(keep, sizeof r));
     info->struct_size = keep;

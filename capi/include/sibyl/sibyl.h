@@ -291,6 +291,9 @@ typedef struct sibyl_model_info {
     uint64_t kv_cache_bytes;        /* the cache pool's size (whole pages) */
     uint32_t kv_page_tokens;        /* tokens per cache page */
     int32_t worker_threads;         /* library threads running submitted requests */
+    uint64_t kv_cache_bytes_used;   /* pages sessions hold now (shared pages once); cached
+                                       prefix pages nobody holds are free to reuse and not
+                                       counted. Reading it waits for a running step */
 } sibyl_model_info;
 
 /**

@@ -605,6 +605,7 @@ struct ModelInfo {
     uint64_t kv_cache_bytes = 0;  // the cache pool's size (whole pages)
     uint32_t kv_page_tokens = 0;  // tokens per cache page
     int32_t worker_threads = 0;   // library threads running submitted requests (0: Model::step)
+    uint64_t kv_cache_bytes_used = 0;  // cache pages sessions hold now
 };
 
 // ------------------------------------------------------------------ session
@@ -1311,6 +1312,7 @@ public:
         info.kv_cache_bytes = c.kv_cache_bytes;
         info.kv_page_tokens = c.kv_page_tokens;
         info.worker_threads = c.worker_threads;
+        info.kv_cache_bytes_used = c.kv_cache_bytes_used;
         return info;
     }
 
