@@ -30,6 +30,21 @@ struct SteppingHere {
   ~SteppingHere() { t_stepping = nullptr; }
 };
 
+// The exception being handled, as the Failure a request ends with (call inside catch).
+Failure current_failure() {
+  try {
+    throw;
+  } catch (const Failure& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return Failure(Errc::out_of_memory, "out of memory");
+  } catch (const std::exception& e) {
+    return Failure(Errc::internal, e.what());
+  } catch (...) {
+    return Failure(Errc::internal, "unknown error");
+  }
+}
+
 std::string pool_full_message(KvPages& kv, const Session& s, int64_t remaining) {
   return "the KV cache pool cannot hold this request: " + std::to_string(s.position() + remaining) + " tokens need " +
          std::to_string((s.position() + remaining + kv.page_tokens() - 1) / kv.page_tokens()) +
@@ -80,7 +95,7 @@ bool Scheduler::on_worker_thread() const {
 }
 
 void Scheduler::start_workers() {
-  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_main(); });
 }
 
 void Scheduler::submit(std::unique_ptr<Job> job, bool claimed) {
@@ -97,7 +112,7 @@ void Scheduler::submit(std::unique_ptr<Job> job, bool claimed) {
 
 void Scheduler::wake() { signal_->wake(); }
 
-void Scheduler::worker_main(int index) {
+void Scheduler::worker_main() {
 #ifdef __linux__
   // Below normal priority: a game's frame thread wins over the model (Linux: per thread).
   if (options_.worker_nice != 0)
@@ -110,7 +125,6 @@ void Scheduler::worker_main(int index) {
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   }
 #endif
-  (void)index;
   uint64_t seen = 0;
   for (;;) {
     {
@@ -136,14 +150,9 @@ void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failur
   if (!error) {
     try {
       job->finish(stop);
-    } catch (const Failure& e) {
-      return end_job(job, StopReason::error, &e, ended);
-    } catch (const std::bad_alloc&) {
-      const Failure oom(Errc::out_of_memory, "out of memory");
-      return end_job(job, StopReason::error, &oom, ended);
-    } catch (const std::exception& e) {
-      const Failure internal(Errc::internal, e.what());
-      return end_job(job, StopReason::error, &internal, ended);
+    } catch (...) {
+      const Failure f = current_failure();
+      return end_job(job, StopReason::error, &f, ended);
     }
   }
   job->request().update_stats(job->stats);
@@ -153,7 +162,7 @@ void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failur
 }
 
 // Runs a job's advance(); false when it ended.
-static bool advance_job(std::unique_ptr<Job>& job, std::vector<std::unique_ptr<Job>>& ended,
+static bool advance_job(std::unique_ptr<Job>& job,
                         const std::function<void(std::unique_ptr<Job>&, StopReason, const Failure*)>& end) {
   try {
     job->pending.clear();
@@ -163,17 +172,11 @@ static bool advance_job(std::unique_ptr<Job>& job, std::vector<std::unique_ptr<J
       return false;
     }
     return true;
-  } catch (const Failure& e) {
-    end(job, StopReason::error, &e);
-  } catch (const std::bad_alloc&) {
-    const Failure oom(Errc::out_of_memory, "out of memory");
-    end(job, StopReason::error, &oom);
-  } catch (const std::exception& e) {
-    const Failure internal(Errc::internal, e.what());
-    end(job, StopReason::error, &internal);
+  } catch (...) {
+    const Failure f = current_failure();
+    end(job, StopReason::error, &f);
+    return false;
   }
-  (void)ended;
-  return false;
 }
 
 void Scheduler::admit_locked(std::vector<std::unique_ptr<Job>>& ended) {
@@ -190,20 +193,13 @@ void Scheduler::admit_locked(std::vector<std::unique_ptr<Job>>& ended) {
     }
     try {
       job->start();
-    } catch (const Failure& e) {
-      end(job, StopReason::error, &e);
-      continue;
-    } catch (const std::bad_alloc&) {
-      const Failure oom(Errc::out_of_memory, "out of memory");
-      end(job, StopReason::error, &oom);
-      continue;
-    } catch (const std::exception& e) {
-      const Failure internal(Errc::internal, e.what());
-      end(job, StopReason::error, &internal);
+    } catch (...) {
+      const Failure f = current_failure();
+      end(job, StopReason::error, &f);
       continue;
     }
     job->start_position = job->session().position();
-    if (job->pending.empty() && !advance_job(job, ended, end)) continue;
+    if (job->pending.empty() && !advance_job(job, end)) continue;
     active_.push_back(std::move(job));
   }
 }
@@ -238,12 +234,8 @@ StepReport Scheduler::step(int64_t budget_us) {
     };
     try {
       run_step_locked(budget_us, report, ended);
-    } catch (const Failure& e) {
-      fail_all(e);
-    } catch (const std::bad_alloc&) {
-      fail_all(Failure(Errc::out_of_memory, "out of memory during a step"));
-    } catch (const std::exception& e) {
-      fail_all(Failure(Errc::internal, e.what()));
+    } catch (...) {
+      fail_all(current_failure());
     }
     report.pending = static_cast<int64_t>(active_.size());
   }
@@ -330,8 +322,9 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
       for (auto it = active_.rbegin(); it != active_.rend(); ++it)
         if (*it && std::find(starved.begin(), starved.end(), it->get()) != starved.end()) {
           const Session& s = (*it)->session();
-          fail_starved(*it, Failure(Errc::out_of_memory, pool_full_message(kv, s, static_cast<int64_t>(
-                                                                                      (*it)->pending.size() - (*it)->fed))));
+          fail_starved(*it,
+                       Failure(Errc::out_of_memory,
+                               pool_full_message(kv, s, static_cast<int64_t>((*it)->pending.size() - (*it)->fed))));
           break;
         }
     }
@@ -349,14 +342,8 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
       try {
         model_.copy_pages(copies);
         model_.forward(seqs, logits);
-      } catch (const Failure& e) {
-        caught = e;
-        failure = &caught;
-      } catch (const std::bad_alloc&) {
-        caught = Failure(Errc::out_of_memory, "out of memory during a step");
-        failure = &caught;
-      } catch (const std::exception& e) {
-        caught = Failure(Errc::internal, e.what());
+      } catch (...) {
+        caught = current_failure();
         failure = &caught;
       }
       const int64_t vocab = model_.config().vocab_size;
@@ -379,7 +366,7 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
           end(job, StopReason::cancelled, nullptr);
           continue;
         }
-        if (advance_job(job, ended, end)) job->request().update_stats(job->stats);
+        if (advance_job(job, end)) job->request().update_stats(job->stats);
       }
       std::erase_if(active_, [](const auto& j) { return !j; });
       report.rows = std::accumulate(entries.begin(), entries.end(), int64_t{0},

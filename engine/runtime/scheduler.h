@@ -54,7 +54,7 @@ class Scheduler {
 
  private:
   struct Active;
-  void worker_main(int index);
+  void worker_main();
   void start_workers();
   void admit_locked(std::vector<std::unique_ptr<Job>>& ended);
   bool runnable_locked() const;
