@@ -141,10 +141,20 @@ struct ExpertWeights {
   std::vector<const Tensor*> gate, up, down;
 };
 
+// How matmuls compute. fast: on the stored blocks against activations rounded to the
+// kernel's form (8-bit blocks, bf16) — within a stated tolerance of exact. exact: float32 on
+// exactly decoded weights, matching the references. Only the CPU backend has a fast path
+// today; the GPU backends compute as `exact` either way.
+enum class Precision { fast, exact };
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // How its matmuls compute (a backend without a fast path computes as exact).
+  virtual Precision precision() const { return Precision::exact; }
+  // CPU: the widest instruction set its kernels use ("avx512_bf16", …, "portable"); "" elsewhere.
+  virtual const char* cpu_simd() const { return ""; }
   // True when every op computes each row exactly as it would alone: a row's result is then
   // bitwise independent of the other rows of the step, their count and the thread count.
   // The engine relies on it for batch-invariant (deterministic) results (CPU: yes).
@@ -226,6 +236,7 @@ struct VulkanDeviceImport {
 
 struct BackendOptions {
   int n_threads = 0;            // CPU: 0 = all hardware threads
+  Precision precision = Precision::exact;  // the C ABI's default is fast; the engine's, exact
   int thread_nice = 0;          // CPU: Linux nice value of the backend's own threads (0: inherit)
   int device_index = 0;         // GPU backends: which device
   uint64_t memory_budget = 0;   // GPU backends: bytes of device memory Sibyl may use; 0 = no limit

@@ -245,4 +245,20 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend) {
   return w;
 }
 
+uint64_t ModelWeights::decode_bytes(int64_t experts_per_token) const {
+  auto bytes = [](const Tensor* t) -> uint64_t { return t ? t->nbytes() : 0; };
+  uint64_t total = bytes(norm) + bytes(lm_head) + (embed ? bytes(embed) / static_cast<uint64_t>(embed->rows()) : 0);
+  for (const LayerWeights& l : layers) {
+    for (const Tensor* t : {l.input_norm, l.post_norm, l.q_a, l.q_a_norm, l.q_b, l.q, l.kv_a, l.kv_a_norm, l.kv_b, l.k_b,
+                            l.v_b, l.o, l.gate, l.up, l.down, l.router, l.router_bias})
+      total += bytes(t);
+    const size_t n = l.experts.gate.size();
+    if (n == 0) continue;
+    uint64_t experts = 0;
+    for (size_t e = 0; e < n; ++e) experts += bytes(l.experts.gate[e]) + bytes(l.experts.up[e]) + bytes(l.experts.down[e]);
+    total += experts / n * static_cast<uint64_t>(experts_per_token);
+  }
+  return total;
+}
+
 }  // namespace sibyl::engine

@@ -43,6 +43,11 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   uint64_t n_parameters = 0;
   std::vector<std::unique_ptr<Tensor>> storage;
+
+  // Weight bytes one decoded token reads: every dense tensor, one embedding row, and of
+  // each MoE layer its router, shared experts and `experts_per_token` routed experts of
+  // average size. The memory-bandwidth ceiling of decode is bandwidth ÷ this (+ the cache).
+  uint64_t decode_bytes(int64_t experts_per_token) const;
 };
 
 struct TensorSpec {

@@ -478,8 +478,8 @@ void check_matmul(DType type, const std::vector<float>& w, int64_t rows, int64_t
   const std::vector<float> x = gaussian(static_cast<size_t>(n * k), 1.0f, 21);
   std::vector<float> got(static_cast<size_t>(n * rows)), want(got.size()), want_f32(got.size());
   backend::cpu::ThreadPool pool(2);
-  backend::cpu::gemm(pool, x.data(), n, k, WeightRows{p, type, rows, k}, got.data(), rows);
-  backend::cpu::gemm(pool, x.data(), n, k, WeightRows{reinterpret_cast<const uint8_t*>(wd.data()), DType::f32, rows, k},
+  backend::cpu::gemm_exact(pool, x.data(), n, k, WeightRows{p, type, rows, k}, got.data(), rows);
+  backend::cpu::gemm_exact(pool, x.data(), n, k, WeightRows{reinterpret_cast<const uint8_t*>(wd.data()), DType::f32, rows, k},
                      want_f32.data(), rows);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < rows; ++j) {
@@ -516,8 +516,8 @@ TEST(QuantMatmul, GgufTensorsThroughWeightRows) {
     const std::vector<float> wd = decode(t.type, t.info->data, t.info->numel());
     const std::vector<float> x = gaussian(static_cast<size_t>(2 * k), 1.0f, 5);
     std::vector<float> got(static_cast<size_t>(2 * rows)), want(got.size());
-    backend::cpu::gemm(pool, x.data(), 2, k, WeightRows{t.info->data, t.type, rows, k}, got.data(), rows);
-    backend::cpu::gemm(pool, x.data(), 2, k, WeightRows{reinterpret_cast<const uint8_t*>(wd.data()), DType::f32, rows, k},
+    backend::cpu::gemm_exact(pool, x.data(), 2, k, WeightRows{t.info->data, t.type, rows, k}, got.data(), rows);
+    backend::cpu::gemm_exact(pool, x.data(), 2, k, WeightRows{reinterpret_cast<const uint8_t*>(wd.data()), DType::f32, rows, k},
                        want.data(), rows);
     EXPECT_LE(relative_error(got, want), 1e-6) << t.file << ": " << t.name;
   }

@@ -18,11 +18,16 @@ namespace {
 
 std::string model_dir() { return data_dir() + "/../../models/tiny-reasoner"; }
 
-// The tiny-reasoner from any of its files, loaded once per path.
-const std::shared_ptr<Model>& reasoner(const std::string& path = model_dir()) {
-  static std::map<std::string, std::shared_ptr<Model>> models;
-  auto& m = models[path];
-  if (!m) m = Model::load(path, {});
+// The tiny-reasoner from any of its files, loaded once per path and precision.
+const std::shared_ptr<Model>& reasoner(const std::string& path = model_dir(),
+                                       backend::Precision precision = backend::Precision::exact) {
+  static std::map<std::pair<std::string, backend::Precision>, std::shared_ptr<Model>> models;
+  auto& m = models[{path, precision}];
+  if (!m) {
+    ModelLoadOptions o;
+    o.backend_options.precision = precision;
+    m = Model::load(path, o);
+  }
   return m;
 }
 
@@ -55,15 +60,21 @@ const nlohmann::json& eval_results() {
 // All public eval problems, in four shards so CTest can run them side by side, from each file
 // form of the model: its Hugging Face directory, llama.cpp's GGUF of it (tokenizer and chat
 // template from the GGUF metadata), and packs converted to Q8_0 and Q4_K (greedy outputs must
-// stay identical: quantization is judged on the trained model).
+// stay identical: quantization is judged on the trained model). "fast:" runs the file on the
+// CPU fast path (8-bit / bf16 activations): llama.cpp's three GGUFs of it keep every output too.
 class EvalShard : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
-  const auto& [file, shard] = GetParam();
+  auto [file, shard] = GetParam();
+  backend::Precision precision = backend::Precision::exact;
+  if (file.starts_with("fast:")) {
+    precision = backend::Precision::fast;
+    file = file.substr(5);
+  }
   const std::string path = file == "hf"               ? model_dir()
                            : file.ends_with(".sibyl") ? converted_pack(model_dir(), file.substr(0, file.find('.')))
                                                       : data_dir() + "/" + file;
-  const std::shared_ptr<Model>& model = reasoner(path);
+  const std::shared_ptr<Model>& model = reasoner(path, precision);
   const Tokenizer& tok = model->tokenizer();
   const ChatFormat& fmt = model->chat_format();
   const nlohmann::json& results = eval_results();
@@ -88,7 +99,10 @@ TEST_P(EvalShard, GreedyReplyEqualsReferenceIdsAndAnswerIsCorrect) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyReasoner, EvalShard,
-                         ::testing::Combine(::testing::Values("hf", "gguf/tiny-reasoner-bf16.gguf", "q8_0.sibyl", "q4_k.sibyl"),
+                         ::testing::Combine(::testing::Values("hf", "gguf/tiny-reasoner-bf16.gguf", "q8_0.sibyl", "q4_k.sibyl",
+                                                              "fast:gguf/tiny-reasoner-bf16.gguf",
+                                                              "fast:gguf/tiny-reasoner-q8_0.gguf",
+                                                              "fast:gguf/tiny-reasoner-q4_k_m.gguf"),
                                             ::testing::Range(0, 4)),
                          [](const auto& info) {
                            std::string n = std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param));

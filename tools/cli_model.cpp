@@ -2,7 +2,7 @@
 
 namespace sibyl::cli {
 
-sibyl_model_options model_options(const Args& args) {
+sibyl_model_options model_options(const Args& args, sibyl_precision precision) {
   sibyl_model_options mo;
   sibyl_model_options_init(&mo);
   mo.n_threads = static_cast<int32_t>(args.get_int("--threads", 0));
@@ -21,6 +21,9 @@ sibyl_model_options model_options(const Args& args) {
   if (device < 0 || budget < 0) args.die("--device and --vram-budget must not be negative");
   mo.device_index = static_cast<int32_t>(device);
   mo.memory_budget = static_cast<uint64_t>(budget) << 20;
+  const std::string p = args.get("--precision", precision == SIBYL_PRECISION_EXACT ? "exact" : "fast");
+  if (p != "fast" && p != "exact") args.die("--precision must be fast or exact");
+  mo.precision = p == "exact" ? SIBYL_PRECISION_EXACT : SIBYL_PRECISION_FAST;
   return mo;
 }
 

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli_model.h"
+#include "read_bandwidth.h"
 
 static const char* kUsage =
     "usage: sibyl-bench [--model PATH] [options]\n"
@@ -25,7 +27,10 @@ static const char* kUsage =
     "                at once; reports aggregate decode tokens/s and per-session latency\n"
     "  --json        print one JSON object instead of the table\n"
     "Also reported: the load time (open → ready for the first token), the first token's time,\n"
-    "and resident memory before and after each (Linux /proc/self/statm).\n";
+    "resident memory before and after each (Linux /proc/self/statm), and decode's memory-bandwidth\n"
+    "ceiling: the read bandwidth measured with the same thread count ÷ the bytes one decoded token\n"
+    "reads (weights of the dense layers, shared and top-k average routed experts, the latent cache\n"
+    "at the mean context), with the fraction of it tg reached.\n";
 
 namespace {
 
@@ -209,17 +214,28 @@ int main(int argc, char** argv) {
   };
 
   const double kv_mib = static_cast<double>(info.kv_bytes_per_token) / (1 << 20);
+  // Decode's ceiling: what one token reads at the mean context of the tg test ÷ bandwidth.
+  const int bw_threads = mo.n_threads > 0 ? mo.n_threads : static_cast<int>(std::thread::hardware_concurrency());
+  const double bandwidth = n_gen > 0 ? sibyl::cli::read_bandwidth(bw_threads) : 0.0;
+  const double token_bytes = static_cast<double>(info.decode_weight_bytes) +
+                             static_cast<double>(info.kv_bytes_per_token) * (static_cast<double>(depth) + 0.5 * n_gen);
+  const double ceiling = token_bytes > 0 ? bandwidth / token_bytes : 0.0;
+  const double fraction = ceiling > 0 ? median(tg) / ceiling : 0.0;
+  const char* precision = info.precision == SIBYL_PRECISION_EXACT ? "exact" : "fast";
   const double gen_top = counts.size() == 1 ? med(runs[0], &SessionsRun::gen_tokens_per_s) : median(tg);
   if (args.has("--json")) {
     std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
                 "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
                 "\"gen_tokens_per_s\": %.3f, \"reps\": %lld, \"kv_bytes_per_token\": %llu, \"load_ms\": %.3f, "
                 "\"first_token_ms\": %.3f, \"rss_start_mib\": %.1f, \"rss_loaded_mib\": %.1f, "
-                "\"rss_first_token_mib\": %.1f",
+                "\"rss_first_token_mib\": %.1f, \"precision\": \"%s\", \"cpu_simd\": \"%s\", "
+                "\"decode_bytes_per_token\": %.0f, \"read_bandwidth_gb_s\": %.3f, "
+                "\"ceiling_tokens_per_s\": %.3f, \"ceiling_fraction\": %.4f",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
                 n_prompt, median(pp), n_gen, gen_top, reps,
                 static_cast<unsigned long long>(info.kv_bytes_per_token), load_ms, first_token_ms, rss_start,
-                rss_loaded, rss_first_token);
+                rss_loaded, rss_first_token, precision, info.cpu_simd, token_bytes, bandwidth / 1e9, ceiling,
+                fraction);
     // With one --sessions count, its aggregate is the top-level gen_tokens_per_s as well.
     if (counts.size() == 1)
       std::printf(", \"sessions\": %lld, \"single_gen_tokens_per_s\": %.3f", counts[0], median(tg));
@@ -237,6 +253,11 @@ int main(int argc, char** argv) {
                 info.backend, kv_mib);
     std::printf("load %.1f ms (RSS %.1f -> %.1f MiB); first token %.1f ms (RSS %.1f MiB)\n", load_ms, rss_start,
                 rss_loaded, first_token_ms, rss_first_token);
+    std::printf("precision %s (CPU kernels: %s)\n", precision, info.cpu_simd[0] ? info.cpu_simd : "-");
+    if (n_gen > 0)
+      std::printf("decode reads %.2f MB/token; read bandwidth %.1f GB/s (%d threads) -> ceiling %.1f tok/s; "
+                  "tg reached %.1f %%\n",
+                  token_bytes / 1e6, bandwidth / 1e9, bw_threads, ceiling, 100.0 * fraction);
     std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
     if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));
     if (n_gen > 0) std::printf("| tg%-13lld | %5lld | %9.1f |\n", n_gen, depth, median(tg));

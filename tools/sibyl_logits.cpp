@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   if (!sibyl::cli::parse_token_list(text.str(), tokens) || tokens.empty())
     args.die("the tokens file must hold at least one integer id, separated by whitespace");
 
-  sibyl_model_options mo = sibyl::cli::model_options(args);
+  sibyl_model_options mo = sibyl::cli::model_options(args, SIBYL_PRECISION_EXACT);  // the references are exact
   sibyl_model* model = nullptr;
   if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session_options opts;

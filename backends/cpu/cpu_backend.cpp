@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "failure.h"
+#include "simd.h"
 
 namespace sibyl::backend::cpu {
 
@@ -55,7 +56,7 @@ float* PagedRows::mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos
   return p.row(layer, page_of(i, pos), pos % page_tokens);
 }
 
-void gemm(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {
+void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {
   // Weight rows four at a time (converted once), each tile reused by every x row.
   const int64_t quads = (w.n_rows + 3) / 4;
   pool.parallel_for(quads, 4 * n * w.k, [&](int64_t begin, int64_t end) {
@@ -105,8 +106,11 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options) : pool_(options.n_threads, options.thread_nice) {}
+  explicit CpuBackend(const BackendOptions& options)
+      : pool_(options.n_threads, options.thread_nice), ex_{pool_, options.precision} {}
   const char* name() const override { return "cpu"; }
+  Precision precision() const override { return ex_.precision; }
+  const char* cpu_simd() const override { return simd_name(simd_best()); }
   bool batch_invariant() const override { return true; }  // every op is row by row (see gemm, mla)
 
   std::unique_ptr<Tensor> upload(const HostWeight& w) override {
@@ -165,13 +169,13 @@ class CpuBackend final : public Backend {
     const float* in = cpu(src).f32();
     float* out = cpu(dst).f32();
     WeightRows w = cpu(weight).weight_rows();
-    pool_.parallel_for(src.rows(), cols, [&](int64_t begin, int64_t end) {
+    ex_.pool.parallel_for(src.rows(), cols, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) rmsnorm_row(out + i * dst.cols(), in + i * src.cols(), w, eps, cols);
     });
   }
 
   void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) override {
-    gemm(pool_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).weight_rows(), cpu(dst).f32(), dst.cols());
+    gemm(ex_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).weight_rows(), cpu(dst).f32(), dst.cols());
   }
 
   void add(Tensor& acc, const Tensor& x) override {
@@ -204,20 +208,20 @@ class CpuBackend final : public Backend {
 
   void mla_store(KvPool& pool, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
                  const StepBatch& batch, const RopeParams& rope) override {
-    cpu::mla_store(pool_, kv(pool), layer, cpu(kv_a), cpu(kv_norm), eps, batch, rope);
+    cpu::mla_store(ex_, kv(pool), layer, cpu(kv_a), cpu(kv_norm), eps, batch, rope);
   }
   void mla_attention(Tensor& dst, const Tensor& q, const KvPool& pool, int64_t layer, const StepBatch& batch,
                      const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) override {
-    cpu::mla_attention(pool_, cpu(dst), cpu(q), kv(pool), layer, batch, up, shape, rope);
+    cpu::mla_attention(ex_, cpu(dst), cpu(q), kv(pool), layer, batch, up, shape, rope);
   }
   void moe_route(Tensor& ids, Tensor& weights, Tensor* raw_logits, const Tensor& x, const Tensor& gate,
                  const Tensor* score_bias, const RouterParams& params) override {
-    cpu::moe_route(pool_, cpu(ids), cpu(weights), raw_logits ? &cpu(*raw_logits) : nullptr, cpu(x), cpu(gate),
+    cpu::moe_route(ex_, cpu(ids), cpu(weights), raw_logits ? &cpu(*raw_logits) : nullptr, cpu(x), cpu(gate),
                    score_bias ? &cpu(*score_bias) : nullptr, params);
   }
   void moe_experts(Tensor& dst, const Tensor& x, const Tensor& ids, const Tensor& weights,
                    const ExpertWeights& experts) override {
-    cpu::moe_experts(pool_, cpu(dst), cpu(x), cpu(ids), cpu(weights), experts);
+    cpu::moe_experts(ex_, cpu(dst), cpu(x), cpu(ids), cpu(weights), experts);
   }
 
  private:
@@ -230,6 +234,7 @@ class CpuBackend final : public Backend {
   }
 
   ThreadPool pool_;
+  Exec ex_;
 };
 
 }  // namespace

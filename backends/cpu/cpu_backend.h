@@ -77,8 +77,18 @@ struct PagedRows {
 inline const CpuTensor& cpu(const Tensor& t) { return static_cast<const CpuTensor&>(t); }
 inline CpuTensor& cpu(Tensor& t) { return static_cast<CpuTensor&>(t); }
 
-// out rows i < n: out[i·ldo + j] = x[i·ldx, :] · w[j, :]. Parallel over w's rows.
-void gemm(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo);
+// What every op runs with: the backend's threads and its matmul precision.
+struct Exec {
+  ThreadPool& pool;
+  Precision precision;
+};
+
+// out rows i < n: out[i·ldo + j] = x[i·ldx, :] · w[j, :]. Parallel over w's rows. The fast
+// kernels (fast_kernels.h) where the precision and w's dtype have one, else gemm_exact:
+// float32 on exactly decoded weight rows.
+void gemm(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo);
+void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out,
+                int64_t ldo);
 
 // Rotates one rope vector of `dim` values in place for position `pos`.
 void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope);
@@ -86,13 +96,13 @@ void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope);
 void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols);
 
 // MLA and MoE ops live in their own files.
-void mla_store(ThreadPool& pool, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
+void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
                float eps, const StepBatch& batch, const RopeParams& rope);
-void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
+void mla_attention(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
                    const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope);
-void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
+void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
                const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params);
-void moe_experts(ThreadPool& pool, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
+void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
                  const ExpertWeights& experts);
 
 }  // namespace sibyl::backend::cpu

@@ -43,10 +43,10 @@ struct UpRows {
     }
   }
   // q̃ = q_nope · W_UK of head h for n rows: out[i·ldo + c], c < R.
-  void absorb(ThreadPool& pool, const float* q_nope, int64_t ldq, int64_t n, int64_t h, float* out,
+  void absorb(const Exec& ex, const float* q_nope, int64_t ldq, int64_t n, int64_t h, float* out,
               int64_t ldo) const {
     if (split) {  // k_b rows of head h are W_UK transposed: one dot per output
-      gemm(pool, q_nope, n, ldq, k_b.rows_from(h * R, R), out, ldo);
+      gemm(ex, q_nope, n, ldq, k_b.rows_from(h * R, R), out, ldo);
       return;
     }
     // kv_b: the head's dn rows of W_UK [dn, R], converted once, summed row by row
@@ -56,7 +56,7 @@ struct UpRows {
       const float* r = rows.row(d, w.data() + d * R);
       if (r != w.data() + d * R) std::copy_n(r, R, w.data() + d * R);
     }
-    pool.parallel_for(n, dn * R, [&](int64_t begin, int64_t end) {
+    ex.pool.parallel_for(n, dn * R, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         float* o = out + i * ldo;
         std::fill(o, o + R, 0.0f);
@@ -74,7 +74,7 @@ struct UpRows {
 
 // Rows [first, first + n) of the step; each row reads only its own sequence's cache, so
 // its result does not depend on the other rows of the batch.
-void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const PagedRows& kv, int64_t layer,
+void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const PagedRows& kv, int64_t layer,
                         int64_t first, int64_t n, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
                 dv = sh.v_head_dim, qk = dn + dr;
@@ -83,8 +83,8 @@ void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
   // q̃ [n, H, R] and õ [n, H, R]
   std::vector<float> q_lat(static_cast<size_t>(n * H * R)), o_lat(static_cast<size_t>(n * H * R));
   for (int64_t h = 0; h < H; ++h)
-    up.absorb(pool, q.f32() + first * q.cols() + h * qk, q.cols(), n, h, q_lat.data() + h * R, H * R);
-  pool.parallel_for(n * H, longest * (R + dr), [&](int64_t begin, int64_t end) {
+    up.absorb(ex, q.f32() + first * q.cols() + h * qk, q.cols(), n, h, q_lat.data() + h * R, H * R);
+  ex.pool.parallel_for(n * H, longest * (R + dr), [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(static_cast<size_t>(qk)), scores;
     std::vector<const float*> rows;
     for (int64_t item = begin; item < end; ++item) {
@@ -105,7 +105,7 @@ void attention_absorbed(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
   });
   // o = õ · W_UVᵀ per head  [n, dv]
   for (int64_t h = 0; h < H; ++h)
-    gemm(pool, o_lat.data() + h * R, n, H * R, up.values(h), dst.f32() + first * dst.cols() + h * dv, dst.cols());
+    gemm(ex, o_lat.data() + h * R, n, H * R, up.values(h), dst.f32() + first * dst.cols() + h * dv, dst.cols());
 }
 
 // k_nope and v of every cached token and head, expanded from the latent rows.
@@ -119,24 +119,24 @@ struct Expanded {
 };
 
 // `lat` holds the sequence's latent rows [L, width] contiguously.
-Expanded expand_latent(ThreadPool& pool, const float* lat, int64_t width, int64_t L, const MlaWeights& w,
+Expanded expand_latent(const Exec& ex, const float* lat, int64_t width, int64_t L, const MlaWeights& w,
                        const MlaShape& sh) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dv = sh.v_head_dim;
   Expanded e;
   if (w.kv_b) {  // [k_nope | v] per head: c_kv [L, R] · kv_bᵀ
     const int64_t cols = H * (dn + dv);
     e.k.resize(static_cast<size_t>(L * cols));
-    gemm(pool, lat, L, width, cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
+    gemm(ex, lat, L, width, cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
     e.k_stride = e.v_stride = cols;
     e.k_head = e.v_head = dn + dv;
     e.v_offset = dn;
     return e;
   }
   e.v.resize(static_cast<size_t>(L * H * dv));
-  gemm(pool, lat, L, width, cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
+  gemm(ex, lat, L, width, cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
   e.k.resize(static_cast<size_t>(L * H * dn));
   const WeightRows k_b = cpu(*w.k_b).weight_rows();
-  pool.parallel_for(H, L * dn * R, [&](int64_t begin, int64_t end) {
+  ex.pool.parallel_for(H, L * dn * R, [&](int64_t begin, int64_t end) {
     std::vector<float> k_t(static_cast<size_t>(dn * R)), scratch(static_cast<size_t>(dn));
     for (int64_t h = begin; h < end; ++h) {
       for (int64_t c = 0; c < R; ++c) {  // W_UK of head h, [dn, R]
@@ -156,7 +156,7 @@ Expanded expand_latent(ThreadPool& pool, const float* lat, int64_t width, int64_
 }
 
 // Rows [first, first + n) of the step, all of one sequence.
-void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const PagedRows& paged, int64_t layer,
+void attention_expanded(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const PagedRows& paged, int64_t layer,
                         int64_t first, int64_t n, const MlaWeights& w, const MlaShape& sh, const RopeParams& rope) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
                 dv = sh.v_head_dim, width = paged.pool.width();
@@ -164,8 +164,8 @@ void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
   const int64_t L = *std::max_element(pos + first, pos + first + n) + 1;
   std::vector<float> lat(static_cast<size_t>(L * width));  // the sequence's latent rows, gathered from its pages
   for (int64_t t = 0; t < L; ++t) std::copy_n(paged.at(layer, first, t), width, lat.data() + t * width);
-  const Expanded kv = expand_latent(pool, lat.data(), width, L, w, sh);
-  pool.parallel_for(n * H, L * (dn + dr + dv), [&](int64_t begin, int64_t end) {
+  const Expanded kv = expand_latent(ex, lat.data(), width, L, w, sh);
+  ex.pool.parallel_for(n * H, L * (dn + dr + dv), [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(dn + dr), scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t i = first + item / H, h = item % H;
@@ -186,12 +186,12 @@ void attention_expanded(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, co
 
 }  // namespace
 
-void mla_store(ThreadPool& pool, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
+void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
                float eps, const StepBatch& batch, const RopeParams& rope) {
   const int64_t R = kv_norm.cols(), dr = kv_a.cols() - R;
   const PagedRows paged(kv, batch);
   const WeightRows w = kv_norm.weight_rows();
-  pool.parallel_for(kv_a.rows(), kv_a.cols(), [&](int64_t begin, int64_t end) {
+  ex.pool.parallel_for(kv_a.rows(), kv_a.cols(), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* src = kv_a.f32() + i * kv_a.cols();
       const int32_t pos = paged.positions[i];
@@ -203,7 +203,7 @@ void mla_store(ThreadPool& pool, CpuKvPool& kv, int64_t layer, const CpuTensor& 
   });
 }
 
-void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
+void mla_attention(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const CpuKvPool& kv, int64_t layer,
                    const StepBatch& batch, const MlaWeights& up, const MlaShape& shape, const RopeParams& rope) {
   if (q.rows() == 0) return;
   if (!up.kv_b && (!up.k_b || !up.v_b)) fail(Errc::internal, "mla_attention without up-projection weights");
@@ -214,14 +214,14 @@ void mla_attention(ThreadPool& pool, CpuTensor& dst, const CpuTensor& q, const C
   while (s < batch.seqs.size()) {
     const SeqRows& first = batch.seqs[s];
     if (first.path == MlaPath::expanded) {
-      attention_expanded(pool, dst, q, paged, layer, first.first_row, first.n_rows, up, shape, rope);
+      attention_expanded(ex, dst, q, paged, layer, first.first_row, first.n_rows, up, shape, rope);
       ++s;
       continue;
     }
     size_t e = s;
     while (e < batch.seqs.size() && batch.seqs[e].path == MlaPath::absorbed) ++e;
     const int64_t n = batch.seqs[e - 1].first_row + batch.seqs[e - 1].n_rows - first.first_row;
-    if (n > 0) attention_absorbed(pool, dst, q, paged, layer, first.first_row, n, rows, shape, rope);
+    if (n > 0) attention_absorbed(ex, dst, q, paged, layer, first.first_row, n, rows, shape, rope);
     s = e;
   }
 }

@@ -73,11 +73,11 @@ void route_token(const float* logits, const float* bias, const RouterParams& p, 
 
 }  // namespace
 
-void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
+void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* raw_logits, const CpuTensor& x,
                const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params) {
   const int64_t n = x.rows(), E = params.n_experts, K = params.top_k;
   std::vector<float> logits(static_cast<size_t>(n * E));
-  gemm(pool, x.f32(), n, x.cols(), gate.weight_rows(), logits.data(), E);
+  gemm(ex, x.f32(), n, x.cols(), gate.weight_rows(), logits.data(), E);
   std::vector<float> bias;
   if (score_bias) {
     bias.resize(static_cast<size_t>(E));
@@ -89,20 +89,30 @@ void moe_route(ThreadPool& pool, CpuTensor& ids, CpuTensor& weights, CpuTensor* 
   if (raw_logits) std::copy(logits.begin(), logits.end(), raw_logits->f32());
 }
 
-void moe_experts(ThreadPool& pool, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
+void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
                  const ExpertWeights& experts) {
   const int64_t n = x.rows(), H = x.cols(), K = ids.cols();
   const int64_t n_experts = static_cast<int64_t>(experts.gate.size());
-  std::vector<std::vector<int64_t>> slots(static_cast<size_t>(n_experts));  // (token·K + k) per expert
-  for (int64_t s = 0; s < n * K; ++s) slots[ids.i32()[s]].push_back(s);
+  // The (token·K + k) slots of each expert, grouped by a counting sort into reused buffers
+  // (no allocation per call once warm).
+  thread_local std::vector<int64_t> start, slots;
+  thread_local std::vector<float> xs, g, u, d;
+  start.assign(static_cast<size_t>(n_experts + 1), 0);
+  for (int64_t s = 0; s < n * K; ++s) ++start[static_cast<size_t>(ids.i32()[s]) + 1];
+  for (int64_t e = 0; e < n_experts; ++e) start[e + 1] += start[e];
+  slots.resize(static_cast<size_t>(n * K));
+  {
+    thread_local std::vector<int64_t> fill;
+    fill.assign(start.begin(), start.end() - 1);
+    for (int64_t s = 0; s < n * K; ++s) slots[static_cast<size_t>(fill[ids.i32()[s]]++)] = s;
+  }
 
   float* out = dst.f32();
   std::fill(out, out + n * H, 0.0f);
-  std::vector<float> xs, g, u, d;
   for (int64_t e = 0; e < n_experts; ++e) {
-    const auto& list = slots[e];
-    if (list.empty()) continue;
-    const int64_t m = static_cast<int64_t>(list.size());
+    const int64_t* list = slots.data() + start[e];
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
     const WeightRows wg = cpu(*experts.gate[e]).weight_rows(), wu = cpu(*experts.up[e]).weight_rows(),
                      wd = cpu(*experts.down[e]).weight_rows();
     const int64_t I = wg.n_rows;
@@ -111,10 +121,10 @@ void moe_experts(ThreadPool& pool, CpuTensor& dst, const CpuTensor& x, const Cpu
     g.resize(static_cast<size_t>(m * I));
     u.resize(static_cast<size_t>(m * I));
     d.resize(static_cast<size_t>(m * H));
-    gemm(pool, xs.data(), m, H, wg, g.data(), I);
-    gemm(pool, xs.data(), m, H, wu, u.data(), I);
+    gemm(ex, xs.data(), m, H, wg, g.data(), I);
+    gemm(ex, xs.data(), m, H, wu, u.data(), I);
     for (int64_t j = 0; j < m * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
-    gemm(pool, g.data(), m, I, wd, d.data(), H);
+    gemm(ex, g.data(), m, I, wd, d.data(), H);
     for (int64_t r = 0; r < m; ++r) axpy(out + (list[r] / K) * H, weights.f32()[list[r]], d.data() + r * H, H);
   }
 }

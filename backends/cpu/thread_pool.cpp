@@ -5,9 +5,37 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace sibyl::backend::cpu {
+namespace {
+
+// How long a worker (or the caller) spins for the next loop (for the workers to finish)
+// before sleeping.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// Spins until ready() or kSpin passed; true when ready.
+template <class F>
+bool spin_until(F ready) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+    if (i % 64 == 63 && std::chrono::steady_clock::now() > deadline) return ready();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads, int nice) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -31,7 +59,7 @@ ThreadPool::~ThreadPool() { stop_workers(); }
 void ThreadPool::stop_workers() {
   {
     std::lock_guard lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -56,16 +84,19 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
-    {
+    auto started = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(started)) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      ++sleeping_;
+      wake_.wait(lock, started);
+      --sleeping_;
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     run_chunks();
-    {
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard lock(mutex_);
-      if (--active_ == 0) done_.notify_one();
+      if (caller_sleeping_) done_.notify_one();
     }
   }
 }
@@ -84,13 +115,20 @@ void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(
     n_ = n;
     chunk_ = std::max<int64_t>(1, n / (static_cast<int64_t>(size()) * 4));
     next_.store(0);
-    active_ = static_cast<int>(workers_.size());
-    ++generation_;
+    active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    if (sleeping_ > 0) wake_.notify_all();
   }
-  wake_.notify_all();
   run_chunks();
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return active_ == 0; });  // workers are done with fn before it goes away
+  // Workers are done with fn before it goes away.
+  auto finished = [&] { return active_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished)) {
+    std::unique_lock lock(mutex_);
+    caller_sleeping_ = true;
+    done_.wait(lock, finished);
+    caller_sleeping_ = false;
+  }
+  std::lock_guard lock(mutex_);
   fn_ = nullptr;
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }

@@ -1,6 +1,8 @@
 // A fixed pool of worker threads running one parallel loop at a time. Callers from
 // several threads (sessions on different threads) take turns; the calling thread
-// works too. Loops must not nest.
+// works too. Loops must not nest. Between the loops of one step the workers spin briefly
+// instead of sleeping (a step's ops follow each other within microseconds; a futex
+// wake-up costs more than most of them), and sleep once no loop came for kSpin.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -37,11 +39,13 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;  // one loop at a time
-  std::mutex mutex_;
+  std::mutex mutex_;      // guards sleeping and the wake-ups
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
-  int active_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped (under mutex_) when a loop starts
+  std::atomic<int> active_{0};           // workers still in the current loop
+  std::atomic<bool> stop_{false};
+  int sleeping_ = 0;                     // workers waiting on wake_ (under mutex_)
+  bool caller_sleeping_ = false;         // the caller waits on done_ (under mutex_)
 
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0, chunk_ = 1;

@@ -351,6 +351,7 @@ void sibyl_model_options_init(sibyl_model_options* o) {
   o->n_threads = 0;
   o->worker_threads = -1;
   o->worker_nice = 10;
+  o->precision = SIBYL_PRECISION_FAST;
 }
 
 sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* options, sibyl_model** out_model) {
@@ -380,6 +381,11 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
     for (int cpu = 0; cpu < 64; ++cpu)
       if (o.worker_cpu_mask >> cpu & 1) lo.scheduler.worker_cpus.push_back(cpu);
     if (o.step_tokens > 0) lo.scheduler.step_tokens = o.step_tokens;
+    if (o.precision != SIBYL_PRECISION_FAST && o.precision != SIBYL_PRECISION_EXACT)
+      fail(Errc::invalid_argument, "unknown precision " + std::to_string(static_cast<int>(o.precision)) +
+                                       " (SIBYL_PRECISION_FAST or SIBYL_PRECISION_EXACT)");
+    lo.backend_options.precision =
+        o.precision == SIBYL_PRECISION_EXACT ? sibyl::backend::Precision::exact : sibyl::backend::Precision::fast;
     sibyl::backend::VulkanDeviceImport vk;
     if (o.vulkan_device) {
       const sibyl_vulkan_device& d = *o.vulkan_device;
@@ -443,6 +449,10 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
       std::lock_guard lock(model->model->step_mutex());
       r.kv_cache_bytes_used = static_cast<uint64_t>(kv.pages_in_use()) * kv.page_bytes();
     }
+    const sibyl::backend::Backend& b = *model->model->backend();
+    r.precision = b.precision() == sibyl::backend::Precision::exact ? SIBYL_PRECISION_EXACT : SIBYL_PRECISION_FAST;
+    r.cpu_simd = b.cpu_simd();
+    r.decode_weight_bytes = model->model->weights().decode_bytes(c.n_experts_per_tok);
     const uint32_t keep = info->struct_size;
     std::memcpy(info, &r, std::min<size_t>(keep, sizeof r));
     info->struct_size = keep;

@@ -105,7 +105,7 @@ typedef struct sibyl_request sibyl_request;
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 3
+#define SIBYL_ABI_VERSION_MINOR 4
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
@@ -186,6 +186,20 @@ typedef enum sibyl_backend_kind {
 } sibyl_backend_kind;
 
 /**
+ * How matmuls compute (since 0.4). FAST (default): on the stored weight blocks against
+ * activations rounded to 8-bit blocks (quantized weights) or bf16 (bf16 weights on CPUs
+ * with AVX-512 BF16) — llama.cpp's approach; logits stay within the tolerance stated in
+ * docs/PERFORMANCE.md of EXACT, and greedy outputs of the demo model are unchanged. EXACT:
+ * float32 arithmetic on exactly decoded weights, matching the Hugging Face references. Only
+ * the CPU backend has a fast path today; GPU backends compute as EXACT either way.
+ */
+typedef enum sibyl_precision {
+    SIBYL_PRECISION_FAST = 0,
+    SIBYL_PRECISION_EXACT = 1,
+    SIBYL_PRECISION_MAX_ENUM = 0x7fffffff
+} sibyl_precision;
+
+/**
  * A Vulkan device the application owns, for Sibyl to share instead of creating its own
  * (SIBYL_BACKEND_VULKAN). The handles are the application's Vulkan handles cast to pointers,
  * so this header needs no vulkan.h. The application keeps them alive until the model is
@@ -225,6 +239,8 @@ typedef struct sibyl_model_options {
                                    threads; default 10 (below normal) */
     uint64_t worker_cpu_mask;   /* CPU affinity of those threads (bit i = CPU i); 0 (default) = any */
     uint32_t step_tokens;       /* tokens per batched step at most; 0 (default) = 256 */
+    /* since 0.4: */
+    sibyl_precision precision;  /* default SIBYL_PRECISION_FAST */
 } sibyl_model_options;
 
 /** Fill `options` with defaults (including struct_size). NULL is ignored. */
@@ -294,6 +310,14 @@ typedef struct sibyl_model_info {
     uint64_t kv_cache_bytes_used;   /* pages sessions hold now (shared pages once); cached
                                        prefix pages nobody holds are free to reuse and not
                                        counted. Reading it waits for a running step */
+    /* since 0.4: */
+    sibyl_precision precision;      /* how the model's matmuls compute */
+    const char* cpu_simd;           /* CPU backend: the widest instruction set its kernels use
+                                       ("avx512_bf16", "avx512_vnni", "avx512", "avx2",
+                                       "portable"); "" for other backends. Owned by the library */
+    uint64_t decode_weight_bytes;   /* weight bytes one decoded token reads (dense tensors, the
+                                       shared and n_experts_per_token average routed experts):
+                                       decode's memory-bandwidth ceiling is bandwidth ÷ this */
 } sibyl_model_info;
 
 /**

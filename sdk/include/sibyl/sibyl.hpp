@@ -304,6 +304,12 @@ enum class Backend : int {
     Vulkan = SIBYL_BACKEND_VULKAN,
 };
 
+/** How matmuls compute. Values equal sibyl_precision. */
+enum class Precision : int {
+    Fast = SIBYL_PRECISION_FAST,    // on the stored blocks, activations rounded (default)
+    Exact = SIBYL_PRECISION_EXACT,  // float32 on exactly decoded weights (the references)
+};
+
 /** Which logits an append keeps. Values equal sibyl_logits_mode. */
 enum class LogitsMode : int {
     Last = SIBYL_LOGITS_LAST,  // the last appended position (what sampling needs)
@@ -328,6 +334,8 @@ struct ModelOptions {
     int32_t worker_nice = 10;      // Linux nice value of those threads (10: below normal)
     uint64_t worker_cpu_mask = 0;  // their CPU affinity (bit i = CPU i); 0 = any
     uint32_t step_tokens = 0;      // tokens per batched step at most; 0 = 256
+    // since 0.4:
+    Precision precision = Precision::Fast;  // matmuls on the stored blocks (Fast) or float32 (Exact)
 
     sibyl_model_options to_c() const noexcept {
         sibyl_model_options c;
@@ -343,6 +351,7 @@ struct ModelOptions {
         c.worker_nice = worker_nice;
         c.worker_cpu_mask = worker_cpu_mask;
         c.step_tokens = step_tokens;
+        c.precision = static_cast<sibyl_precision>(precision);
         return c;
     }
 };
@@ -606,6 +615,10 @@ struct ModelInfo {
     uint32_t kv_page_tokens = 0;  // tokens per cache page
     int32_t worker_threads = 0;   // library threads running submitted requests (0: Model::step)
     uint64_t kv_cache_bytes_used = 0;  // cache pages sessions hold now
+    // since 0.4:
+    Precision precision = Precision::Exact;  // how the model's matmuls compute
+    std::string cpu_simd;  // CPU backend: widest instruction set its kernels use; "" elsewhere
+    uint64_t decode_weight_bytes = 0;  // weight bytes one decoded token reads
 };
 
 // ------------------------------------------------------------------ session
@@ -1313,6 +1326,9 @@ public:
         info.kv_page_tokens = c.kv_page_tokens;
         info.worker_threads = c.worker_threads;
         info.kv_cache_bytes_used = c.kv_cache_bytes_used;
+        info.precision = static_cast<Precision>(c.precision);
+        info.cpu_simd = c.cpu_simd ? c.cpu_simd : "";
+        info.decode_weight_bytes = c.decode_weight_bytes;
         return info;
     }
 

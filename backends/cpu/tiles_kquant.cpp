@@ -1,0 +1,574 @@
+// Q4_K and Q6_K tiles on 8-bit activations (ActFormat::q8_256: one d per 256 values, sums per 16).
+//
+// Per 256-value block and pair everything is integer until one float step:
+//   Q4_K  I = Σ_j sc_j·Σ q·xq   (8 sub-blocks of 32)   M = Σ_j m_j·(s[2j] + s[2j+1])
+//         acc = fma(fma(float(I), d, −float(M)·dmin), d_x, acc)
+//   Q6_K  I = Σ_i sc_i·Σ q·xq   (16 sub-blocks of 16)  M = Σ_i sc_i·s[i]
+//         acc = fma(float(I − 32·M)·d, d_x, acc)
+// The integer sums are exact (below 2^31: |I| < 2^28) in whatever order they are added, and
+// the float step is the same IEEE operations at every level (vector lanes, or std::fma), so a
+// pair's value depends on its two rows only: not on the tile, and not even on the SIMD level.
+//
+// Levels: AVX-512 VNNI (vpdpbusd: u8 weights × s8 activations, 64 values per instruction; the
+// sums of 4 fit int16, so two vectors pack into one and a vpdpwssd applies the sub-block
+// scales and accumulates); AVX2 (vpmaddubsw, vpmaddwd by the scales, vpaddd); portable scalar.
+// Q4_K codes ≤ 15 and Q6_K codes ≤ 63 times |xq| ≤ 127 cannot saturate vpmaddubsw's int16
+// pairs nor vpackssdw's sums of 4. AVX-512 without VNNI uses the AVX2 tiles.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "fast_kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define SIBYL_KQUANT_X86 1
+#include <immintrin.h>
+#endif
+
+// GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace sibyl::backend::cpu {
+namespace {
+
+constexpr int64_t kQK = 256, kQ4KBytes = 144, kQ6KBytes = 210;
+
+// One converted activation row: qs, the per-256 scales, the per-16 sums.
+struct Act {
+  const int8_t* q;
+  const float* d;
+  const int16_t* s;
+};
+
+inline Act act_row(const Tile& t, int r) {
+  const uint8_t* p = t.x + static_cast<size_t>(r) * t.x_stride;
+  return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + t.k),
+          reinterpret_cast<const int16_t*>(p + t.k + (t.k / kQK) * 4)};
+}
+
+// Weight blocks sit at any 2-byte boundary.
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Q4_K's 12 packed bytes → the 8 six-bit scales and mins, byte j = sub-block j (what
+// quant.cpp's k4_scale_min gives, four bytes at a time).
+inline void q4k_scales(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
+  const uint32_t u0 = load_u32(s), u1 = load_u32(s + 4), u2 = load_u32(s + 8);
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+  const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+  sc = (u0 & 0x3f3f3f3fu) | static_cast<uint64_t>(sc_hi) << 32;
+  mn = (u1 & 0x3f3f3f3fu) | static_cast<uint64_t>(mn_hi) << 32;
+}
+
+// ---- The float step of one block; the SIMD tiles do the same operations lane by lane.
+inline float q4k_step(float acc, int32_t i, int32_t m, float d, float dmin, float dx) {
+  const float t = static_cast<float>(m) * dmin;
+  return std::fma(std::fma(static_cast<float>(i), d, -t), dx, acc);
+}
+inline float q6k_step(float acc, int32_t i, float d, float dx) { return std::fma(static_cast<float>(i) * d, dx, acc); }
+
+// ---- Portable: per block, the activation rows widened to int16 and each weight block unpacked
+// to int16 code·scale (|q·sc| ≤ 63·128 fits) once, so a pair's integer part is one 256-long
+// int16 dot product (what compilers turn into pmaddwd-like instructions).
+inline int32_t dot256(const int16_t* a, const int16_t* b) {
+  int32_t s = 0;
+  for (int i = 0; i < kQK; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void q4k_portable(const Tile& t) {
+  const int64_t nb = t.k / kQK;
+  Act x[4];
+  float acc[4][4] = {};
+  for (int r = 0; r < t.nx; ++r) x[r] = act_row(t, r);
+  int16_t xb[4][kQK], q[kQK];
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < t.nx; ++r)
+      for (int i = 0; i < kQK; ++i) xb[r][i] = x[r].q[b * kQK + i];
+    for (int c = 0; c < t.nw; ++c) {
+      const uint8_t* blk = t.w[c] + b * kQ4KBytes;
+      const float d = engine::f16_to_f32(load_u16(blk)), dmin = engine::f16_to_f32(load_u16(blk + 2));
+      uint64_t sc, mn;
+      q4k_scales(blk + 4, sc, mn);
+      for (int ch = 0; ch < 4; ++ch) {
+        const int s0 = static_cast<int>((sc >> (16 * ch)) & 63), s1 = static_cast<int>((sc >> (16 * ch + 8)) & 63);
+        for (int l = 0; l < 32; ++l) {
+          q[64 * ch + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] & 15) * s0);
+          q[64 * ch + 32 + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] >> 4) * s1);
+        }
+      }
+      for (int r = 0; r < t.nx; ++r) {
+        const int16_t* xs = x[r].s + b * 16;
+        int32_t msum = 0;
+        for (int j = 0; j < 8; ++j) msum += static_cast<int32_t>((mn >> (8 * j)) & 63) * (xs[2 * j] + xs[2 * j + 1]);
+        acc[r][c] = q4k_step(acc[r][c], dot256(q, xb[r]), msum, d, dmin, x[r].d[b]);
+      }
+    }
+  }
+  for (int r = 0; r < t.nx; ++r)
+    for (int c = 0; c < t.nw; ++c) t.out[r * t.ldo + c] = acc[r][c];
+}
+
+void q6k_portable(const Tile& t) {
+  const int64_t nb = t.k / kQK;
+  Act x[4];
+  float acc[4][4] = {};
+  for (int r = 0; r < t.nx; ++r) x[r] = act_row(t, r);
+  int16_t xb[4][kQK], q[kQK];
+  uint8_t q8[kQK];
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < t.nx; ++r)
+      for (int i = 0; i < kQK; ++i) xb[r][i] = x[r].q[b * kQK + i];
+    for (int c = 0; c < t.nw; ++c) {
+      const uint8_t* blk = t.w[c] + b * kQ6KBytes;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = engine::f16_to_f32(load_u16(blk + 208));
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = blk + 64 * h;
+        const uint8_t* qh = blk + 128 + 32 * h;
+        uint8_t* y = q8 + 128 * h;
+        for (int l = 0; l < 32; ++l) {
+          y[l] = static_cast<uint8_t>((ql[l] & 15) | ((qh[l] & 3) << 4));
+          y[l + 32] = static_cast<uint8_t>((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
+          y[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+          y[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+        }
+      }
+      for (int i = 0; i < 16; ++i)
+        for (int l = 0; l < 16; ++l) q[16 * i + l] = static_cast<int16_t>(q8[16 * i + l] * sc[i]);
+      for (int r = 0; r < t.nx; ++r) {
+        const int16_t* xs = x[r].s + b * 16;
+        int32_t msum = 0;
+        for (int i = 0; i < 16; ++i) msum += sc[i] * xs[i];
+        acc[r][c] = q6k_step(acc[r][c], dot256(q, xb[r]) - 32 * msum, d, x[r].d[b]);
+      }
+    }
+  }
+  for (int r = 0; r < t.nx; ++r)
+    for (int c = 0; c < t.nw; ++c) t.out[r * t.ldo + c] = acc[r][c];
+}
+
+#ifdef SIBYL_KQUANT_X86
+
+#define SIBYL_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define SIBYL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+// ---- Shared by the AVX2 and AVX-512 tiles: the per-block step for 4 weights in xmm lanes.
+
+// The blocks' d and dmin (Q4_K, first 4 bytes) as floats; lanes ≥ NW are 0.
+template <int NW>
+SIBYL_AVX2 inline void q4k_d(const uint8_t* const* blk, __m128& d, __m128& dmin) {
+  uint32_t u[4] = {};
+  for (int c = 0; c < NW; ++c) u[c] = load_u32(blk[c]);
+  const __m256 f = _mm256_cvtph_ps(
+      _mm_setr_epi32(static_cast<int>(u[0]), static_cast<int>(u[1]), static_cast<int>(u[2]), static_cast<int>(u[3])));
+  const __m256 p = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+  d = _mm256_castps256_ps128(p);
+  dmin = _mm256_extractf128_ps(p, 1);
+}
+
+// The blocks' d (Q6_K, bytes 208–209); lanes ≥ NW are 0.
+template <int NW>
+SIBYL_AVX2 inline __m128 q6k_d(const uint8_t* const* blk) {
+  uint16_t u[4] = {};
+  for (int c = 0; c < NW; ++c) u[c] = load_u16(blk[c] + 208);
+  return _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(u[0]), static_cast<short>(u[1]), static_cast<short>(u[2]),
+                                     static_cast<short>(u[3]), 0, 0, 0, 0));
+}
+
+// [Σ a0, Σ a1, Σ a2, Σ a3 | Σ b0, Σ b1, Σ b2, Σ b3] of eight vectors of 8 int32 (exact).
+SIBYL_AVX2 inline __m256i sum4x2(const __m256i* a, const __m256i* b) {
+  const __m256i ha = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  const __m256i hb = _mm256_hadd_epi32(_mm256_hadd_epi32(b[0], b[1]), _mm256_hadd_epi32(b[2], b[3]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(ha, hb, 0x20), _mm256_permute2x128_si256(ha, hb, 0x31));
+}
+
+// sum4x2 of one activation row's NW pairs (the missing weights count 0).
+template <int NW>
+SIBYL_AVX2 inline __m256i reduce(const __m256i* isum, const __m256i* msum) {
+  __m256i a[4], m[4];
+  for (int c = 0; c < 4; ++c) {
+    a[c] = c < NW ? isum[c] : _mm256_setzero_si256();
+    m[c] = c < NW ? msum[c] : _mm256_setzero_si256();
+  }
+  return sum4x2(a, m);
+}
+
+// q4k_step / q6k_step on 4 pairs (one activation row, 4 weights) at once.
+SIBYL_AVX2 inline __m128 q4k_step4(__m128 acc, __m256i im, __m128 d, __m128 dmin, float dx) {
+  const __m256 f = _mm256_cvtepi32_ps(im);
+  const __m128 t = _mm_mul_ps(_mm256_extractf128_ps(f, 1), dmin);
+  return _mm_fmadd_ps(_mm_fmsub_ps(_mm256_castps256_ps128(f), d, t), _mm_set1_ps(dx), acc);
+}
+SIBYL_AVX2 inline __m128 q6k_step4(__m128 acc, __m256i im, __m128 d, float dx) {
+  const __m128i i = _mm256_castsi256_si128(im), m = _mm256_extracti128_si256(im, 1);
+  const __m128 f = _mm_cvtepi32_ps(_mm_sub_epi32(i, _mm_slli_epi32(m, 5)));
+  return _mm_fmadd_ps(_mm_mul_ps(f, d), _mm_set1_ps(dx), acc);
+}
+
+template <int NX, int NW>
+SIBYL_AVX2 inline void store(const Tile& t, const __m128* acc) {
+  for (int r = 0; r < NX; ++r) {
+    alignas(16) float o[4];
+    _mm_store_ps(o, acc[r]);
+    for (int c = 0; c < NW; ++c) t.out[r * t.ldo + c] = o[c];
+  }
+}
+
+// The 8 Q4_K mins as int16 pairs [m0, m0, m1, m1, …], for vpmaddwd against the activation's
+// 16 sums: lane j = m_j·(s[2j] + s[2j+1]).
+SIBYL_AVX2 inline __m256i q4k_mins(uint64_t mn) {
+  const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(mn));
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+}
+
+// The tile loops (both levels) go through the blocks in groups. Within a group, one weight row
+// at a time: its stretch of blocks is read front to back (the tile's rows are adjacent, so a
+// 1×4 tile reads one sequential run of memory; interleaving the four rows block by block
+// halves what the memory prefetchers deliver), each unpacked chunk meets all NX activation
+// rows while in registers, and the pairs' integer vectors (isum: scaled dot products, msum:
+// min / offset terms) wait in L1. Then, block by block in order, one reduction and one float
+// step per activation row for its NW pairs together.
+template <int NX>
+constexpr int kGroup = 32 / NX;  // blocks per group: 8 KiB of parked vectors
+
+// ---- AVX2.
+struct Q4kAvx2 {
+  template <int NX, int NW>
+  SIBYL_AVX2 static void run(const Tile& t) {
+    const int64_t nb = t.k / kQK;
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    constexpr int G = kGroup<NX>;
+    Act x[NX];
+    __m128 acc[NX];
+    __m256i isum[G][NX][NW], msum[G][NX][NW];
+    for (int r = 0; r < NX; ++r) {
+      x[r] = act_row(t, r);
+      acc[r] = _mm_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += G) {
+      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
+      for (int c = 0; c < NW; ++c)
+        for (int g = 0; g < gn; ++g) {
+          const int64_t b = b0 + g;
+          const uint8_t* p = t.w[c] + b * kQ4KBytes;
+          uint64_t sc, mn;
+          q4k_scales(p + 4, sc, mn);
+          const __m256i sc16 =
+              _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+          __m256i ai[NX];
+          for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+          for (int ch = 0; ch < 4; ++ch) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * ch));
+            const __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+            // Scale of sub-block 2ch (low nibbles) and 2ch+1 (high), in every int16 lane.
+            const __m256i slo =
+                _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 1) << 8 | 4 * ch)));
+            const __m256i shi =
+                _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 3) << 8 | (4 * ch + 2))));
+            for (int r = 0; r < NX; ++r) {
+              const int8_t* xq = x[r].q + b * kQK + 64 * ch;
+              const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+              const __m256i phi =
+                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+              ai[r] =
+                  _mm256_add_epi32(ai[r], _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
+            }
+          }
+          const __m256i m16 = q4k_mins(mn);
+          for (int r = 0; r < NX; ++r) {
+            isum[g][r][c] = ai[r];
+            msum[g][r][c] =
+                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), m16);
+          }
+        }
+      for (int g = 0; g < gn; ++g) {
+        const int64_t b = b0 + g;
+        const uint8_t* blk[NW];
+        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ4KBytes;
+        __m128 d, dmin;
+        q4k_d<NW>(blk, d, dmin);
+        for (int r = 0; r < NX; ++r) acc[r] = q4k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, dmin, x[r].d[b]);
+      }
+    }
+    store<NX, NW>(t, acc);
+  }
+};
+
+struct Q6kAvx2 {
+  template <int NX, int NW>
+  SIBYL_AVX2 static void run(const Tile& t) {
+    const int64_t nb = t.k / kQK;
+    const __m256i nib = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
+    constexpr int G = kGroup<NX>;
+    Act x[NX];
+    __m128 acc[NX];
+    __m256i isum[G][NX][NW], msum[G][NX][NW];
+    for (int r = 0; r < NX; ++r) {
+      x[r] = act_row(t, r);
+      acc[r] = _mm_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += G) {
+      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
+      for (int c = 0; c < NW; ++c)
+        for (int g = 0; g < gn; ++g) {
+          const int64_t b = b0 + g;
+          const uint8_t* p = t.w[c] + b * kQ6KBytes;
+          const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
+          // Scales 8h…8h+7 of half h in both 128-bit lanes.
+          const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+          __m256i ai[NX];
+          for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) {
+            const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
+            // Values 128h + 32i …: low / high nibbles of ql, bits 2i, 2i+1 of qh as bits 4, 5.
+            __m256i v[4];
+            v[0] = _mm256_or_si256(_mm256_and_si256(l0, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2));
+            v[1] = _mm256_or_si256(_mm256_and_si256(l1, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), nib), _mm256_and_si256(qh, hi2));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), nib),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2));
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i) {
+              const __m256i pick =
+                  _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>((4 * i + 1) << 8 | 4 * i)),
+                                    _mm_set1_epi16(static_cast<short>((4 * i + 3) << 8 | (4 * i + 2))));
+              const __m256i s = _mm256_shuffle_epi8(sch[h], pick);  // sub-block 8h+2i (low lane), 8h+2i+1
+              for (int r = 0; r < NX; ++r) {
+                const int8_t* xq = x[r].q + b * kQK + 128 * h + 32 * i;
+                const __m256i pr = _mm256_maddubs_epi16(v[i], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+                ai[r] = _mm256_add_epi32(ai[r], _mm256_madd_epi16(pr, s));
+              }
+            }
+          }
+          for (int r = 0; r < NX; ++r) {
+            isum[g][r][c] = ai[r];
+            msum[g][r][c] =
+                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), sc16);
+          }
+        }
+      for (int g = 0; g < gn; ++g) {
+        const int64_t b = b0 + g;
+        const uint8_t* blk[NW];
+        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ6KBytes;
+        const __m128 d = q6k_d<NW>(blk);
+        for (int r = 0; r < NX; ++r) acc[r] = q6k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, x[r].d[b]);
+      }
+    }
+    store<NX, NW>(t, acc);
+  }
+};
+
+// ---- AVX-512 VNNI. Per 128 values and activation row: two vpdpbusd (int32 sums of 4 products),
+// one vpackssdw, one vpdpwssd against the scales (int16, one per 4 sums) — 3 multiplies where
+// vpmaddubsw + vpdpwssd take 4, and one scale vector per 128 values instead of per 64.
+
+// vpermw indices of those scale vectors. Q4_K, chunks 2P and 2P+1 packed: 128-bit lane L holds
+// 4 sums of sub-block 4P + L/2, then 4 of 4P + 2 + L/2. Q6_K, half h's two vectors packed:
+// lane L holds 4 sums of sub-block 8h + L, then 4 of 8h + 4 + L.
+struct Picks {
+  alignas(64) int16_t idx[2][32];
+};
+constexpr Picks make_picks(bool q6) {
+  Picks p{};
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l)
+      p.idx[h][l] =
+          static_cast<int16_t>(q6 ? 8 * h + l / 8 + (l % 8 < 4 ? 0 : 4) : 4 * h + l / 16 + (l % 8 < 4 ? 0 : 2));
+  return p;
+}
+constexpr Picks kQ4kPicks = make_picks(false), kQ6kPicks = make_picks(true);
+
+SIBYL_VNNI inline __m256i fold(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+struct Q4kVnni {
+  template <int NX, int NW>
+  SIBYL_VNNI static void run(const Tile& t) {
+    const int64_t nb = t.k / kQK;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    const __m512i pick[2] = {_mm512_load_si512(kQ4kPicks.idx[0]), _mm512_load_si512(kQ4kPicks.idx[1])};
+    constexpr int G = kGroup<NX>;
+    Act x[NX];
+    __m128 acc[NX];
+    __m256i isum[G][NX][NW], msum[G][NX][NW];
+    for (int r = 0; r < NX; ++r) {
+      x[r] = act_row(t, r);
+      acc[r] = _mm_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += G) {
+      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
+      for (int c = 0; c < NW; ++c)
+        for (int g = 0; g < gn; ++g) {
+          const int64_t b = b0 + g;
+          const uint8_t* p = t.w[c] + b * kQ4KBytes;
+          uint64_t sc, mn;
+          q4k_scales(p + 4, sc, mn);
+          const __m512i sc16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+          __m512i ai[NX];
+          for (int r = 0; r < NX; ++r) ai[r] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+          for (int P = 0; P < 2; ++P) {
+            // [low nibbles | high nibbles] of a chunk's 32 bytes = its 64 values in order.
+            __m512i w0 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 64 * P)));
+            __m512i w1 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 48 + 64 * P)));
+            w0 = _mm512_and_si512(_mm512_mask_srli_epi16(w0, 0xFFFF0000u, w0, 4), nib);
+            w1 = _mm512_and_si512(_mm512_mask_srli_epi16(w1, 0xFFFF0000u, w1, 4), nib);
+            const __m512i s = _mm512_permutexvar_epi16(pick[P], sc16);
+            for (int r = 0; r < NX; ++r) {
+              const int8_t* xq = x[r].q + b * kQK + 128 * P;
+              const __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq));
+              const __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + 64));
+              ai[r] = _mm512_dpwssd_epi32(ai[r], _mm512_packs_epi32(t0, t1), s);
+            }
+          }
+          const __m256i m16 = q4k_mins(mn);
+          for (int r = 0; r < NX; ++r) {
+            isum[g][r][c] = fold(ai[r]);
+            msum[g][r][c] =
+                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), m16);
+          }
+        }
+      for (int g = 0; g < gn; ++g) {
+        const int64_t b = b0 + g;
+        const uint8_t* blk[NW];
+        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ4KBytes;
+        __m128 d, dmin;
+        q4k_d<NW>(blk, d, dmin);
+        for (int r = 0; r < NX; ++r) acc[r] = q4k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, dmin, x[r].d[b]);
+      }
+    }
+    store<NX, NW>(t, acc);
+  }
+};
+
+struct Q6kVnni {
+  template <int NX, int NW>
+  SIBYL_VNNI static void run(const Tile& t) {
+    const int64_t nb = t.k / kQK;
+    const __m512i nib = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
+    // qh bits 2i, 2i+1 to bits 4, 5: the low 32 values of a half take i = 0 (left 4), the next
+    // 32 i = 1 (left 2); of the high-nibble 64, i = 2 (as is), i = 3 (right 2).
+    const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+    const __m512i pick[2] = {_mm512_load_si512(kQ6kPicks.idx[0]), _mm512_load_si512(kQ6kPicks.idx[1])};
+    constexpr int G = kGroup<NX>;
+    Act x[NX];
+    __m128 acc[NX];
+    __m256i isum[G][NX][NW], msum[G][NX][NW];
+    for (int r = 0; r < NX; ++r) {
+      x[r] = act_row(t, r);
+      acc[r] = _mm_setzero_ps();
+    }
+    for (int64_t b0 = 0; b0 < nb; b0 += G) {
+      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
+      for (int c = 0; c < NW; ++c)
+        for (int g = 0; g < gn; ++g) {
+          const int64_t b = b0 + g;
+          const uint8_t* p = t.w[c] + b * kQ6KBytes;
+          const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
+          const __m512i scz = _mm512_broadcast_i64x4(sc16);
+          __m512i ai[NX];
+          for (int r = 0; r < NX; ++r) ai[r] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+          for (int h = 0; h < 2; ++h) {
+            const __m512i ql = _mm512_loadu_si512(p + 64 * h);
+            const __m512i qh =
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h)));
+            // a | (b & c), c = 0x30: the two high bits over the nibble.
+            const __m512i w0 =
+                _mm512_ternarylogic_epi32(_mm512_and_si512(ql, nib), _mm512_sllv_epi64(qh, shl), hi2, 0xF8);
+            const __m512i w1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib),
+                                                         _mm512_srlv_epi64(qh, shr), hi2, 0xF8);
+            const __m512i s = _mm512_permutexvar_epi16(pick[h], scz);
+            for (int r = 0; r < NX; ++r) {
+              const int8_t* xq = x[r].q + b * kQK + 128 * h;
+              const __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq));
+              const __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + 64));
+              ai[r] = _mm512_dpwssd_epi32(ai[r], _mm512_packs_epi32(t0, t1), s);
+            }
+          }
+          for (int r = 0; r < NX; ++r) {
+            isum[g][r][c] = fold(ai[r]);
+            msum[g][r][c] =
+                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), sc16);
+          }
+        }
+      for (int g = 0; g < gn; ++g) {
+        const int64_t b = b0 + g;
+        const uint8_t* blk[NW];
+        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ6KBytes;
+        const __m128 d = q6k_d<NW>(blk);
+        for (int r = 0; r < NX; ++r) acc[r] = q6k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, x[r].d[b]);
+      }
+    }
+    store<NX, NW>(t, acc);
+  }
+};
+
+// ---- The tile shape → its instantiation.
+template <class K, int NX>
+void dispatch_nw(const Tile& t) {
+  switch (t.nw) {
+    case 1:
+      return K::template run<NX, 1>(t);
+    case 2:
+      return K::template run<NX, 2>(t);
+    case 3:
+      return K::template run<NX, 3>(t);
+    default:
+      return K::template run<NX, 4>(t);
+  }
+}
+
+template <class K>
+void dispatch(const Tile& t) {
+  switch (t.nx) {
+    case 1:
+      return dispatch_nw<K, 1>(t);
+    case 2:
+      return dispatch_nw<K, 2>(t);
+    case 3:
+      return dispatch_nw<K, 3>(t);
+    default:
+      return dispatch_nw<K, 4>(t);
+  }
+}
+
+#endif  // SIBYL_KQUANT_X86
+
+}  // namespace
+
+FastKernel q4_k_kernel() {
+#ifdef SIBYL_KQUANT_X86
+  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q4kVnni>};
+  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<Q4kAvx2>};
+#endif
+  return {ActFormat::q8_256, q4k_portable};
+}
+
+FastKernel q6_k_kernel() {
+#ifdef SIBYL_KQUANT_X86
+  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q6kVnni>};
+  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<Q6kAvx2>};
+#endif
+  return {ActFormat::q8_256, q6k_portable};
+}
+
+}  // namespace sibyl::backend::cpu

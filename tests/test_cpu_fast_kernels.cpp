@@ -1,0 +1,247 @@
+// The CPU fast path's matmul kernels against the exact path: every weight dtype, every SIMD
+// level this machine has (lower ones forced), odd shapes; error bounds that follow from the
+// activation rounding; and the determinism contract (a pair's value never depends on the
+// tile, the other rows or the thread count).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "cpu/fast_kernels.h"
+#include "cpu/simd.h"
+#include "quant.h"
+
+namespace sibyl::backend::cpu {
+namespace {
+
+using engine::DType;
+
+struct Weights {
+  DType dtype;
+  int64_t rows, k;
+  std::vector<uint8_t> bytes;
+  std::vector<float> scale;  // f8_e4m3: block scales
+  int64_t block_rows = 0, block_cols = 0;
+  WeightRows view() const {
+    return {bytes.data(), dtype, rows, k, scale.empty() ? nullptr : scale.data(), block_rows, block_cols};
+  }
+};
+
+Weights make_weights(DType dtype, int64_t rows, int64_t k, std::mt19937& rng) {
+  Weights w{dtype, rows, k, {}, {}};
+  std::normal_distribution<float> g(0.0f, 0.05f);
+  if (dtype == DType::f8_e4m3) {
+    w.bytes.resize(static_cast<size_t>(rows * k));
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& b : w.bytes) {
+      int v = byte(rng);
+      if ((v & 0x7f) == 0x7f) v &= 0xfe;  // 0x7f / 0xff are NaN in e4m3fn
+      b = static_cast<uint8_t>(v);
+    }
+    w.block_rows = 2;
+    w.block_cols = 48;  // k need not be a multiple: the last column block is partial
+    const int64_t nb = ((rows + 1) / 2) * ((k + 47) / 48);
+    std::uniform_real_distribution<float> s(0.001f, 0.01f);
+    for (int64_t i = 0; i < nb; ++i) w.scale.push_back(s(rng));
+    return w;
+  }
+  const size_t rb = engine::row_bytes(dtype, k);
+  w.bytes.resize(rb * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = g(rng);
+    if (r % 3 == 1) row[static_cast<size_t>(r % k)] = 0.9f;  // an outlier
+    engine::quantize_row(dtype, row.data(), w.bytes.data() + rb * static_cast<size_t>(r), k);
+  }
+  return w;
+}
+
+std::vector<float> make_x(int64_t n, int64_t k, std::mt19937& rng) {
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n * k));
+  for (auto& v : x) v = g(rng);
+  for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i * k + (7 * i) % k)] = 12.0f;  // an outlier per row
+  if (n > 2) std::fill_n(x.begin() + k, std::min<int64_t>(k, 64), 0.0f);                // zero blocks in row 1
+  return x;
+}
+
+// The activation rounding's share of the error of one element: half a quantization step
+// (8-bit formats: amax of the element's block / 254), a bf16 rounding, or none.
+std::vector<float> act_error(ActFormat format, const float* x, int64_t k) {
+  std::vector<float> e(static_cast<size_t>(k), 0.0f);
+  const int64_t block = format == ActFormat::q8_32 ? 32 : format == ActFormat::q8_256 ? 256 : 0;
+  for (int64_t b = 0; block && b < k / block; ++b) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(x[b * block + i]));
+    for (int64_t i = 0; i < block; ++i) e[static_cast<size_t>(b * block + i)] = amax / 254.0f * 1.0001f;
+  }
+  if (format == ActFormat::bf16)
+    for (int64_t i = 0; i < k; ++i) e[static_cast<size_t>(i)] = std::fabs(x[i]) * (1.0f / 256.0f);
+  return e;
+}
+
+struct Case {
+  DType dtype;
+  int64_t block;  // the weight dtype's block of columns
+};
+
+const Case kCases[] = {{DType::f32, 1},  {DType::f16, 1},  {DType::bf16, 1}, {DType::f8_e4m3, 1},
+                       {DType::q8_0, 32}, {DType::q5_0, 32}, {DType::q4_k, 256}, {DType::q6_k, 256}};
+
+std::vector<SimdLevel> levels() {
+  std::vector<SimdLevel> out;
+  for (int l = 0; l <= static_cast<int>(SimdLevel::avx512_bf16); ++l) {
+    simd_cap(static_cast<SimdLevel>(l));
+    if (simd_best() == static_cast<SimdLevel>(l)) out.push_back(static_cast<SimdLevel>(l));
+  }
+  simd_cap(SimdLevel::avx512_bf16);
+  return out;
+}
+
+class FastKernels : public ::testing::TestWithParam<Case> {
+ protected:
+  void TearDown() override { simd_cap(SimdLevel::avx512_bf16); }
+};
+
+std::string name(DType d) { return engine::dtype_name(d); }
+
+TEST_P(FastKernels, EveryLevelEveryShapeWithinTheRoundingBound) {
+  const Case c = GetParam();
+  std::mt19937 rng(1234);
+  ThreadPool pool(1);
+  const Exec fast{pool, Precision::fast};
+  // One block, two, an odd count, and past the kernels' 32-block groups.
+  const int64_t ks[] = {c.block == 1 ? 19 : c.block, c.block == 1 ? 64 : 2 * c.block,
+                        c.block == 1 ? 333 : 7 * c.block, c.block == 1 ? 4099 : 33 * c.block};
+  for (SimdLevel level : levels()) {
+    simd_cap(level);
+    const FastKernel kernel = fast_kernel(c.dtype);
+    ASSERT_NE(kernel.tile, nullptr) << name(c.dtype) << " has no fast kernel at " << simd_name(level);
+    for (int64_t k : ks) {
+      if (kernel.act == ActFormat::q8_32 && k % 32) continue;
+      for (int64_t n : {1, 3, 4, 9}) {
+        for (int64_t rows : {1, 2, 4, 7}) {
+          const Weights w = make_weights(c.dtype, rows, k, rng);
+          const std::vector<float> x = make_x(n, k, rng);
+          std::vector<float> out(static_cast<size_t>(n * rows), NAN);
+          gemm(fast, x.data(), n, k, w.view(), out.data(), rows);
+          std::vector<float> scratch(static_cast<size_t>(k));
+          for (int64_t i = 0; i < n; ++i) {
+            const std::vector<float> ex = act_error(kernel.act, x.data() + i * k, k);
+            for (int64_t j = 0; j < rows; ++j) {
+              const float* wr = w.view().row(j, scratch.data());
+              double ref = 0.0, mag = 0.0, bound = 0.0;
+              for (int64_t t = 0; t < k; ++t) {
+                ref += static_cast<double>(wr[t]) * x[static_cast<size_t>(i * k + t)];
+                mag += std::fabs(static_cast<double>(wr[t]) * x[static_cast<size_t>(i * k + t)]);
+                bound += std::fabs(static_cast<double>(wr[t])) * ex[static_cast<size_t>(t)];
+              }
+              bound += 2e-6 * mag + 1e-6;  // float32 accumulation
+              const float got = out[static_cast<size_t>(i * rows + j)];
+              ASSERT_LE(std::fabs(got - ref), bound)
+                  << name(c.dtype) << " " << simd_name(level) << " k=" << k << " n=" << n << " rows=" << rows
+                  << " pair (" << i << "," << j << "): " << got << " vs " << ref;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(FastKernels, APairDoesNotDependOnTileRowsOrThreads) {
+  const Case c = GetParam();
+  std::mt19937 rng(99);
+  ThreadPool one(1), two(2);
+  const int64_t k = c.block == 1 ? 333 : 7 * c.block, n = 11, rows = 9;  // odd block counts and tails
+  const Weights w = make_weights(c.dtype, rows, k, rng);
+  const std::vector<float> x = make_x(n, k, rng);
+  for (SimdLevel level : levels()) {
+    simd_cap(level);
+    std::vector<float> all(static_cast<size_t>(n * rows)), threaded(all.size());
+    gemm(Exec{one, Precision::fast}, x.data(), n, k, w.view(), all.data(), rows);
+    // Big enough that two threads really split it.
+    gemm(Exec{two, Precision::fast}, x.data(), n, k, w.view(), threaded.data(), rows);
+    EXPECT_EQ(0, std::memcmp(all.data(), threaded.data(), all.size() * 4)) << simd_name(level);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < rows; ++j) {
+        float alone = NAN;
+        gemm(Exec{one, Precision::fast}, x.data() + i * k, 1, k, w.view().rows_from(j, 1), &alone, 1);
+        ASSERT_EQ(0, std::memcmp(&alone, &all[static_cast<size_t>(i * rows + j)], 4))
+            << name(c.dtype) << " " << simd_name(level) << " pair (" << i << "," << j << ")";
+      }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypes, FastKernels, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return name(info.param.dtype); });
+
+TEST(FastActivations, EightBitBlocksRoundTripWithinHalfAStep) {
+  std::mt19937 rng(5);
+  const int64_t k = 512;
+  std::vector<float> x = make_x(3, k, rng);
+  x.resize(static_cast<size_t>(k));
+  for (ActFormat f : {ActFormat::q8_32, ActFormat::q8_256}) {
+    const int64_t block = f == ActFormat::q8_32 ? 32 : 256, span = f == ActFormat::q8_32 ? 32 : 16;
+    std::vector<uint8_t> buf(act_row_bytes(f, k));
+    ASSERT_EQ(buf.size() % 64, 0u);
+    convert_activation(f, x.data(), k, buf.data());
+    const auto* qs = reinterpret_cast<const int8_t*>(buf.data());
+    const auto* d = reinterpret_cast<const float*>(buf.data() + k);
+    const auto* s = reinterpret_cast<const int16_t*>(buf.data() + k + (k / block) * 4);
+    const std::vector<float> e = act_error(f, x.data(), k);
+    for (int64_t i = 0; i < k; ++i) {
+      ASSERT_LE(std::fabs(d[i / block] * qs[i] - x[static_cast<size_t>(i)]), e[static_cast<size_t>(i)]) << i;
+      ASSERT_GE(qs[i], -127);
+    }
+    for (int64_t g = 0; g < k / span; ++g) {
+      int sum = 0;
+      for (int64_t i = 0; i < span; ++i) sum += qs[g * span + i];
+      ASSERT_EQ(sum, s[g]) << g;
+    }
+  }
+}
+
+TEST(FastActivations, EveryLevelGivesTheSameBytes) {
+  std::mt19937 rng(8);
+  const int64_t k = 768;
+  const std::vector<float> x = make_x(1, k, rng);
+  for (ActFormat f : {ActFormat::q8_32, ActFormat::q8_256}) {
+    std::vector<std::vector<uint8_t>> out;
+    for (SimdLevel level : levels()) {
+      simd_cap(level);
+      out.emplace_back(act_row_bytes(f, k));
+      convert_activation(f, x.data(), k, out.back().data());
+    }
+    simd_cap(SimdLevel::avx512_bf16);
+    for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "level " << i;
+  }
+}
+
+TEST(FastActivations, Bf16RoundsToNearestEven) {
+  const float x[4] = {1.0f, 1.00390625f /* halfway: stays 1 */, 1.01171875f /* halfway: up */, -3.5f};
+  uint16_t out[32] = {};
+  convert_activation(ActFormat::bf16, x, 4, reinterpret_cast<uint8_t*>(out));
+  EXPECT_EQ(out[0], 0x3f80);
+  EXPECT_EQ(out[1], 0x3f80);
+  EXPECT_EQ(out[2], 0x3f82);
+  EXPECT_EQ(out[3], 0xc060);
+}
+
+TEST(FastKernelsExact, ExactPrecisionIgnoresTheFastKernels) {
+  std::mt19937 rng(7);
+  ThreadPool pool(1);
+  const Weights w = make_weights(DType::q4_k, 5, 512, rng);
+  const std::vector<float> x = make_x(3, 512, rng);
+  std::vector<float> a(15), b(15);
+  gemm(Exec{pool, Precision::exact}, x.data(), 3, 512, w.view(), a.data(), 5);
+  gemm_exact(pool, x.data(), 3, 512, w.view(), b.data(), 5);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4));
+}
+
+}  // namespace
+}  // namespace sibyl::backend::cpu
