@@ -84,23 +84,44 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
   std::vector<float> q_lat(static_cast<size_t>(n * H * R)), o_lat(static_cast<size_t>(n * H * R));
   for (int64_t h = 0; h < H; ++h)
     up.absorb(ex, q.f32() + first * q.cols() + h * qk, q.cols(), n, h, q_lat.data() + h * R, H * R);
-  ex.pool.parallel_for(n * H, longest * (R + dr), [&](int64_t begin, int64_t end) {
-    std::vector<float> qrow(static_cast<size_t>(qk)), scores;
-    std::vector<const float*> rows;
+  // Items are (row, group of up to 4 heads): each cached latent row is read once for the group,
+  // scored with 4 × 4 tiles of dot products over [c_kv | k_pe] (the cache row's own layout).
+  const int64_t W = R + dr, groups = (H + 3) / 4;
+  ex.pool.parallel_for(n * groups, longest * 4 * W, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> qcat, qrow, scores;
+    thread_local std::vector<const float*> rows;
+    qcat.resize(static_cast<size_t>(4 * W));
+    qrow.resize(static_cast<size_t>(qk));
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t r = item / H, i = first + r, h = item % H;
-      rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
-      const float* ql = q_lat.data() + (r * H + h) * R;
+      const int64_t r = item / groups, i = first + r, h0 = (item % groups) * 4, nh = std::min<int64_t>(4, H - h0);
       const int64_t len = pos[i] + 1;
-      scores.resize(static_cast<size_t>(len));
-      rows.resize(static_cast<size_t>(len));
-      for (int64_t t = 0; t < len; ++t) {
-        const float* c = rows[t] = kv.at(layer, i, t);
-        scores[t] = (dot(ql, c, R) + dot(qrow.data() + dn, c + R, dr)) * sh.softmax_scale;
+      for (int64_t g = 0; g < nh; ++g) {  // [q̃ | rotated q_pe] of head h0 + g
+        rotated_query(qrow.data(), q, i, h0 + g, sh, pos[i], rope);
+        std::copy_n(q_lat.data() + (r * H + h0 + g) * R, R, qcat.data() + g * W);
+        std::copy_n(qrow.data() + dn, dr, qcat.data() + g * W + R);
       }
-      softmax(scores.data(), len);
-      float* ol = o_lat.data() + (r * H + h) * R;  // õ = Σ p · c_kv
-      for (int64_t t = 0; t < len; ++t) axpy(ol, scores[t], rows[t], R);
+      rows.resize(static_cast<size_t>(len));
+      for (int64_t t = 0; t < len; ++t) rows[t] = kv.at(layer, i, t);
+      scores.resize(static_cast<size_t>(4 * len));
+      float tile[16];
+      int64_t t = 0;
+      for (; nh == 4 && t + 4 <= len; t += 4) {
+        dot_4x4(qcat.data(), W, rows.data() + t, W, tile, 4);
+        for (int64_t g = 0; g < 4; ++g)
+          for (int64_t c = 0; c < 4; ++c) scores[g * len + t + c] = tile[g * 4 + c] * sh.softmax_scale;
+      }
+      for (; t < len; ++t)
+        for (int64_t g = 0; g < nh; ++g) scores[g * len + t] = dot(qcat.data() + g * W, rows[t], W) * sh.softmax_scale;
+      float* ol[4] = {};
+      float p[4] = {};
+      for (int64_t g = 0; g < nh; ++g) {
+        softmax(scores.data() + g * len, len);
+        ol[g] = o_lat.data() + (r * H + h0 + g) * R;  // õ = Σ p · c_kv
+      }
+      for (t = 0; t < len; ++t) {
+        for (int64_t g = 0; g < nh; ++g) p[g] = scores[g * len + t];
+        axpy_heads(ol, p, static_cast<int>(nh), rows[t], R);
+      }
     }
   });
   // o = õ · W_UVᵀ per head  [n, dv]

@@ -18,6 +18,14 @@ SIBYL_SIMD_CLONES void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+SIBYL_SIMD_CLONES void axpy_heads(float* const* y, const float* a, int n_y, const float* x, int64_t n) {
+  for (int g = 0; g < n_y; ++g) {
+    float* yg = y[g];
+    const float ag = a[g];
+    for (int64_t i = 0; i < n; ++i) yg[i] += ag * x[i];
+  }
+}
+
 void to_f32(float* dst, const void* src, DType dtype, int64_t n) {
   switch (dtype) {
     case DType::f32:

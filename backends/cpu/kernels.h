@@ -17,6 +17,8 @@ void dot_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n, floa
 void dot_1x4(const float* x, const float* const* w, int64_t n, float* out);
 void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
+// y[g] += a[g]·x for g < n_y (≤ 4): one x read for several heads; each y[g] gets exactly axpy's sums.
+void axpy_heads(float* const* y, const float* a, int n_y, const float* x, int64_t n);
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);  // f8_e4m3 unscaled; i32/i64 give zeros
 
 // A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time. FP8 rows

@@ -39,8 +39,8 @@ int64_t block_cols(const Tile& t) { return t.scale_cols > 0 ? t.scale_cols : t.k
 float block_scale(const Tile& t, int c, int64_t b) { return t.w_scale[c] ? t.w_scale[c][b] : 1.0f; }
 
 // ---- Tiles as passes of at most RXMAX rows × P pairs (what fits the registers). Fewer rows
-// per pass re-widen each weight vector more often but keep more x rows in L1; which is better
-// depends on how costly the widening is (measured per kernel below).
+// per pass widen each weight vector more often, more rows reload each x vector more often:
+// which wins depends on how costly the widening is (measured; see each kernel's choice).
 using PassFn = void (*)(const Tile&, int r0, int c0);
 
 template <template <int, int> class K, int P, int RX, int RW>
@@ -78,44 +78,9 @@ __attribute__((target("avx2"))) inline float sum8(__m256 v8) {
   return _mm_cvtss_f32(_mm_add_ss(v2, _mm_shuffle_ps(v2, v2, 1)));
 }
 
-// Four accumulators summed at once by the same tree, with their 128-bit quarters regrouped so
-// that one add does a level for all four: each sum is what sum8(lo + hi) would give, so a
-// pair's value does not depend on which accumulators shared its group. (At small k the
-// per-pair reduction was a large part of a tile.)
-__attribute__((target("avx512f"))) inline __m128 sum16x4(__m512 a, __m512 b, __m512 c, __m512 d) {
-  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));  // l + (l + 8)
-  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
-  const __m512 v4 = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));  // + 4
-  const __m512 v2 = _mm512_add_ps(v4, _mm512_permute_ps(v4, 0x0e));                                         // + 2
-  const __m512 v1 = _mm512_add_ps(v2, _mm512_permute_ps(v2, 0x01));                                         // + 1
-  return _mm512_castps512_ps128(
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), v1));
-}
-
-__attribute__((target("avx2"))) inline float lane(__m128 v, int q) {
-  switch (q) {
-    case 0: return _mm_cvtss_f32(v);
-    case 1: return _mm_cvtss_f32(_mm_movehdup_ps(v));
-    case 2: return _mm_cvtss_f32(_mm_movehl_ps(v, v));
-    default: return _mm_cvtss_f32(_mm_shuffle_ps(v, v, 3));
-  }
-}
-
-// out[r0 + r][c0 + c] = the lane sum of acc[r][c], four pairs per sum16x4. (Stored from the
-// registers: a loop over a float array here became a scatter, slow on AMD.)
-template <int RX, int RW>
-__attribute__((target("avx512f"))) inline void store_sums(const __m512 (&acc)[RX][RW], const Tile& t, int r0, int c0) {
-  constexpr int N = RX * RW;
-  for (int p = 0; p < N; p += 4) {
-    __m512 v[4];
-    for (int q = 0; q < 4; ++q) v[q] = p + q < N ? acc[(p + q) / RW][(p + q) % RW] : _mm512_setzero_ps();
-    const __m128 s = sum16x4(v[0], v[1], v[2], v[3]);
-    if constexpr (RW == 4) {
-      _mm_storeu_ps(t.out + (r0 + p / 4) * t.ldo + c0, s);  // one row of the pass
-    } else {
-      for (int q = 0; q < 4 && p + q < N; ++q) t.out[(r0 + (p + q) / RW) * t.ldo + c0 + (p + q) % RW] = lane(s, q);
-    }
-  }
+__attribute__((target("avx512f"))) inline float sum16(__m512 a) {
+  return sum8(
+      _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
 }
 
 // Bits of the half for each byte (see the top): (sign-extended byte << 7) & 0xbf80.
@@ -182,7 +147,8 @@ struct Fma512 {
         for (int r = 0; r < RX; ++r) tot[r][c] = _mm512_fmadd_ps(part[r][c], s, tot[r][c]);
       }
     }
-    store_sums(tot, t, r0, c0);
+    for (int r = 0; r < RX; ++r)
+      for (int c = 0; c < RW; ++c) t.out[(r0 + r) * t.ldo + c0 + c] = sum16(tot[r][c]);
   }
 };
 
@@ -289,7 +255,7 @@ void tile_portable(const Tile& t) {
 FastKernel f8_kernel() {
 #if defined(__x86_64__)
   // Widening is the costly part here: passes take all the x rows so each weight vector is
-  // widened once per tile (4 × 2 and 4 × 1 beat 2 × 4 and 2 × 2).
+  // widened once per tile (4 × 2 and 4 × 1 measured faster than 2 × 4 and 2 × 2).
   if (simd_has(SimdLevel::avx512)) return {ActFormat::f32, run_tile<Fma512, 4, 8>};
   if (simd_has(SimdLevel::avx2)) return {ActFormat::f32, run_tile<Fma256, 4, 4>};
 #endif
