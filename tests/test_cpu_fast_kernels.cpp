@@ -43,8 +43,8 @@ Weights make_weights(DType dtype, int64_t rows, int64_t k, std::mt19937& rng) {
       b = static_cast<uint8_t>(v);
     }
     w.block_rows = 2;
-    w.block_cols = 48;  // k need not be a multiple: the last column block is partial
-    const int64_t nb = ((rows + 1) / 2) * ((k + 47) / 48);
+    w.block_cols = 50;  // not a multiple of 16 (blocks end mid-vector), nor of k (a partial last block)
+    const int64_t nb = ((rows + 1) / 2) * ((k + 49) / 50);
     std::uniform_real_distribution<float> s(0.001f, 0.01f);
     for (int64_t i = 0; i < nb; ++i) w.scale.push_back(s(rng));
     return w;

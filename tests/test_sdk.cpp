@@ -96,6 +96,7 @@ TEST(SdkOptions, DefaultsMatchTheCInitFunctions) {
     EXPECT_EQ(mo.worker_nice, m.worker_nice);
     EXPECT_EQ(mo.worker_cpu_mask, m.worker_cpu_mask);
     EXPECT_EQ(mo.step_tokens, m.step_tokens);
+    EXPECT_EQ(static_cast<int>(mo.precision), static_cast<int>(m.precision));
     EXPECT_EQ(mo.to_c().struct_size, sizeof(sibyl_model_options));
     sibyl::ModelOptions set;
     set.device_index = 2;
@@ -106,7 +107,9 @@ TEST(SdkOptions, DefaultsMatchTheCInitFunctions) {
     set.worker_nice = 7;
     set.worker_cpu_mask = 8;
     set.step_tokens = 9;
+    set.precision = sibyl::Precision::Exact;
     const sibyl_model_options sc = set.to_c();
+    EXPECT_EQ(sc.precision, SIBYL_PRECISION_EXACT);
     EXPECT_EQ(sc.device_index, 2);
     EXPECT_EQ(sc.memory_budget, 3u);
     EXPECT_EQ(sc.kv_cache_bytes, 4u);
@@ -215,6 +218,13 @@ TEST_F(SdkTest, CacheAndWorkerOptionsReachTheModel) {
     const uint64_t page = info->kv_bytes_per_token * 32;
     EXPECT_EQ(info->kv_cache_bytes, (uint64_t{1} << 20) / page * page);
     EXPECT_EQ(info->worker_threads, 0);
+    EXPECT_EQ(info->precision, sibyl::Precision::Fast);
+    EXPECT_FALSE(info->cpu_simd.empty());
+    EXPECT_GT(info->decode_weight_bytes, 0u);
+    options.precision = sibyl::Precision::Exact;
+    sibyl::Result<sibyl::Model> exact = sibyl::Model::load(tiny_v3_dir(), options);
+    ASSERT_TRUE(exact.ok()) << exact.error().message;
+    EXPECT_EQ(exact->info()->precision, sibyl::Precision::Exact);
 
     sibyl::ModelOptions bad;
     bad.worker_threads = -2;
