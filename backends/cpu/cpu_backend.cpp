@@ -77,20 +77,33 @@ void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const 
   });
 }
 
-void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope) {
+void rope_angles(float* cs, int64_t dim, int32_t pos, const RopeParams& rope) {
   const float* inv_freq = cpu(*rope.inv_freq).f32();
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    // Same float32 angle as the reference (inv_freq · position in float32).
+    const float angle = inv_freq[i] * static_cast<float>(pos);
+    cs[2 * i] = static_cast<float>(std::cos(static_cast<double>(angle))) * rope.attention_factor;
+    cs[2 * i + 1] = static_cast<float>(std::sin(static_cast<double>(angle))) * rope.attention_factor;
+  }
+}
+
+void rope_apply(float* x, int64_t dim, const float* cs, bool interleaved) {
   const int64_t half = dim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    // Same float32 angle as the reference (inv_freq · position in float32).
-    float angle = inv_freq[i] * static_cast<float>(pos);
-    float c = static_cast<float>(std::cos(static_cast<double>(angle))) * rope.attention_factor;
-    float s = static_cast<float>(std::sin(static_cast<double>(angle))) * rope.attention_factor;
-    int64_t a = rope.interleaved ? 2 * i : i;
-    int64_t b = rope.interleaved ? 2 * i + 1 : i + half;
-    float x0 = x[a], x1 = x[b];
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+    const float x0 = x[a], x1 = x[b];
     x[a] = x0 * c - x1 * s;
     x[b] = x1 * c + x0 * s;
   }
+}
+
+void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope) {
+  float cs[512];  // rope dims are 64 (DeepSeek) or less; larger ones take the heap
+  std::vector<float> big(dim > 512 ? static_cast<size_t>(dim) : 0);
+  float* t = dim > 512 ? big.data() : cs;
+  rope_angles(t, dim, pos, rope);
+  rope_apply(x, dim, t, rope.interleaved);
 }
 
 void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols) {

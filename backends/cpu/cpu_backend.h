@@ -92,6 +92,10 @@ void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const 
 
 // Rotates one rope vector of `dim` values in place for position `pos`.
 void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope);
+// The same in two halves, so that several heads of one position share the angles:
+// cs[2i], cs[2i + 1] = cos, sin (times the attention factor) of rotation i < dim / 2.
+void rope_angles(float* cs, int64_t dim, int32_t pos, const RopeParams& rope);
+void rope_apply(float* x, int64_t dim, const float* cs, bool interleaved);
 
 void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols);
 

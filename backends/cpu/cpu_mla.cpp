@@ -30,6 +30,15 @@ void rotated_query(float* out, const CpuTensor& q, int64_t i, int64_t h, const M
   rope_rotate(out + sh.qk_nope_head_dim, sh.qk_rope_head_dim, pos, rope);
 }
 
+// The same, with the position's rope angles computed once for all heads (rope_angles).
+void rotated_query(float* out, const CpuTensor& q, int64_t i, int64_t h, const MlaShape& sh, const float* angles,
+                   bool interleaved) {
+  const int64_t qk = sh.qk_nope_head_dim + sh.qk_rope_head_dim;
+  const float* src = q.f32() + i * q.cols() + h * qk;
+  std::copy(src, src + qk, out);
+  rope_apply(out + sh.qk_nope_head_dim, sh.qk_rope_head_dim, angles, interleaved);
+}
+
 // W_UK and W_UV of one head from either layout (see MlaWeights), applied to many rows at
 // once so that each weight row is converted once per step, not once per row.
 struct UpRows {
@@ -88,15 +97,17 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
   // scored with 4 × 4 tiles of dot products over [c_kv | k_pe] (the cache row's own layout).
   const int64_t W = R + dr, groups = (H + 3) / 4;
   ex.pool.parallel_for(n * groups, longest * 4 * W, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> qcat, qrow, scores;
+    thread_local std::vector<float> qcat, qrow, scores, angles;
     thread_local std::vector<const float*> rows;
     qcat.resize(static_cast<size_t>(4 * W));
     qrow.resize(static_cast<size_t>(qk));
+    angles.resize(static_cast<size_t>(dr));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / groups, i = first + r, h0 = (item % groups) * 4, nh = std::min<int64_t>(4, H - h0);
       const int64_t len = pos[i] + 1;
+      rope_angles(angles.data(), dr, pos[i], rope);
       for (int64_t g = 0; g < nh; ++g) {  // [q̃ | rotated q_pe] of head h0 + g
-        rotated_query(qrow.data(), q, i, h0 + g, sh, pos[i], rope);
+        rotated_query(qrow.data(), q, i, h0 + g, sh, angles.data(), rope.interleaved);
         std::copy_n(q_lat.data() + (r * H + h0 + g) * R, R, qcat.data() + g * W);
         std::copy_n(qrow.data() + dn, dr, qcat.data() + g * W + R);
       }
