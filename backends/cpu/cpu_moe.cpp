@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "cpu_backend.h"
+#include "fast_jobs.h"
+#include "fast_kernels.h"
 
 namespace sibyl::backend::cpu {
 namespace {
@@ -89,6 +91,90 @@ void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* ra
   if (raw_logits) std::copy(logits.begin(), logits.end(), raw_logits->f32());
 }
 
+namespace {
+
+// Few tokens (decode): the chosen experts' gate and up projections as one parallel loop, then
+// their down projections as another, instead of three small loops per expert; the token rows
+// are converted once for all experts. Every tile is the one gemm would run, and the outputs
+// are added in the same order, so the result is the same bits. False (nothing done) where a
+// weight has no fast kernel or the experts' types differ.
+bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, int64_t H, int64_t K, const float* wts,
+                       const std::vector<int64_t>& start, const std::vector<int64_t>& slots,
+                       const ExpertWeights& experts) {
+  const int64_t n_experts = static_cast<int64_t>(experts.gate.size());
+  constexpr int64_t kMaxSlots = 64;
+  if (ex.precision != Precision::fast || n * K > kMaxSlots) return false;
+  // Every chosen expert's gate/up (and down) must share one kernel and shape.
+  FastKernel kgu{}, kd{};
+  int64_t I = -1;
+  for (int64_t e = 0; e < n_experts; ++e) {
+    if (start[e + 1] == start[e]) continue;
+    const WeightRows wg = cpu(*experts.gate[e]).weight_rows(), wu = cpu(*experts.up[e]).weight_rows(),
+                     wd = cpu(*experts.down[e]).weight_rows();
+    if (I < 0) {
+      I = wg.n_rows;
+      kgu = fast_kernel(wg.dtype);
+      kd = fast_kernel(wd.dtype);
+      if (!kgu.tile || !kd.tile || kgu.act == ActFormat::f32 || kd.act == ActFormat::f32) return false;
+    }
+    const FastKernel ku = fast_kernel(wu.dtype), kg = fast_kernel(wg.dtype), kdd = fast_kernel(wd.dtype);
+    if (wg.n_rows != I || wu.n_rows != I || wd.n_rows != H || wd.k != I || wg.k != H || wu.k != H ||
+        kg.tile != kgu.tile || ku.tile != kgu.tile || kdd.tile != kd.tile || ku.act != kgu.act)
+      return false;
+  }
+  if (I < 0) return false;  // no slots: the general path zeroes out
+
+  const int64_t S = n * K;
+  thread_local std::vector<float> g, u, d;
+  thread_local std::vector<FastJob> jobs;
+  g.resize(static_cast<size_t>(S * I));
+  u.resize(static_cast<size_t>(S * I));
+  d.resize(static_cast<size_t>(S * H));
+
+  // The token rows converted once, then gathered in slot order (position p = start[e] + r).
+  const size_t sx = act_row_bytes(kgu.act, H);
+  uint8_t* xt = act_scratch(0, sx * static_cast<size_t>(n + S));
+  uint8_t* xg = xt + sx * static_cast<size_t>(n);
+  ex.pool.parallel_for(n, H * 4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) convert_activation(kgu.act, x + i * H, H, xt + static_cast<size_t>(i) * sx);
+  });
+  for (int64_t p = 0; p < S; ++p)
+    std::copy_n(xt + static_cast<size_t>(slots[p] / K) * sx, sx, xg + static_cast<size_t>(p) * sx);
+
+  jobs.clear();
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
+    const uint8_t* xe = xg + static_cast<size_t>(start[e]) * sx;
+    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.gate[e]).weight_rows(), g.data() + start[e] * I, I});
+    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.up[e]).weight_rows(), u.data() + start[e] * I, I});
+  }
+  run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
+
+  for (int64_t j = 0; j < S * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+
+  const size_t sh = act_row_bytes(kd.act, I);
+  uint8_t* hq = act_scratch(1, sh * static_cast<size_t>(S));
+  const float* h = g.data();  // not g in the lambda: that would be the running thread's own g
+  ex.pool.parallel_for(S, I * 4, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) convert_activation(kd.act, h + p * I, I, hq + static_cast<size_t>(p) * sh);
+  });
+  jobs.clear();
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
+    jobs.push_back({kd.tile, hq + static_cast<size_t>(start[e]) * sh, sh, m, cpu(*experts.down[e]).weight_rows(),
+                    d.data() + start[e] * H, H});
+  }
+  run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
+
+  std::fill(out, out + n * H, 0.0f);
+  for (int64_t p = 0; p < S; ++p) axpy(out + (slots[p] / K) * H, wts[slots[p]], d.data() + p * H, H);
+  return true;
+}
+
+}  // namespace
+
 void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTensor& ids, const CpuTensor& weights,
                  const ExpertWeights& experts) {
   const int64_t n = x.rows(), H = x.cols(), K = ids.cols();
@@ -108,6 +194,7 @@ void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTe
   }
 
   float* out = dst.f32();
+  if (moe_experts_fused(ex, out, x.f32(), n, H, K, weights.f32(), start, slots, experts)) return;
   std::fill(out, out + n * H, 0.0f);
   for (int64_t e = 0; e < n_experts; ++e) {
     const int64_t* list = slots.data() + start[e];

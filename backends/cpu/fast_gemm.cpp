@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cpu_backend.h"
+#include "fast_jobs.h"
 #include "fast_kernels.h"
 
 namespace sibyl::backend::cpu {
@@ -25,19 +26,6 @@ void f32_tile(const Tile& t) {
     for (int c = 0; c < t.nw; ++c) t.out[r * t.ldo + c] = dot(x + r * ldx, w[c], t.k);
 }
 
-// The calling thread's buffer for converted activations; grows, never shrinks (no
-// allocation per matmul once warm).
-uint8_t* act_buffer(size_t bytes) {
-  thread_local std::unique_ptr<uint8_t[]> buf;
-  thread_local size_t cap = 0;
-  if (bytes + 64 > cap) {
-    cap = std::max(bytes + 64, cap * 2);
-    buf = std::make_unique<uint8_t[]>(cap);
-  }
-  auto p = reinterpret_cast<uintptr_t>(buf.get());
-  return buf.get() + ((64 - p % 64) % 64);
-}
-
 }  // namespace
 
 FastKernel f32_kernel() { return {ActFormat::f32, f32_tile}; }
@@ -56,45 +44,79 @@ FastKernel fast_kernel(DType dtype) {
   }
 }
 
+uint8_t* act_scratch(int slot, size_t bytes) {
+  thread_local std::unique_ptr<uint8_t[]> buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (bytes + 64 > cap[slot]) {
+    cap[slot] = std::max(bytes + 64, cap[slot] * 2);
+    buf[slot] = std::make_unique<uint8_t[]>(cap[slot]);
+  }
+  auto p = reinterpret_cast<uintptr_t>(buf[slot].get());
+  return buf[slot].get() + ((64 - p % 64) % 64);
+}
+
+void run_fast_job(const FastJob& job, int64_t q_begin, int64_t q_end) {
+  const WeightRows& w = job.w;
+  const size_t wbytes = engine::row_bytes(w.dtype, w.k);
+  const int64_t col_blocks = w.scale ? (w.k + w.block_cols - 1) / w.block_cols : 0;
+  Tile t{};
+  t.x_stride = job.x_stride;
+  t.k = w.k;
+  t.ldo = job.ldo;
+  t.scale_cols = w.block_cols;
+  for (int64_t q = q_begin; q < q_end; ++q) {
+    const int64_t j0 = q * 4;
+    t.nw = static_cast<int>(std::min<int64_t>(4, w.n_rows - j0));
+    for (int c = 0; c < t.nw; ++c) {
+      t.w[c] = w.data + static_cast<size_t>(j0 + c) * wbytes;
+      t.w_scale[c] = w.scale ? w.scale + ((w.first_row + j0 + c) / w.block_rows) * col_blocks : nullptr;
+    }
+    for (int64_t i = 0; i < job.n; i += 4) {
+      t.x = job.x + static_cast<size_t>(i) * job.x_stride;
+      t.nx = static_cast<int>(std::min<int64_t>(4, job.n - i));
+      t.out = job.out + i * job.ldo + j0;
+      job.tile(t);
+    }
+  }
+}
+
+void run_fast_jobs(const Exec& ex, const FastJob* jobs, int64_t count) {
+  int64_t total = 0, work = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    total += fast_job_quads(jobs[j]);
+    work += fast_job_quads(jobs[j]) * 4 * jobs[j].n * jobs[j].w.k;
+  }
+  if (total == 0) return;
+  ex.pool.parallel_for(total, work / total, [&](int64_t begin, int64_t end) {
+    int64_t j = 0, first = 0;  // first global quad of job j
+    while (begin >= first + fast_job_quads(jobs[j])) first += fast_job_quads(jobs[j++]);
+    while (begin < end) {
+      const int64_t nq = fast_job_quads(jobs[j]);
+      const int64_t stop = std::min(end, first + nq);
+      run_fast_job(jobs[j], begin - first, stop - first);
+      begin = stop;
+      first += nq;
+      ++j;
+    }
+  });
+}
+
 void gemm_fast(const Exec& ex, const FastKernel& kernel, const float* x, int64_t n, int64_t ldx, const WeightRows& w,
                float* out, int64_t ldo) {
-  const uint8_t* xa;
-  size_t stride;
+  FastJob job{kernel.tile, nullptr, 0, n, w, out, ldo};
   if (kernel.act == ActFormat::f32) {
-    xa = reinterpret_cast<const uint8_t*>(x);
-    stride = static_cast<size_t>(ldx) * 4;
+    job.x = reinterpret_cast<const uint8_t*>(x);
+    job.x_stride = static_cast<size_t>(ldx) * 4;
   } else {
-    stride = act_row_bytes(kernel.act, w.k);
-    uint8_t* buf = act_buffer(stride * static_cast<size_t>(n));
+    const size_t stride = act_row_bytes(kernel.act, w.k);
+    uint8_t* buf = act_scratch(0, stride * static_cast<size_t>(n));
     ex.pool.parallel_for(n, w.k * 4, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) convert_activation(kernel.act, x + i * ldx, w.k, buf + i * stride);
     });
-    xa = buf;
+    job.x = buf;
+    job.x_stride = stride;
   }
-  const size_t wbytes = engine::row_bytes(w.dtype, w.k);
-  const int64_t col_blocks = w.scale ? (w.k + w.block_cols - 1) / w.block_cols : 0;
-  const int64_t quads = (w.n_rows + 3) / 4;
-  ex.pool.parallel_for(quads, 4 * n * w.k, [&](int64_t begin, int64_t end) {
-    Tile t{};
-    t.x_stride = stride;
-    t.k = w.k;
-    t.ldo = ldo;
-    t.scale_cols = w.block_cols;
-    for (int64_t q = begin; q < end; ++q) {
-      const int64_t j0 = q * 4;
-      t.nw = static_cast<int>(std::min<int64_t>(4, w.n_rows - j0));
-      for (int c = 0; c < t.nw; ++c) {
-        t.w[c] = w.data + static_cast<size_t>(j0 + c) * wbytes;
-        t.w_scale[c] = w.scale ? w.scale + ((w.first_row + j0 + c) / w.block_rows) * col_blocks : nullptr;
-      }
-      for (int64_t i = 0; i < n; i += 4) {
-        t.x = xa + static_cast<size_t>(i) * stride;
-        t.nx = static_cast<int>(std::min<int64_t>(4, n - i));
-        t.out = out + i * ldo + j0;
-        kernel.tile(t);
-      }
-    }
-  });
+  run_fast_jobs(ex, &job, 1);
 }
 
 void gemm(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {

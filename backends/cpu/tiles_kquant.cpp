@@ -169,10 +169,13 @@ void q6k_portable(const Tile& t) {
 // The blocks' d and dmin (Q4_K, first 4 bytes) as floats; lanes ≥ NW are 0.
 template <int NW>
 SIBYL_AVX2 inline void q4k_d(const uint8_t* const* blk, __m128& d, __m128& dmin) {
-  uint32_t u[4] = {};
-  for (int c = 0; c < NW; ++c) u[c] = load_u32(blk[c]);
-  const __m256 f = _mm256_cvtph_ps(
-      _mm_setr_epi32(static_cast<int>(u[0]), static_cast<int>(u[1]), static_cast<int>(u[2]), static_cast<int>(u[3])));
+  // Built in registers: four scalar stores read back as one vector would stall on store
+  // forwarding once per block.
+  __m128i u = _mm_cvtsi32_si128(static_cast<int>(load_u32(blk[0])));
+  if constexpr (NW > 1) u = _mm_insert_epi32(u, static_cast<int>(load_u32(blk[1])), 1);
+  if constexpr (NW > 2) u = _mm_insert_epi32(u, static_cast<int>(load_u32(blk[2])), 2);
+  if constexpr (NW > 3) u = _mm_insert_epi32(u, static_cast<int>(load_u32(blk[3])), 3);
+  const __m256 f = _mm256_cvtph_ps(u);
   const __m256 p = _mm256_permutevar8x32_ps(f, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
   d = _mm256_castps256_ps128(p);
   dmin = _mm256_extractf128_ps(p, 1);
@@ -181,10 +184,11 @@ SIBYL_AVX2 inline void q4k_d(const uint8_t* const* blk, __m128& d, __m128& dmin)
 // The blocks' d (Q6_K, bytes 208–209); lanes ≥ NW are 0.
 template <int NW>
 SIBYL_AVX2 inline __m128 q6k_d(const uint8_t* const* blk) {
-  uint16_t u[4] = {};
-  for (int c = 0; c < NW; ++c) u[c] = load_u16(blk[c] + 208);
-  return _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(u[0]), static_cast<short>(u[1]), static_cast<short>(u[2]),
-                                     static_cast<short>(u[3]), 0, 0, 0, 0));
+  __m128i u = _mm_cvtsi32_si128(load_u16(blk[0] + 208));
+  if constexpr (NW > 1) u = _mm_insert_epi16(u, load_u16(blk[1] + 208), 1);
+  if constexpr (NW > 2) u = _mm_insert_epi16(u, load_u16(blk[2] + 208), 2);
+  if constexpr (NW > 3) u = _mm_insert_epi16(u, load_u16(blk[3] + 208), 3);
+  return _mm_cvtph_ps(u);
 }
 
 // [Σ a0, Σ a1, Σ a2, Σ a3 | Σ b0, Σ b1, Σ b2, Σ b3] of eight vectors of 8 int32 (exact).

@@ -193,7 +193,27 @@ template <class Q>
 struct Avx2 {
   template <int NX, int NW>
   SIBYL_AVX2 static void tile(const Tile& t) {
-    if constexpr (NX * NW > 8) {
+    if constexpr (NX == 1) {
+      // One weight row after the other (one sequential run of memory, see Vnni::tile), with
+      // the same operations per pair as the 4-row step below.
+      const int8_t* xq = act_qs(t, 0);
+      const float* xd = act_d(t, 0);
+      const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 1
+      for (int c = 0; c < NW; ++c) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < t.k / 32; ++b) {
+          const uint8_t* blk = t.w[c] + static_cast<size_t>(b) * Q::kBytes;
+          _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetch, _MM_HINT_T0);
+          const typename Q::Avx2W w = Q::avx2_weight(blk);
+          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32));
+          const __m128 s = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(load_u16(blk))), _mm_load_ss(xd + b));
+          const __m256i lanes = _mm256_madd_epi16(Q::avx2_pairs(w, x, Q::avx2_xfix(x)), ones);
+          acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcastss_ps(s), acc);
+        }
+        t.out[c] = sum8(acc);
+      }
+    } else if constexpr (NX * NW > 8) {
       // 16 registers: at most 8 accumulators per pass (a 4 × 4 tile runs as two 4 × 2).
       Tile right = t;
       for (int c = 2; c < NW; ++c) right.w[c - 2] = t.w[c];
@@ -305,8 +325,47 @@ struct Vnni {
     }
   }
 
+  // One activation row against weight row c alone, blocks front to back: the same operations
+  // per pair as step (so the same bits), but a 1 × NW tile then reads its rows one after the
+  // other, one sequential run of memory; stepping the NW rows side by side instead makes NW
+  // short streams, which the memory prefetchers serve at a fraction of the bandwidth.
+  template <bool Two>
+  SIBYL_VNNI static __m512 row_step(const uint8_t* w, const int8_t* xq, const float* xd, int64_t b, __m512 acc) {
+    const uint8_t* blk = w + static_cast<size_t>(b) * Q::kBytes;
+    _mm_prefetch(reinterpret_cast<const char*>(blk) + kPrefetch, _MM_HINT_T0);
+    const __m512i wv = Q::template vnni<Two>(blk);
+    const uint32_t h = load_u16(blk) | (Two ? static_cast<uint32_t>(load_u16(blk + Q::kBytes)) << 16 : 0u);
+    const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h)));
+    const __m512i x = Two ? _mm512_loadu_si512(xq + b * 32)
+                          : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * 32)));
+    uint64_t dx = 0;
+    std::memcpy(&dx, xd + b, Two ? 8 : 4);
+    // Lanes 0, 1: the scales of blocks b, b + 1; then lanes 0–7 ← 0, 8–15 ← 1.
+    const __m128 s = _mm_mul_ps(dw, _mm_castsi128_ps(_mm_cvtsi64_si128(static_cast<long long>(dx))));
+    const __m512 scale = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                               _mm512_castps128_ps512(s));
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i fix =
+        _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(static_cast<char>(Q::kOffset)), _mm512_sub_epi8(zero, x));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(fix, wv, x)), scale, acc);
+  }
+
   template <int NX, int NW>
   SIBYL_VNNI static void tile(const Tile& t) {
+    if constexpr (NX == 1) {
+      const int8_t* xq = act_qs(t, 0);
+      const float* xd = act_d(t, 0);
+      const int64_t nb = t.k / 32;
+#pragma GCC unroll 1
+      for (int c = 0; c < NW; ++c) {
+        __m512 a = _mm512_setzero_ps();
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2) a = row_step<true>(t.w[c], xq, xd, b, a);
+        if (b < nb) a = row_step<false>(t.w[c], xq, xd, b, a);
+        t.out[c] = sum16(a);
+      }
+      return;
+    }
     __m512 acc[NX][NW];
 #pragma GCC unroll 4
     for (int r = 0; r < NX; ++r)
