@@ -93,17 +93,17 @@ void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* ra
 
 namespace {
 
-// Few tokens (decode): the chosen experts' gate and up projections as one parallel loop, then
-// their down projections as another, instead of three small loops per expert; the token rows
-// are converted once for all experts. Every tile is the one gemm would run, and the outputs
+// The chosen experts' gate and up projections as one parallel loop, then their down
+// projections as another, instead of three loops per expert (decode: 2 loops per layer instead
+// of 18; prefill: the threads share whole experts' work); the token rows are converted once
+// for all experts. Every tile is the one gemm would run, and the outputs
 // are added in the same order, so the result is the same bits. False (nothing done) where a
 // weight has no fast kernel or the experts' types differ.
 bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, int64_t H, int64_t K, const float* wts,
                        const std::vector<int64_t>& start, const std::vector<int64_t>& slots,
                        const ExpertWeights& experts) {
   const int64_t n_experts = static_cast<int64_t>(experts.gate.size());
-  constexpr int64_t kMaxSlots = 64;
-  if (ex.precision != Precision::fast || n * K > kMaxSlots) return false;
+  if (ex.precision != Precision::fast) return false;
   // Every chosen expert's gate/up (and down) must share one kernel and shape.
   FastKernel kgu{}, kd{};
   int64_t I = -1;
@@ -151,13 +151,17 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
   }
   run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
 
-  for (int64_t j = 0; j < S * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
-
+  // SwiGLU and the down projections' activation rows, row by row in parallel.
   const size_t sh = act_row_bytes(kd.act, I);
   uint8_t* hq = act_scratch(1, sh * static_cast<size_t>(S));
-  const float* h = g.data();  // not g in the lambda: that would be the running thread's own g
-  ex.pool.parallel_for(S, I * 4, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) convert_activation(kd.act, h + p * I, I, hq + static_cast<size_t>(p) * sh);
+  float* h = g.data();  // not g in the lambda: that would be the running thread's own g
+  const float* up = u.data();
+  ex.pool.parallel_for(S, I * 8, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      float* hp = h + p * I;
+      for (int64_t j = 0; j < I; ++j) hp[j] = hp[j] / (1.0f + std::exp(-hp[j])) * up[p * I + j];
+      convert_activation(kd.act, hp, I, hq + static_cast<size_t>(p) * sh);
+    }
   });
   jobs.clear();
   for (int64_t e = 0; e < n_experts; ++e) {
