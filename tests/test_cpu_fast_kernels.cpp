@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -209,7 +210,24 @@ TEST(FastActivations, EightBitBlocksRoundTripWithinHalfAStep) {
 TEST(FastActivations, EveryLevelGivesTheSameBytes) {
   std::mt19937 rng(8);
   const int64_t k = 768;
-  const std::vector<float> x = make_x(1, k, rng);
+  std::vector<float> x = make_x(1, k, rng);
+  x[5] = std::numeric_limits<float>::quiet_NaN();  // bf16 keeps it a quiet NaN
+  x[6] = -std::numeric_limits<float>::infinity();
+  x[7] = 1.00390625f;                               // halfway: to even
+  x[8] = 1e-40f;                                    // subnormal: kept, not flushed
+  for (ActFormat f : {ActFormat::bf16}) {
+    std::vector<std::vector<uint8_t>> out;
+    for (SimdLevel level : levels()) {
+      simd_cap(level);
+      out.emplace_back(act_row_bytes(f, k));
+      convert_activation(f, x.data(), k - 3, out.back().data());  // a tail past the last 16
+    }
+    simd_cap(SimdLevel::avx512_bf16);
+    for (size_t i = 1; i < out.size(); ++i) EXPECT_EQ(out[i], out[0]) << "level " << i;
+    for (int64_t i = 0; i < k - 3; ++i)
+      ASSERT_EQ(reinterpret_cast<const uint16_t*>(out[0].data())[i], engine::f32_to_bf16(x[static_cast<size_t>(i)])) << i;
+  }
+  for (int64_t i = 5; i <= 8; ++i) x[static_cast<size_t>(i)] = 0.5f;  // q8 formats take finite values
   for (ActFormat f : {ActFormat::q8_32, ActFormat::q8_256}) {
     std::vector<std::vector<uint8_t>> out;
     for (SimdLevel level : levels()) {

@@ -37,6 +37,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_q8_avx512(con
   }
 }
 
+// f32_to_bf16 (round to nearest even, NaN kept quiet) 16 values at a time: the same bits.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void bf16_avx512(const float* x, int64_t k, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    const __m512i v = _mm512_loadu_si512(x + i);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(v, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(r));
+  }
+  for (; i < k; ++i) out[i] = engine::f32_to_bf16(x[i]);
+}
+
 void quantize_q8_portable(const float* x, int64_t k, int64_t block, uint8_t* dst) {
   auto* qs = reinterpret_cast<int8_t*>(dst);
   auto* d = reinterpret_cast<float*>(dst + k);
@@ -86,6 +101,7 @@ void convert_activation(ActFormat format, const float* x, int64_t k, uint8_t* ds
       return;
     case ActFormat::bf16: {
       auto* out = reinterpret_cast<uint16_t*>(dst);
+      if (simd_has(SimdLevel::avx512)) return bf16_avx512(x, k, out);
       for (int64_t i = 0; i < k; ++i) out[i] = engine::f32_to_bf16(x[i]);
       return;
     }

@@ -194,14 +194,18 @@ class CpuBackend final : public Backend {
   void add(Tensor& acc, const Tensor& x) override {
     float* a = cpu(acc).f32();
     const float* b = cpu(x).f32();
-    for (int64_t i = 0, n = acc.rows() * acc.cols(); i < n; ++i) a[i] += b[i];
+    ex_.pool.parallel_for(acc.rows() * acc.cols(), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) a[i] += b[i];
+    });
   }
 
   void swiglu(Tensor& dst, const Tensor& gate, const Tensor& up) override {
     float* out = cpu(dst).f32();
     const float* g = cpu(gate).f32();
     const float* u = cpu(up).f32();
-    for (int64_t i = 0, n = dst.rows() * dst.cols(); i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    ex_.pool.parallel_for(dst.rows() * dst.cols(), 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    });
   }
 
   void gather_rows(Tensor& dst, const Tensor& src, const Tensor& rows) override {

@@ -38,11 +38,18 @@ std::atomic<int>& cap() {
 
 }  // namespace
 
-bool simd_has(SimdLevel level) {
+namespace detail {
+std::atomic<int> simd_allowed{-1};
+
+int simd_allowed_slow() {
   static const std::array<bool, 5> has = detect();
-  const int l = static_cast<int>(level);
-  return l <= cap().load(std::memory_order_relaxed) && has[static_cast<size_t>(l)];
+  int m = 0;
+  for (int l = 0; l <= cap().load(std::memory_order_relaxed); ++l)
+    if (has[static_cast<size_t>(l)]) m |= 1 << l;
+  simd_allowed.store(m, std::memory_order_relaxed);
+  return m;
 }
+}  // namespace detail
 
 SimdLevel simd_best() {
   for (int l = static_cast<int>(kNames.size()) - 1; l > 0; --l)
@@ -50,7 +57,10 @@ SimdLevel simd_best() {
   return SimdLevel::portable;
 }
 
-void simd_cap(SimdLevel level) { cap().store(static_cast<int>(level), std::memory_order_relaxed); }
+void simd_cap(SimdLevel level) {
+  cap().store(static_cast<int>(level), std::memory_order_relaxed);
+  detail::simd_allowed_slow();
+}
 
 const char* simd_name(SimdLevel level) { return kNames[static_cast<size_t>(level)]; }
 
