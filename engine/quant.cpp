@@ -12,6 +12,7 @@
 #include <string>
 
 #include "failure.h"
+#include "unaligned.h"
 
 // GCC keeps float compares as branches under -ftrapping-math (its default), which stops it
 // from vectorising the clamp and select loops; nothing here reads the FP exception flags.
@@ -40,16 +41,6 @@ static_assert(kQ5Bytes == static_cast<int64_t>(block_bytes(DType::q5_0)));
 static_assert(kQ4KBytes == static_cast<int64_t>(block_bytes(DType::q4_k)));
 static_assert(kQ6KBytes == static_cast<int64_t>(block_bytes(DType::q6_k)));
 
-inline uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 inline void store_u32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
 

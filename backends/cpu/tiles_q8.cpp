@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "fast_kernels.h"
+#include "unaligned.h"
 
 #if defined(__x86_64__)
 #define SIBYL_TILES_X86 1
@@ -36,16 +37,8 @@
 namespace sibyl::backend::cpu {
 namespace {
 
-inline uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using engine::load_u16;
+using engine::load_u32;
 
 // Activation row r of a tile (q8_32): its int8 values and its per-block scales.
 inline const int8_t* act_qs(const Tile& t, int r) {
