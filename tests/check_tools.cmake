@@ -70,6 +70,31 @@ foreach(mode prefill decode)
   endif()
 endforeach()
 
+# --precision: sibyl-logits defaults to exact (the references), --precision fast rounds the
+# activations of a quantized file (different bytes, same size); a bad value is refused.
+foreach(p default exact fast)
+  set(flag "")
+  if(NOT p STREQUAL "default")
+    set(flag --precision ${p})
+  endif()
+  execute_process(COMMAND ${LOGITS} --model ${DATA}/gguf/tiny-v3-q4_k_m.gguf --tokens-file ${WORK}/tool_tokens.txt
+                          --out ${WORK}/tool_logits_q4_${p}.bin ${flag} RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "sibyl-logits ${flag} failed: ${err}")
+  endif()
+endforeach()
+file(SHA256 ${WORK}/tool_logits_q4_default.bin h_default)
+file(SHA256 ${WORK}/tool_logits_q4_exact.bin h_exact)
+file(SHA256 ${WORK}/tool_logits_q4_fast.bin h_fast)
+if(NOT h_default STREQUAL h_exact OR h_fast STREQUAL h_exact)
+  message(FATAL_ERROR "sibyl-logits --precision: default must equal exact and differ from fast")
+endif()
+execute_process(COMMAND ${RUN} --model ${DATA}/tiny-v3 --tokens 1 --precision fastest RESULT_VARIABLE rc
+                ERROR_VARIABLE err OUTPUT_QUIET)
+if(rc EQUAL 0 OR NOT err MATCHES "--precision must be fast or exact")
+  message(FATAL_ERROR "sibyl-run --precision fastest: rc=${rc} '${err}'")
+endif()
+
 # sibyl-tokenize: one JSON string per line in, one id array per line out, and back.
 file(WRITE ${WORK}/tool_text.txt "\"What is 2 + 2?\"\n\"<｜User｜>hi\"\n")
 execute_process(COMMAND ${TOKENIZE} --model ${DATA}/../../models/tiny-reasoner INPUT_FILE ${WORK}/tool_text.txt
