@@ -463,6 +463,113 @@ struct Q4kVnni {
   }
 };
 
+// Q4_K for 2–4 activation rows: the tile's 4 weights side by side, one per 128-bit lane (lane c:
+// 16 values of weight c), against each activation row's 16 values broadcast to all lanes. Per
+// 32-value sub-block and row, two chained vpdpbusd leave 4 int32 sums of 8 (|·| ≤ 8·15·128 fits
+// int16) per weight; one vpackssdw + one vpdpwssd per two sub-blocks applies the scales for all 4
+// weights at once, and two vpdpwssd per block the mins. A pair's integer sums end as 4 lanes of
+// its weight's 128-bit lane, reduced for all 16 pairs together, and the float step runs on the
+// 16 pairs (lane 4c + r) as one vector: the same integers and IEEE operations as Q4kVnni.
+SIBYL_VNNI inline __m512i q4k_lanes16(const uint8_t* const* p, int off) {
+  __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p[0] + off)));
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[1] + off)), 1);
+  v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[2] + off)), 2);
+  return _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[3] + off)), 3);
+}
+SIBYL_VNNI inline __m512i bcast16(const int8_t* p) {
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+SIBYL_VNNI inline __m512i bcast16(const int16_t* p) {
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+struct Q4kVnniT {
+  template <int NX, int NW>
+  SIBYL_VNNI static void run(const Tile& t) {
+    const int64_t nb = t.k / kQK;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    const __m512i zero = _mm512_setzero_si512();
+    // Lane c of chunk ch's scale vector: int16 [sc_2ch ×4, sc_2ch+1 ×4].
+    __m512i spick[4];
+    for (int ch = 0; ch < 4; ++ch) {
+      const int64_t a = (4 * ch) | (4 * ch + 1) << 8, h = (4 * ch + 2) | (4 * ch + 3) << 8;
+      const int64_t lo = a | a << 16 | a << 32 | a << 48, hi = h | h << 16 | h << 32 | h << 48;
+      spick[ch] = _mm512_broadcast_i32x4(_mm_set_epi64x(hi, lo));
+    }
+    const __m512i lane_c = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    Act x[NX];
+    for (int r = 0; r < NX; ++r) x[r] = act_row(t, r);
+    __m512 acc = _mm512_setzero_ps();
+    const uint8_t* w[4];
+    for (int c = 0; c < 4; ++c) w[c] = t.w[c < NW ? c : 0];
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* p[4];
+      for (int c = 0; c < 4; ++c) p[c] = w[c] + b * kQ4KBytes;
+      uint64_t sc[4], mn[4];
+      for (int c = 0; c < 4; ++c) q4k_scales(p[c] + 4, sc[c], mn[c]);
+      const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_setr_epi64x(static_cast<long long>(sc[0]), static_cast<long long>(sc[1]),
+                                                                   static_cast<long long>(sc[2]), static_cast<long long>(sc[3])));
+      const __m512i mn16 = _mm512_cvtepu8_epi16(_mm256_setr_epi64x(static_cast<long long>(mn[0]), static_cast<long long>(mn[1]),
+                                                                   static_cast<long long>(mn[2]), static_cast<long long>(mn[3])));
+      const __m512i mlo = _mm512_unpacklo_epi16(mn16, mn16), mhi = _mm512_unpackhi_epi16(mn16, mn16);
+      __m512i ai[4], am[4];
+      for (int r = 0; r < 4; ++r) ai[r] = am[r] = zero;
+#pragma GCC unroll 4
+      for (int ch = 0; ch < 4; ++ch) {
+        const __m512i va = q4k_lanes16(p, 16 + 32 * ch), vb = q4k_lanes16(p, 32 + 32 * ch);
+        const __m512i la = _mm512_and_si512(va, nib), lb = _mm512_and_si512(vb, nib);
+        const __m512i ha = _mm512_and_si512(_mm512_srli_epi16(va, 4), nib);
+        const __m512i hb = _mm512_and_si512(_mm512_srli_epi16(vb, 4), nib);
+        const __m512i s = _mm512_shuffle_epi8(sc16, spick[ch]);
+        for (int r = 0; r < NX; ++r) {
+          const int8_t* xq = x[r].q + b * kQK + 64 * ch;
+          const __m512i lo = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, la, bcast16(xq)), lb, bcast16(xq + 16));
+          const __m512i hi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ha, bcast16(xq + 32)), hb, bcast16(xq + 48));
+          ai[r] = _mm512_dpwssd_epi32(ai[r], _mm512_packs_epi32(lo, hi), s);
+        }
+      }
+      for (int r = 0; r < NX; ++r) {
+        const int16_t* xs = x[r].s + b * 16;
+        am[r] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(zero, mlo, bcast16(xs)), mhi, bcast16(xs + 8));
+      }
+      // Lane c of I (M): [pair (0,c), (1,c), (2,c), (3,c)].
+      const __m512i i01 = _mm512_add_epi32(_mm512_unpacklo_epi32(ai[0], ai[1]), _mm512_unpackhi_epi32(ai[0], ai[1]));
+      const __m512i i23 = _mm512_add_epi32(_mm512_unpacklo_epi32(ai[2], ai[3]), _mm512_unpackhi_epi32(ai[2], ai[3]));
+      const __m512i m01 = _mm512_add_epi32(_mm512_unpacklo_epi32(am[0], am[1]), _mm512_unpackhi_epi32(am[0], am[1]));
+      const __m512i m23 = _mm512_add_epi32(_mm512_unpacklo_epi32(am[2], am[3]), _mm512_unpackhi_epi32(am[2], am[3]));
+      const __m512i I = _mm512_add_epi32(_mm512_unpacklo_epi64(i01, i23), _mm512_unpackhi_epi64(i01, i23));
+      const __m512i M = _mm512_add_epi32(_mm512_unpacklo_epi64(m01, m23), _mm512_unpackhi_epi64(m01, m23));
+      __m128 d4, dmin4;
+      q4k_d<4>(p, d4, dmin4);
+      const __m512 d = _mm512_permutexvar_ps(lane_c, _mm512_castps128_ps512(d4));
+      const __m512 dmin = _mm512_permutexvar_ps(lane_c, _mm512_castps128_ps512(dmin4));
+      __m128 dx4 = _mm_setzero_ps();
+      if constexpr (NX > 0) dx4 = _mm_insert_ps(dx4, _mm_load_ss(x[0].d + b), 0x00);
+      if constexpr (NX > 1) dx4 = _mm_insert_ps(dx4, _mm_load_ss(x[1].d + b), 0x10);
+      if constexpr (NX > 2) dx4 = _mm_insert_ps(dx4, _mm_load_ss(x[2].d + b), 0x20);
+      if constexpr (NX > 3) dx4 = _mm_insert_ps(dx4, _mm_load_ss(x[3].d + b), 0x30);
+      const __m512 dx = _mm512_broadcast_f32x4(dx4);
+      const __m512 tm = _mm512_mul_ps(_mm512_cvtepi32_ps(M), dmin);
+      acc = _mm512_fmadd_ps(_mm512_fmsub_ps(_mm512_cvtepi32_ps(I), d, tm), dx, acc);
+    }
+    alignas(64) float o[16];
+    _mm512_store_ps(o, acc);
+    for (int r = 0; r < NX; ++r)
+      for (int c = 0; c < NW; ++c) t.out[r * t.ldo + c] = o[4 * c + r];
+  }
+};
+
+// nx = 1 keeps Q4kVnni's row-by-row stretches (decode streams weights); 2–4 rows go side by side.
+struct Q4kVnniMix {
+  template <int NX, int NW>
+  SIBYL_VNNI static void run(const Tile& t) {
+    if constexpr (NX == 1)
+      Q4kVnni::run<NX, NW>(t);
+    else
+      Q4kVnniT::run<NX, NW>(t);
+  }
+};
+
 struct Q6kVnni {
   template <int NX, int NW>
   SIBYL_VNNI static void run(const Tile& t) {
@@ -561,7 +668,7 @@ void dispatch(const Tile& t) {
 
 FastKernel q4_k_kernel() {
 #ifdef SIBYL_KQUANT_X86
-  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q4kVnni>};
+  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q4kVnniMix>};
   if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<Q4kAvx2>};
 #endif
   return {ActFormat::q8_256, q4k_portable};
