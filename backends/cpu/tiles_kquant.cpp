@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "fast_kernels.h"
+#include "unaligned.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SIBYL_KQUANT_X86 1
@@ -50,16 +51,8 @@ inline Act act_row(const Tile& t, int r) {
 }
 
 // Weight blocks sit at any 2-byte boundary.
-inline uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline uint32_t load_u32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+using engine::load_u16;
+using engine::load_u32;
 
 // Q4_K's 12 packed bytes → the 8 six-bit scales and mins, byte j = sub-block j (what
 // quant.cpp's k4_scale_min gives, four bytes at a time).
@@ -87,72 +80,71 @@ inline int32_t dot256(const int16_t* a, const int16_t* b) {
   return s;
 }
 
-void q4k_portable(const Tile& t) {
-  const int64_t nb = t.k / kQK;
-  Act x[4];
-  float acc[4][4] = {};
-  for (int r = 0; r < t.nx; ++r) x[r] = act_row(t, r);
-  int16_t xb[4][kQK], q[kQK];
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < t.nx; ++r)
-      for (int i = 0; i < kQK; ++i) xb[r][i] = x[r].q[b * kQK + i];
-    for (int c = 0; c < t.nw; ++c) {
-      const uint8_t* blk = t.w[c] + b * kQ4KBytes;
-      const float d = engine::f16_to_f32(load_u16(blk)), dmin = engine::f16_to_f32(load_u16(blk + 2));
-      uint64_t sc, mn;
-      q4k_scales(blk + 4, sc, mn);
-      for (int ch = 0; ch < 4; ++ch) {
-        const int s0 = static_cast<int>((sc >> (16 * ch)) & 63), s1 = static_cast<int>((sc >> (16 * ch + 8)) & 63);
-        for (int l = 0; l < 32; ++l) {
-          q[64 * ch + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] & 15) * s0);
-          q[64 * ch + 32 + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] >> 4) * s1);
-        }
-      }
-      for (int r = 0; r < t.nx; ++r) {
-        const int16_t* xs = x[r].s + b * 16;
-        int32_t msum = 0;
-        for (int j = 0; j < 8; ++j) msum += static_cast<int32_t>((mn >> (8 * j)) & 63) * (xs[2 * j] + xs[2 * j + 1]);
-        acc[r][c] = q4k_step(acc[r][c], dot256(q, xb[r]), msum, d, dmin, x[r].d[b]);
+// One weight block unpacked (constructor: q = code·scale of its 256 values) and its float step
+// for one activation row (dot = Σ q·xq, s = the row's 16 sums of the block, dx its scale).
+struct Q4kPortable {
+  static constexpr int64_t kBytes = kQ4KBytes;
+  float d, dmin;
+  uint64_t sc, mn;
+  Q4kPortable(const uint8_t* blk, int16_t* q)
+      : d(engine::f16_to_f32(load_u16(blk))), dmin(engine::f16_to_f32(load_u16(blk + 2))) {
+    q4k_scales(blk + 4, sc, mn);
+    for (int ch = 0; ch < 4; ++ch) {
+      const int s0 = static_cast<int>((sc >> (16 * ch)) & 63), s1 = static_cast<int>((sc >> (16 * ch + 8)) & 63);
+      for (int l = 0; l < 32; ++l) {
+        q[64 * ch + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] & 15) * s0);
+        q[64 * ch + 32 + l] = static_cast<int16_t>((blk[16 + 32 * ch + l] >> 4) * s1);
       }
     }
   }
-  for (int r = 0; r < t.nx; ++r)
-    for (int c = 0; c < t.nw; ++c) t.out[r * t.ldo + c] = acc[r][c];
-}
+  float step(float acc, int32_t dot, const int16_t* s, float dx) const {
+    int32_t msum = 0;
+    for (int j = 0; j < 8; ++j) msum += static_cast<int32_t>((mn >> (8 * j)) & 63) * (s[2 * j] + s[2 * j + 1]);
+    return q4k_step(acc, dot, msum, d, dmin, dx);
+  }
+};
 
-void q6k_portable(const Tile& t) {
+struct Q6kPortable {
+  static constexpr int64_t kBytes = kQ6KBytes;
+  const int8_t* sc;
+  float d;
+  Q6kPortable(const uint8_t* blk, int16_t* q)
+      : sc(reinterpret_cast<const int8_t*>(blk + 192)), d(engine::f16_to_f32(load_u16(blk + 208))) {
+    uint8_t q8[kQK];
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = blk + 64 * h;
+      const uint8_t* qh = blk + 128 + 32 * h;
+      uint8_t* y = q8 + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        y[l] = static_cast<uint8_t>((ql[l] & 15) | ((qh[l] & 3) << 4));
+        y[l + 32] = static_cast<uint8_t>((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
+        y[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+        y[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+      }
+    }
+    for (int i = 0; i < 16; ++i)
+      for (int l = 0; l < 16; ++l) q[16 * i + l] = static_cast<int16_t>(q8[16 * i + l] * sc[i]);
+  }
+  float step(float acc, int32_t dot, const int16_t* s, float dx) const {
+    int32_t msum = 0;
+    for (int i = 0; i < 16; ++i) msum += sc[i] * s[i];
+    return q6k_step(acc, dot - 32 * msum, d, dx);
+  }
+};
+
+template <class F>
+void portable(const Tile& t) {
   const int64_t nb = t.k / kQK;
   Act x[4];
   float acc[4][4] = {};
   for (int r = 0; r < t.nx; ++r) x[r] = act_row(t, r);
   int16_t xb[4][kQK], q[kQK];
-  uint8_t q8[kQK];
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < t.nx; ++r)
       for (int i = 0; i < kQK; ++i) xb[r][i] = x[r].q[b * kQK + i];
     for (int c = 0; c < t.nw; ++c) {
-      const uint8_t* blk = t.w[c] + b * kQ6KBytes;
-      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-      const float d = engine::f16_to_f32(load_u16(blk + 208));
-      for (int h = 0; h < 2; ++h) {
-        const uint8_t* ql = blk + 64 * h;
-        const uint8_t* qh = blk + 128 + 32 * h;
-        uint8_t* y = q8 + 128 * h;
-        for (int l = 0; l < 32; ++l) {
-          y[l] = static_cast<uint8_t>((ql[l] & 15) | ((qh[l] & 3) << 4));
-          y[l + 32] = static_cast<uint8_t>((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
-          y[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-          y[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
-        }
-      }
-      for (int i = 0; i < 16; ++i)
-        for (int l = 0; l < 16; ++l) q[16 * i + l] = static_cast<int16_t>(q8[16 * i + l] * sc[i]);
-      for (int r = 0; r < t.nx; ++r) {
-        const int16_t* xs = x[r].s + b * 16;
-        int32_t msum = 0;
-        for (int i = 0; i < 16; ++i) msum += sc[i] * xs[i];
-        acc[r][c] = q6k_step(acc[r][c], dot256(q, xb[r]) - 32 * msum, d, x[r].d[b]);
-      }
+      const F f(t.w[c] + b * F::kBytes, q);
+      for (int r = 0; r < t.nx; ++r) acc[r][c] = f.step(acc[r][c], dot256(q, xb[r]), x[r].s + b * 16, x[r].d[b]);
     }
   }
   for (int r = 0; r < t.nx; ++r)
@@ -237,145 +229,109 @@ SIBYL_AVX2 inline __m256i q4k_mins(uint64_t mn) {
   return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
 }
 
-// The tile loops (both levels) go through the blocks in groups. Within a group, one weight row
-// at a time: its stretch of blocks is read front to back (the tile's rows are adjacent, so a
-// 1×4 tile reads one sequential run of memory; interleaving the four rows block by block
-// halves what the memory prefetchers deliver), each unpacked chunk meets all NX activation
-// rows while in registers, and the pairs' integer vectors (isum: scaled dot products, msum:
-// min / offset terms) wait in L1. Then, block by block in order, one reduction and one float
-// step per activation row for its NW pairs together.
+// The grouped tile loop (kquant_tiles.h), once per level.
 template <int NX>
 constexpr int kGroup = 32 / NX;  // blocks per group: 8 KiB of parked vectors
 
-// ---- AVX2.
-struct Q4kAvx2 {
+namespace avx2 {
+#define SIBYL_KQ_TARGET SIBYL_AVX2
+#include "kquant_tiles.h"
+#undef SIBYL_KQ_TARGET
+}  // namespace avx2
+
+namespace vnni {
+#define SIBYL_KQ_TARGET SIBYL_VNNI
+#include "kquant_tiles.h"
+#undef SIBYL_KQ_TARGET
+}  // namespace vnni
+
+#define SIBYL_ALWAYS __attribute__((always_inline))
+
+// The formats' part of the loop (both levels): block size and the float step of block b for
+// the NX activation rows' NW pairs.
+struct Q4kFormat {
+  static constexpr int64_t kBytes = kQ4KBytes;
   template <int NX, int NW>
-  SIBYL_AVX2 static void run(const Tile& t) {
-    const int64_t nb = t.k / kQK;
-    const __m256i nib = _mm256_set1_epi8(0x0f);
-    constexpr int G = kGroup<NX>;
-    Act x[NX];
-    __m128 acc[NX];
-    __m256i isum[G][NX][NW], msum[G][NX][NW];
-    for (int r = 0; r < NX; ++r) {
-      x[r] = act_row(t, r);
-      acc[r] = _mm_setzero_ps();
-    }
-    for (int64_t b0 = 0; b0 < nb; b0 += G) {
-      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
-      for (int c = 0; c < NW; ++c)
-        for (int g = 0; g < gn; ++g) {
-          const int64_t b = b0 + g;
-          const uint8_t* p = t.w[c] + b * kQ4KBytes;
-          uint64_t sc, mn;
-          q4k_scales(p + 4, sc, mn);
-          const __m256i sc16 =
-              _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
-          __m256i ai[NX];
-          for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-          for (int ch = 0; ch < 4; ++ch) {
-            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * ch));
-            const __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-            // Scale of sub-block 2ch (low nibbles) and 2ch+1 (high), in every int16 lane.
-            const __m256i slo =
-                _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 1) << 8 | 4 * ch)));
-            const __m256i shi =
-                _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 3) << 8 | (4 * ch + 2))));
-            for (int r = 0; r < NX; ++r) {
-              const int8_t* xq = x[r].q + b * kQK + 64 * ch;
-              const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-              const __m256i phi =
-                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
-              ai[r] =
-                  _mm256_add_epi32(ai[r], _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
-            }
-          }
-          const __m256i m16 = q4k_mins(mn);
-          for (int r = 0; r < NX; ++r) {
-            isum[g][r][c] = ai[r];
-            msum[g][r][c] =
-                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), m16);
-          }
-        }
-      for (int g = 0; g < gn; ++g) {
-        const int64_t b = b0 + g;
-        const uint8_t* blk[NW];
-        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ4KBytes;
-        __m128 d, dmin;
-        q4k_d<NW>(blk, d, dmin);
-        for (int r = 0; r < NX; ++r) acc[r] = q4k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, dmin, x[r].d[b]);
-      }
-    }
-    store<NX, NW>(t, acc);
+  SIBYL_AVX2 SIBYL_ALWAYS static void step(__m128* acc, const uint8_t* const* blk, const Act* x, int64_t b,
+                                           const __m256i (*isum)[NW], const __m256i (*msum)[NW]) {
+    __m128 d, dmin;
+    q4k_d<NW>(blk, d, dmin);
+    for (int r = 0; r < NX; ++r) acc[r] = q4k_step4(acc[r], reduce<NW>(isum[r], msum[r]), d, dmin, x[r].d[b]);
+  }
+};
+struct Q6kFormat {
+  static constexpr int64_t kBytes = kQ6KBytes;
+  template <int NX, int NW>
+  SIBYL_AVX2 SIBYL_ALWAYS static void step(__m128* acc, const uint8_t* const* blk, const Act* x, int64_t b,
+                                           const __m256i (*isum)[NW], const __m256i (*msum)[NW]) {
+    const __m128 d = q6k_d<NW>(blk);
+    for (int r = 0; r < NX; ++r) acc[r] = q6k_step4(acc[r], reduce<NW>(isum[r], msum[r]), d, x[r].d[b]);
   }
 };
 
-struct Q6kAvx2 {
-  template <int NX, int NW>
-  SIBYL_AVX2 static void run(const Tile& t) {
-    const int64_t nb = t.k / kQK;
-    const __m256i nib = _mm256_set1_epi8(0x0f), hi2 = _mm256_set1_epi8(0x30);
-    constexpr int G = kGroup<NX>;
-    Act x[NX];
-    __m128 acc[NX];
-    __m256i isum[G][NX][NW], msum[G][NX][NW];
-    for (int r = 0; r < NX; ++r) {
-      x[r] = act_row(t, r);
-      acc[r] = _mm_setzero_ps();
-    }
-    for (int64_t b0 = 0; b0 < nb; b0 += G) {
-      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
-      for (int c = 0; c < NW; ++c)
-        for (int g = 0; g < gn; ++g) {
-          const int64_t b = b0 + g;
-          const uint8_t* p = t.w[c] + b * kQ6KBytes;
-          const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
-          // Scales 8h…8h+7 of half h in both 128-bit lanes.
-          const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
-                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
-          __m256i ai[NX];
-          for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
-#pragma GCC unroll 2
-          for (int h = 0; h < 2; ++h) {
-            const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h));
-            const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
-            // Values 128h + 32i …: low / high nibbles of ql, bits 2i, 2i+1 of qh as bits 4, 5.
-            __m256i v[4];
-            v[0] = _mm256_or_si256(_mm256_and_si256(l0, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2));
-            v[1] = _mm256_or_si256(_mm256_and_si256(l1, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2));
-            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), nib), _mm256_and_si256(qh, hi2));
-            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), nib),
-                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2));
+// ---- AVX2. The block code (K in kquant_tiles.h) of each format.
+struct Q4kAvx2 : Q4kFormat {
+  __m256i nib;
+  SIBYL_AVX2 SIBYL_ALWAYS Q4kAvx2() : nib(_mm256_set1_epi8(0x0f)) {}
+  template <int NX>
+  SIBYL_AVX2 SIBYL_ALWAYS __m256i block(const uint8_t* p, const Act* x, int64_t b, __m256i* ai) const {
+    uint64_t sc, mn;
+    q4k_scales(p + 4, sc, mn);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+    for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i) {
-              const __m256i pick =
-                  _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>((4 * i + 1) << 8 | 4 * i)),
-                                    _mm_set1_epi16(static_cast<short>((4 * i + 3) << 8 | (4 * i + 2))));
-              const __m256i s = _mm256_shuffle_epi8(sch[h], pick);  // sub-block 8h+2i (low lane), 8h+2i+1
-              for (int r = 0; r < NX; ++r) {
-                const int8_t* xq = x[r].q + b * kQK + 128 * h + 32 * i;
-                const __m256i pr = _mm256_maddubs_epi16(v[i], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-                ai[r] = _mm256_add_epi32(ai[r], _mm256_madd_epi16(pr, s));
-              }
-            }
-          }
-          for (int r = 0; r < NX; ++r) {
-            isum[g][r][c] = ai[r];
-            msum[g][r][c] =
-                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), sc16);
-          }
-        }
-      for (int g = 0; g < gn; ++g) {
-        const int64_t b = b0 + g;
-        const uint8_t* blk[NW];
-        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ6KBytes;
-        const __m128 d = q6k_d<NW>(blk);
-        for (int r = 0; r < NX; ++r) acc[r] = q6k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, x[r].d[b]);
+    for (int ch = 0; ch < 4; ++ch) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 32 * ch));
+      const __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+      // Scale of sub-block 2ch (low nibbles) and 2ch+1 (high), in every int16 lane.
+      const __m256i slo = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 1) << 8 | 4 * ch)));
+      const __m256i shi =
+          _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(static_cast<short>((4 * ch + 3) << 8 | (4 * ch + 2))));
+      for (int r = 0; r < NX; ++r) {
+        const int8_t* xq = x[r].q + b * kQK + 64 * ch;
+        const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+        const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32)));
+        ai[r] = _mm256_add_epi32(ai[r], _mm256_add_epi32(_mm256_madd_epi16(plo, slo), _mm256_madd_epi16(phi, shi)));
       }
     }
-    store<NX, NW>(t, acc);
+    return q4k_mins(mn);
+  }
+};
+
+struct Q6kAvx2 : Q6kFormat {
+  __m256i nib, hi2;
+  SIBYL_AVX2 SIBYL_ALWAYS Q6kAvx2() : nib(_mm256_set1_epi8(0x0f)), hi2(_mm256_set1_epi8(0x30)) {}
+  template <int NX>
+  SIBYL_AVX2 SIBYL_ALWAYS __m256i block(const uint8_t* p, const Act* x, int64_t b, __m256i* ai) const {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
+    // Scales 8h…8h+7 of half h in both 128-bit lanes.
+    const __m256i sch[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    for (int r = 0; r < NX; ++r) ai[r] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * h + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h));
+      // Values 128h + 32i …: low / high nibbles of ql, bits 2i, 2i+1 of qh as bits 4, 5.
+      __m256i v[4];
+      v[0] = _mm256_or_si256(_mm256_and_si256(l0, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2));
+      v[1] = _mm256_or_si256(_mm256_and_si256(l1, nib), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2));
+      v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), nib), _mm256_and_si256(qh, hi2));
+      v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), nib),
+                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2));
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const __m256i pick = _mm256_setr_m128i(_mm_set1_epi16(static_cast<short>((4 * i + 1) << 8 | 4 * i)),
+                                               _mm_set1_epi16(static_cast<short>((4 * i + 3) << 8 | (4 * i + 2))));
+        const __m256i s = _mm256_shuffle_epi8(sch[h], pick);  // sub-block 8h+2i (low lane), 8h+2i+1
+        for (int r = 0; r < NX; ++r) {
+          const int8_t* xq = x[r].q + b * kQK + 128 * h + 32 * i;
+          const __m256i pr = _mm256_maddubs_epi16(v[i], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+          ai[r] = _mm256_add_epi32(ai[r], _mm256_madd_epi16(pr, s));
+        }
+      }
+    }
+    return sc16;
   }
 };
 
@@ -403,63 +359,73 @@ SIBYL_VNNI inline __m256i fold(__m512i v) {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
-struct Q4kVnni {
-  template <int NX, int NW>
-  SIBYL_VNNI static void run(const Tile& t) {
-    const int64_t nb = t.k / kQK;
-    const __m512i nib = _mm512_set1_epi8(0x0f);
-    const __m512i pick[2] = {_mm512_load_si512(kQ4kPicks.idx[0]), _mm512_load_si512(kQ4kPicks.idx[1])};
-    constexpr int G = kGroup<NX>;
-    Act x[NX];
-    __m128 acc[NX];
-    __m256i isum[G][NX][NW], msum[G][NX][NW];
-    for (int r = 0; r < NX; ++r) {
-      x[r] = act_row(t, r);
-      acc[r] = _mm_setzero_ps();
-    }
-    for (int64_t b0 = 0; b0 < nb; b0 += G) {
-      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
-      for (int c = 0; c < NW; ++c)
-        for (int g = 0; g < gn; ++g) {
-          const int64_t b = b0 + g;
-          const uint8_t* p = t.w[c] + b * kQ4KBytes;
-          uint64_t sc, mn;
-          q4k_scales(p + 4, sc, mn);
-          const __m512i sc16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
-          __m512i ai[NX];
-          for (int r = 0; r < NX; ++r) ai[r] = _mm512_setzero_si512();
+// 128 values (w0: the first 64, w1: the next) against each activation row's from `off`, the
+// sums of 4 packed and scaled by s into a[r].
+template <int NX>
+SIBYL_VNNI SIBYL_ALWAYS inline void dot128(__m512i* a, __m512i w0, __m512i w1, __m512i s, const Act* x, int64_t off) {
+  for (int r = 0; r < NX; ++r) {
+    const int8_t* xq = x[r].q + off;
+    const __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq));
+    const __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + 64));
+    a[r] = _mm512_dpwssd_epi32(a[r], _mm512_packs_epi32(t0, t1), s);
+  }
+}
+
+struct Q4kVnni : Q4kFormat {
+  __m512i nib, pick[2];
+  SIBYL_VNNI SIBYL_ALWAYS Q4kVnni()
+      : nib(_mm512_set1_epi8(0x0f)), pick{_mm512_load_si512(kQ4kPicks.idx[0]), _mm512_load_si512(kQ4kPicks.idx[1])} {}
+  template <int NX>
+  SIBYL_VNNI SIBYL_ALWAYS __m256i block(const uint8_t* p, const Act* x, int64_t b, __m256i* ai) const {
+    uint64_t sc, mn;
+    q4k_scales(p + 4, sc, mn);
+    const __m512i sc16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc))));
+    __m512i a[NX];
+    for (int r = 0; r < NX; ++r) a[r] = _mm512_setzero_si512();
 #pragma GCC unroll 2
-          for (int P = 0; P < 2; ++P) {
-            // [low nibbles | high nibbles] of a chunk's 32 bytes = its 64 values in order.
-            __m512i w0 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 64 * P)));
-            __m512i w1 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 48 + 64 * P)));
-            w0 = _mm512_and_si512(_mm512_mask_srli_epi16(w0, 0xFFFF0000u, w0, 4), nib);
-            w1 = _mm512_and_si512(_mm512_mask_srli_epi16(w1, 0xFFFF0000u, w1, 4), nib);
-            const __m512i s = _mm512_permutexvar_epi16(pick[P], sc16);
-            for (int r = 0; r < NX; ++r) {
-              const int8_t* xq = x[r].q + b * kQK + 128 * P;
-              const __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq));
-              const __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + 64));
-              ai[r] = _mm512_dpwssd_epi32(ai[r], _mm512_packs_epi32(t0, t1), s);
-            }
-          }
-          const __m256i m16 = q4k_mins(mn);
-          for (int r = 0; r < NX; ++r) {
-            isum[g][r][c] = fold(ai[r]);
-            msum[g][r][c] =
-                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), m16);
-          }
-        }
-      for (int g = 0; g < gn; ++g) {
-        const int64_t b = b0 + g;
-        const uint8_t* blk[NW];
-        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ4KBytes;
-        __m128 d, dmin;
-        q4k_d<NW>(blk, d, dmin);
-        for (int r = 0; r < NX; ++r) acc[r] = q4k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, dmin, x[r].d[b]);
-      }
+    for (int P = 0; P < 2; ++P) {
+      // [low nibbles | high nibbles] of a chunk's 32 bytes = its 64 values in order.
+      __m512i w0 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 + 64 * P)));
+      __m512i w1 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 48 + 64 * P)));
+      w0 = _mm512_and_si512(_mm512_mask_srli_epi16(w0, 0xFFFF0000u, w0, 4), nib);
+      w1 = _mm512_and_si512(_mm512_mask_srli_epi16(w1, 0xFFFF0000u, w1, 4), nib);
+      const __m512i s = _mm512_permutexvar_epi16(pick[P], sc16);
+      dot128<NX>(a, w0, w1, s, x, b * kQK + 128 * P);
     }
-    store<NX, NW>(t, acc);
+    for (int r = 0; r < NX; ++r) ai[r] = fold(a[r]);
+    return q4k_mins(mn);
+  }
+};
+
+struct Q6kVnni : Q6kFormat {
+  __m512i nib, hi2, shl, shr, pick[2];
+  // qh bits 2i, 2i+1 to bits 4, 5: the low 32 values of a half take i = 0 (left 4), the next
+  // 32 i = 1 (left 2); of the high-nibble 64, i = 2 (as is), i = 3 (right 2).
+  SIBYL_VNNI SIBYL_ALWAYS Q6kVnni()
+      : nib(_mm512_set1_epi8(0x0f)),
+        hi2(_mm512_set1_epi8(0x30)),
+        shl(_mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2)),
+        shr(_mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2)),
+        pick{_mm512_load_si512(kQ6kPicks.idx[0]), _mm512_load_si512(kQ6kPicks.idx[1])} {}
+  template <int NX>
+  SIBYL_VNNI SIBYL_ALWAYS __m256i block(const uint8_t* p, const Act* x, int64_t b, __m256i* ai) const {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
+    const __m512i scz = _mm512_broadcast_i64x4(sc16);
+    __m512i a[NX];
+    for (int r = 0; r < NX; ++r) a[r] = _mm512_setzero_si512();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(p + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h)));
+      // a | (b & c), c = 0x30: the two high bits over the nibble.
+      const __m512i w0 = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, nib), _mm512_sllv_epi64(qh, shl), hi2, 0xF8);
+      const __m512i w1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib),
+                                                   _mm512_srlv_epi64(qh, shr), hi2, 0xF8);
+      const __m512i s = _mm512_permutexvar_epi16(pick[h], scz);
+      dot128<NX>(a, w0, w1, s, x, b * kQK + 128 * h);
+    }
+    for (int r = 0; r < NX; ++r) ai[r] = fold(a[r]);
+    return sc16;
   }
 };
 
@@ -564,72 +530,9 @@ struct Q4kVnniMix {
   template <int NX, int NW>
   SIBYL_VNNI static void run(const Tile& t) {
     if constexpr (NX == 1)
-      Q4kVnni::run<NX, NW>(t);
+      vnni::Grouped<Q4kVnni>::run<NX, NW>(t);
     else
       Q4kVnniT::run<NX, NW>(t);
-  }
-};
-
-struct Q6kVnni {
-  template <int NX, int NW>
-  SIBYL_VNNI static void run(const Tile& t) {
-    const int64_t nb = t.k / kQK;
-    const __m512i nib = _mm512_set1_epi8(0x0f), hi2 = _mm512_set1_epi8(0x30);
-    // qh bits 2i, 2i+1 to bits 4, 5: the low 32 values of a half take i = 0 (left 4), the next
-    // 32 i = 1 (left 2); of the high-nibble 64, i = 2 (as is), i = 3 (right 2).
-    const __m512i shl = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2), shr = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
-    const __m512i pick[2] = {_mm512_load_si512(kQ6kPicks.idx[0]), _mm512_load_si512(kQ6kPicks.idx[1])};
-    constexpr int G = kGroup<NX>;
-    Act x[NX];
-    __m128 acc[NX];
-    __m256i isum[G][NX][NW], msum[G][NX][NW];
-    for (int r = 0; r < NX; ++r) {
-      x[r] = act_row(t, r);
-      acc[r] = _mm_setzero_ps();
-    }
-    for (int64_t b0 = 0; b0 < nb; b0 += G) {
-      const int gn = static_cast<int>(std::min<int64_t>(G, nb - b0));
-      for (int c = 0; c < NW; ++c)
-        for (int g = 0; g < gn; ++g) {
-          const int64_t b = b0 + g;
-          const uint8_t* p = t.w[c] + b * kQ6KBytes;
-          const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 192)));
-          const __m512i scz = _mm512_broadcast_i64x4(sc16);
-          __m512i ai[NX];
-          for (int r = 0; r < NX; ++r) ai[r] = _mm512_setzero_si512();
-#pragma GCC unroll 2
-          for (int h = 0; h < 2; ++h) {
-            const __m512i ql = _mm512_loadu_si512(p + 64 * h);
-            const __m512i qh =
-                _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 128 + 32 * h)));
-            // a | (b & c), c = 0x30: the two high bits over the nibble.
-            const __m512i w0 =
-                _mm512_ternarylogic_epi32(_mm512_and_si512(ql, nib), _mm512_sllv_epi64(qh, shl), hi2, 0xF8);
-            const __m512i w1 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nib),
-                                                         _mm512_srlv_epi64(qh, shr), hi2, 0xF8);
-            const __m512i s = _mm512_permutexvar_epi16(pick[h], scz);
-            for (int r = 0; r < NX; ++r) {
-              const int8_t* xq = x[r].q + b * kQK + 128 * h;
-              const __m512i t0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, _mm512_loadu_si512(xq));
-              const __m512i t1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, _mm512_loadu_si512(xq + 64));
-              ai[r] = _mm512_dpwssd_epi32(ai[r], _mm512_packs_epi32(t0, t1), s);
-            }
-          }
-          for (int r = 0; r < NX; ++r) {
-            isum[g][r][c] = fold(ai[r]);
-            msum[g][r][c] =
-                _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r].s + b * 16)), sc16);
-          }
-        }
-      for (int g = 0; g < gn; ++g) {
-        const int64_t b = b0 + g;
-        const uint8_t* blk[NW];
-        for (int c = 0; c < NW; ++c) blk[c] = t.w[c] + b * kQ6KBytes;
-        const __m128 d = q6k_d<NW>(blk);
-        for (int r = 0; r < NX; ++r) acc[r] = q6k_step4(acc[r], reduce<NW>(isum[g][r], msum[g][r]), d, x[r].d[b]);
-      }
-    }
-    store<NX, NW>(t, acc);
   }
 };
 
@@ -669,17 +572,17 @@ void dispatch(const Tile& t) {
 FastKernel q4_k_kernel() {
 #ifdef SIBYL_KQUANT_X86
   if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q4kVnniMix>};
-  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<Q4kAvx2>};
+  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<avx2::Grouped<Q4kAvx2>>};
 #endif
-  return {ActFormat::q8_256, q4k_portable};
+  return {ActFormat::q8_256, portable<Q4kPortable>};
 }
 
 FastKernel q6_k_kernel() {
 #ifdef SIBYL_KQUANT_X86
-  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<Q6kVnni>};
-  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<Q6kAvx2>};
+  if (simd_has(SimdLevel::avx512_vnni)) return {ActFormat::q8_256, dispatch<vnni::Grouped<Q6kVnni>>};
+  if (simd_has(SimdLevel::avx2)) return {ActFormat::q8_256, dispatch<avx2::Grouped<Q6kAvx2>>};
 #endif
-  return {ActFormat::q8_256, q6k_portable};
+  return {ActFormat::q8_256, portable<Q6kPortable>};
 }
 
 }  // namespace sibyl::backend::cpu
