@@ -1,5 +1,9 @@
 #include "simd.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -14,7 +18,10 @@ std::array<bool, 5> detect() {
   std::array<bool, 5> has{true, false, false, false, false};
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  has[1] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1u);
+  has[1] = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   has[2] = has[1] && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   has[3] = has[2] && __builtin_cpu_supports("avx512vnni");
