@@ -92,7 +92,7 @@ struct SeqRows {
 };
 
 // The batch of one step. Row i is token tokens[i] of sequence row_seq[i] at position
-// positions[i]; it attends causally to that sequence's positions [0, positions[i]],
+// positions[i]; it attends causally to that sequence's positions [first_position, positions[i]],
 // whose latent rows are found through the sequence's page table:
 // position p is row p % page_tokens of page page_table[row_seq[i]][p / page_tokens].
 struct StepBatch {
@@ -100,6 +100,9 @@ struct StepBatch {
   const Tensor* row_seq = nullptr;     // i32 [n, 1]: index of row i's sequence (a page_table row)
   const Tensor* page_table = nullptr;  // i32 [n_seqs, max_pages]; unused entries are -1
   std::vector<SeqRows> seqs;           // n_seqs entries
+  // Rows attend to positions [first_position, positions[i]]: 0 for the model's layers, 1 for
+  // a multi-token-prediction layer, whose cache has no row at position 0.
+  int64_t first_position = 0;
   int64_t rows() const { return seqs.empty() ? 0 : seqs.back().first_row + seqs.back().n_rows; }
 };
 
@@ -201,7 +204,7 @@ class Backend {
   virtual void mla_store(KvPool& pool, int64_t layer, const Tensor& kv_a, const Tensor& kv_norm, float eps,
                          const StepBatch& batch, const RopeParams& rope) = 0;
   // MLA, part 2: q [n, heads·(nope+rope)] (rope part not yet rotated); row i attends causally
-  // to its sequence's positions [0, positions[i]], each sequence by its SeqRows::path;
+  // to its sequence's positions [batch.first_position, positions[i]], each sequence by its SeqRows::path;
   // dst [n, heads·v_head_dim].
   virtual void mla_attention(Tensor& dst, const Tensor& q, const KvPool& pool, int64_t layer,
                              const StepBatch& batch, const MlaWeights& up, const MlaShape& shape,

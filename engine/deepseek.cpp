@@ -89,6 +89,21 @@ void moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
   }
 }
 
+// One decoder layer over the residual stream a.x (h is scratch).
+void decoder_layer(Step& s, const LayerWeights& L, int64_t layer) {
+  StepPlan& a = s.a;
+  const auto eps = static_cast<float>(s.c.rms_norm_eps);
+  s.be.rmsnorm(*a.h, *a.x, *L.input_norm, eps);
+  mla_attention(s, L, layer, *a.h);
+  s.be.add(*a.x, *a.out);
+  s.be.rmsnorm(*a.h, *a.x, *L.post_norm, eps);
+  if (L.moe)
+    moe_ffn(s, L, layer, *a.h);
+  else
+    swiglu_mlp(s, L, *a.h, *a.mlp_gate, *a.mlp_up, *a.out);
+  s.be.add(*a.x, *a.out);
+}
+
 }  // namespace
 
 // Expanded attention is cheaper for many queries, but materialises k_nope and v for every
@@ -100,15 +115,14 @@ AttentionPath choose_attention_path(const ModelConfig& c, int64_t n_tokens, int6
   return n_tokens < 16 || expanded_bytes > 256.0 * (1 << 20) ? AttentionPath::absorbed : AttentionPath::expanded;
 }
 
-void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer) {
+// Host inputs of a step (tokens, positions, row → sequence, page tables, kept rows) and its
+// batch shape; returns the plan its activations live in, with the inputs written.
+StepPlan& Model::prepare_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, backend::StepBatch& batch) {
   const ModelConfig& c = config();
   Backend& be = *backend_;
   if (seqs.empty()) fail(Errc::internal, "forward of an empty step");
-
-  // Host inputs: tokens, positions, row → sequence, page tables, rows whose logits are kept.
   StepInputs& in = inputs_;
   in.clear();
-  backend::StepBatch batch;
   int64_t max_pages = 1;
   for (const SeqStep& q : seqs) max_pages = std::max<int64_t>(max_pages, static_cast<int64_t>(q.pages->size()));
   const int64_t table_cols = StepPlan::round_table_cols(max_pages);
@@ -118,6 +132,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
     if (q.n <= 0) fail(Errc::internal, "forward: a sequence with no rows");
     if (static_cast<int64_t>(q.pages->size()) * kv_pages().page_tokens() < q.pos0 + q.n)
       fail(Errc::internal, "forward: a sequence's pages do not cover its positions");
+    if (mtp && (q.pos0 < 1 || !q.hidden)) fail(Errc::internal, "forward_mtp: a row at position 0 or without hidden");
     const int64_t first = static_cast<int64_t>(in.tokens.size());
     AttentionPath path = q.path;
     if (path == AttentionPath::automatic)  // batch-invariant backends: rows must not depend on chunking
@@ -130,6 +145,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
       in.positions.push_back(static_cast<int32_t>(q.pos0 + i));
       in.row_seq.push_back(static_cast<int32_t>(si));
     }
+    if (mtp) in.hidden.insert(in.hidden.end(), q.hidden, q.hidden + q.n * c.hidden_size);
     for (int64_t p = 0; p < table_cols; ++p)
       in.page_table.push_back(p < static_cast<int64_t>(q.pages->size()) ? (*q.pages)[p] : -1);
     if (q.logits == LogitsMode::all)
@@ -140,19 +156,29 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   }
   const auto n = static_cast<int64_t>(in.tokens.size());
   const auto n_out = static_cast<int64_t>(in.logit_rows.size());
-  StepPlan& a = plan(n, static_cast<int64_t>(seqs.size()), table_cols, n_out, observer != nullptr);
+  StepPlan& a = plan({n, static_cast<int64_t>(seqs.size()), table_cols, n_out, observed, mtp});
   batch.positions = a.positions.get();
   batch.row_seq = a.row_seq.get();
   batch.page_table = a.page_table.get();
+  batch.first_position = mtp ? 1 : 0;
 
   // A decode step of the same shape enqueues the same ops on the same plan: replayable.
-  be.begin_step(decode_only && !observer ? a.replay_key : 0);
+  be.begin_step(decode_only && !observed ? a.replay_key : 0);
   be.write(*a.tokens, in.tokens.data(), in.tokens.size() * 4);
   be.write(*a.positions, in.positions.data(), in.positions.size() * 4);
   be.write(*a.row_seq, in.row_seq.data(), in.row_seq.size() * 4);
   be.write(*a.page_table, in.page_table.data(), in.page_table.size() * 4);
   if (a.logit_rows) be.write(*a.logit_rows, in.logit_rows.data(), in.logit_rows.size() * 4);
+  if (mtp) be.write(*a.mtp_hidden, in.hidden.data(), in.hidden.size() * 4);
+  return a;
+}
 
+void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer,
+                    std::vector<float>* hidden) {
+  const ModelConfig& c = config();
+  Backend& be = *backend_;
+  backend::StepBatch batch;
+  StepPlan& a = prepare_step(seqs, observer != nullptr, false, batch);
   Step s{be,
          c,
          kv_pages().pool(),
@@ -162,37 +188,65 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
          backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
                            rope_.softmax_scale},
          observer};
-  Tensor& x = *a.x;  // residual stream [n, H]
-  Tensor& h = *a.h;
-  be.embed(x, *weights_.embed, *a.tokens);
-  if (observer) observer->hidden(0, s.download(x));
-  const auto eps = static_cast<float>(c.rms_norm_eps);
+  be.embed(*a.x, *weights_.embed, *a.tokens);  // the residual stream [n, H]
+  if (observer) observer->hidden(0, s.download(*a.x));
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const LayerWeights& L = weights_.layers[l];
-    be.rmsnorm(h, x, *L.input_norm, eps);
-    mla_attention(s, L, l, h);
-    be.add(x, *a.out);
-    be.rmsnorm(h, x, *L.post_norm, eps);
-    if (L.moe)
-      moe_ffn(s, L, l, h);
-    else
-      swiglu_mlp(s, L, h, *a.mlp_gate, *a.mlp_up, *a.out);
-    be.add(x, *a.out);
-    if (observer && l + 1 < c.n_layers) observer->hidden(l + 1, s.download(x));
+    decoder_layer(s, weights_.layers[l], l);
+    if (observer && l + 1 < c.n_layers) observer->hidden(l + 1, s.download(*a.x));
   }
-  be.rmsnorm(h, x, *weights_.norm, eps);  // [n, H]
-  if (observer) observer->hidden(c.n_layers, s.download(h));
-  if (n_out > 0) {
-    if (a.logit_rows) be.gather_rows(*a.kept, h, *a.logit_rows);          // [n_out, H]
-    be.matmul(*a.logits, a.logit_rows ? *a.kept : h, *weights_.lm_head);  // [n_out, vocab]
-  }
-  be.end_step();
-  logits.resize(static_cast<size_t>(n_out * c.vocab_size));
-  if (n_out > 0) be.read(*a.logits, logits.data(), logits.size() * 4);
+  be.rmsnorm(*a.h, *a.x, *weights_.norm, static_cast<float>(c.rms_norm_eps));  // [n, H]
+  if (observer) observer->hidden(c.n_layers, s.download(*a.h));
+  finish_step(a, *weights_.lm_head, logits, hidden);
 }
 
-StepPlan& Model::plan(int64_t n, int64_t n_seqs, int64_t table_cols, int64_t n_out, bool observed) {
-  const StepPlan::Key key{n, n_seqs, table_cols, n_out, observed};
+// The MTP layer over rows (t_p, h_{p-1}) at positions p >= 1; its cache is layer n_layers.
+void Model::forward_mtp(const std::vector<SeqStep>& seqs, std::vector<float>& logits) {
+  if (!weights_.mtp) fail(Errc::internal, "forward_mtp on a model without an MTP layer");
+  const ModelConfig& c = config();
+  const MtpWeights& m = *weights_.mtp;
+  Backend& be = *backend_;
+  backend::StepBatch batch;
+  StepPlan& a = prepare_step(seqs, false, true, batch);
+  Step s{be,
+         c,
+         kv_pages().pool(),
+         batch,
+         a,
+         backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
+         backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
+                           rope_.softmax_scale},
+         nullptr};
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  // x = eh_proj([enorm(embed(t)) ; hnorm(h)]) as the sum of its two column halves
+  be.embed(*a.h, *m.embed, *a.tokens);
+  be.rmsnorm(*a.h, *a.h, *m.enorm, eps);
+  be.rmsnorm(*a.mtp_hidden, *a.mtp_hidden, *m.hnorm, eps);
+  be.matmul(*a.x, *a.h, *m.eh_embed);
+  be.matmul(*a.out, *a.mtp_hidden, *m.eh_hidden);
+  be.add(*a.x, *a.out);
+  decoder_layer(s, m.block, c.n_layers);
+  be.rmsnorm(*a.h, *a.x, *m.head_norm, eps);
+  finish_step(a, *m.head, logits, nullptr);
+}
+
+// The kept rows of a.h through `head`, the step submitted, logits (and all rows of a.h) read.
+void Model::finish_step(StepPlan& a, const Tensor& head, std::vector<float>& logits, std::vector<float>* hidden) {
+  Backend& be = *backend_;
+  const int64_t n_out = a.key.logits_rows;
+  if (n_out > 0) {
+    if (a.logit_rows) be.gather_rows(*a.kept, *a.h, *a.logit_rows);       // [n_out, H]
+    be.matmul(*a.logits, a.logit_rows ? *a.kept : *a.h, head);            // [n_out, vocab]
+  }
+  be.end_step();
+  logits.resize(static_cast<size_t>(n_out * config().vocab_size));
+  if (n_out > 0) be.read(*a.logits, logits.data(), logits.size() * 4);
+  if (hidden) {
+    hidden->resize(static_cast<size_t>(a.h->rows() * a.h->cols()));
+    be.read(*a.h, hidden->data(), hidden->size() * 4);
+  }
+}
+
+StepPlan& Model::plan(const StepPlan::Key& key) {
   for (auto it = plans_.begin(); it != plans_.end(); ++it)
     if ((*it)->key == key) {
       plans_.splice(plans_.begin(), plans_, it);  // most recent first

@@ -21,7 +21,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   // With library workers running the steps, the backend's own threads share their priority.
   if (options.scheduler.workers > 0 && bo.thread_nice == 0) bo.thread_nice = options.scheduler.worker_nice;
   m->backend_ = backend::create_backend(options.backend, bo);
-  m->weights_ = load_weights(*m->source_, *m->backend_);
+  m->weights_ = load_weights(*m->source_, *m->backend_, options.mtp);
   m->rope_ = compute_rope(m->config());
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());
   m->inv_freq_ = m->backend_->alloc(DType::f32, 1, half);
@@ -30,7 +30,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   kv.page_tokens = options.kv_page_tokens > 0 ? options.kv_page_tokens : kDefaultKvPageTokens;
   kv.budget_bytes = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : kDefaultKvCacheBytes;
   m->kv_ = std::make_shared<SharedKvPages>();
-  m->kv_->pages = std::make_unique<KvPages>(*m->backend_, m->config().n_layers, m->config().kv_width(), kv);
+  m->kv_->pages = std::make_unique<KvPages>(*m->backend_, m->config().n_layers + (m->has_mtp() ? 1 : 0),
+                                             m->config().kv_width(), kv);
   m->scheduler_ = std::make_unique<Scheduler>(*m, options.scheduler);
   m->fingerprint_ = model_fingerprint(*m->source_);
   m->load_text_support();

@@ -37,6 +37,7 @@ struct ModelLoadOptions {
   backend::BackendOptions backend_options;  // threads, device, memory budget, shared Vulkan device
   int64_t kv_cache_bytes = 0;               // the latent cache pool of all sessions; 0: kDefaultKvCacheBytes
   int64_t kv_page_tokens = 0;               // tokens per cache page; 0: kDefaultKvPageTokens
+  bool mtp = true;  // load the first multi-token-prediction layer when the model has one
   SchedulerOptions scheduler;
 };
 
@@ -52,6 +53,7 @@ struct SeqStep {
   const std::vector<int32_t>* pages = nullptr;
   LogitsMode logits = LogitsMode::last;
   AttentionPath path = AttentionPath::automatic;  // automatic: see choose_attention_path
+  const float* hidden = nullptr;  // forward_mtp: the main model's final-normed rows h_{p-1} [n, hidden]
 };
 
 // The attention path for a sequence's `n_tokens` rows over `context` positions on a backend
@@ -90,15 +92,24 @@ class Model {
   class Scheduler& scheduler() { return *scheduler_; }
 
   // One step over the rows of several sequences (under step_mutex()); returns the kept
-  // logits rows [rows, vocab], sequences in order.
-  void forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer = nullptr);
+  // logits rows [rows, vocab], sequences in order, and when `hidden` is given every row's
+  // final-normed hidden state [rows, hidden_size] (the MTP layer's input).
+  void forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits, StepObserver* observer = nullptr,
+               std::vector<float>* hidden = nullptr);
+  // The MTP layer (has_mtp()) over rows p >= 1 of several sequences: token t_p with the main
+  // model's hidden h_{p-1} (SeqStep::hidden), stored in the MTP cache (layer n_layers of the
+  // pool) at position p; its logits predict t_{p+1}.
+  void forward_mtp(const std::vector<SeqStep>& seqs, std::vector<float>& logits);
+  bool has_mtp() const { return weights_.mtp != nullptr; }
   // Runs the page copies of copy-on-write in a step of their own.
   void copy_pages(const std::vector<PageCopy>& copies);
 
  private:
   Model() = default;
-  StepPlan& plan(int64_t n, int64_t n_seqs, int64_t table_cols, int64_t n_out, bool observed);
-  static constexpr size_t kMaxPlans = 8;
+  StepPlan& plan(const StepPlan::Key& key);
+  StepPlan& prepare_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, backend::StepBatch& batch);
+  void finish_step(StepPlan& a, const backend::Tensor& head, std::vector<float>& logits, std::vector<float>* hidden);
+  static constexpr size_t kMaxPlans = 16;
 
   void load_text_support();
   std::shared_ptr<backend::Backend> backend_;

@@ -36,12 +36,31 @@ struct LayerWeights {
   backend::ExpertWeights experts;
 };
 
+// A multi-token-prediction layer (DeepSeek-V3's MTP, stored as layer num_hidden_layers): for the
+// main model's final-normed hidden state h_i and the next token t_{i+1},
+//   x = eh_proj([enorm(embed(t_{i+1})) ; hnorm(h_i)]), the block at position i+1, then
+//   logits = head(head_norm(x)), which predicts t_{i+2}.
+struct MtpWeights {
+  const Tensor* embed = nullptr;      // its embed_tokens, or the main embedding when absent or identical
+  const Tensor* enorm = nullptr;      // [1, hidden]
+  const Tensor* hnorm = nullptr;      // [1, hidden]
+  const Tensor* eh_embed = nullptr;   // eh_proj's first `hidden` columns [hidden, hidden]
+  const Tensor* eh_hidden = nullptr;  // its last `hidden` columns [hidden, hidden]
+  const Tensor* head_norm = nullptr;  // shared_head.norm [1, hidden]
+  const Tensor* head = nullptr;       // shared_head.head, or lm_head when absent or identical
+  LayerWeights block;
+};
+
 struct ModelWeights {
   const Tensor* embed = nullptr;    // [vocab, hidden]
   const Tensor* norm = nullptr;     // [1, hidden]
   const Tensor* lm_head = nullptr;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
+  std::unique_ptr<MtpWeights> mtp;  // the first MTP layer, when loaded
   uint64_t n_parameters = 0;
+  // Bytes made at load (eh_proj's column halves), kept alive for host backends that use
+  // weights in place; declared before `storage` so that the tensors go first.
+  std::vector<std::vector<uint8_t>> owned;
   std::vector<std::unique_ptr<Tensor>> storage;
 
   // Weight bytes one decoded token reads: every dense tensor, one embedding row, and of
@@ -61,6 +80,8 @@ std::vector<TensorSpec> pack_layout(const ModelConfig& c);
 
 // Validates names, shapes and dtypes of every tensor (missing and unexpected ones are
 // named in the error), then uploads them. The source must outlive the backend tensors.
-ModelWeights load_weights(const ModelSource& source, backend::Backend& backend);
+// with_mtp: also load the first MTP layer when the config has one (otherwise MTP tensors
+// are accepted and ignored).
+ModelWeights load_weights(const ModelSource& source, backend::Backend& backend, bool with_mtp = false);
 
 }  // namespace sibyl::engine

@@ -84,7 +84,8 @@ struct UpRows {
 // Rows [first, first + n) of the step; each row reads only its own sequence's cache, so
 // its result does not depend on the other rows of the batch.
 void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const PagedRows& kv, int64_t layer,
-                        int64_t first, int64_t n, const UpRows& up, const MlaShape& sh, const RopeParams& rope) {
+                        int64_t first, int64_t n, int64_t from, const UpRows& up, const MlaShape& sh,
+                        const RopeParams& rope) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
                 dv = sh.v_head_dim, qk = dn + dr;
   const int32_t* pos = kv.positions;
@@ -104,7 +105,7 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
     angles.resize(static_cast<size_t>(dr));
     for (int64_t item = begin; item < end; ++item) {
       const int64_t r = item / groups, i = first + r, h0 = (item % groups) * 4, nh = std::min<int64_t>(4, H - h0);
-      const int64_t len = pos[i] + 1;
+      const int64_t len = pos[i] + 1 - from;  // cached positions [from, pos[i]]
       rope_angles(angles.data(), dr, pos[i], rope);
       for (int64_t g = 0; g < nh; ++g) {  // [q̃ | rotated q_pe] of head h0 + g
         rotated_query(qrow.data(), q, i, h0 + g, sh, angles.data(), rope.interleaved);
@@ -112,7 +113,7 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
         std::copy_n(qrow.data() + dn, dr, qcat.data() + g * W + R);
       }
       rows.resize(static_cast<size_t>(len));
-      for (int64_t t = 0; t < len; ++t) rows[t] = kv.at(layer, i, t);
+      for (int64_t t = 0; t < len; ++t) rows[t] = kv.at(layer, i, from + t);
       scores.resize(static_cast<size_t>(4 * len));
       float tile[16];
       int64_t t = 0;
@@ -189,20 +190,22 @@ Expanded expand_latent(const Exec& ex, const float* lat, int64_t width, int64_t 
 
 // Rows [first, first + n) of the step, all of one sequence.
 void attention_expanded(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const PagedRows& paged, int64_t layer,
-                        int64_t first, int64_t n, const MlaWeights& w, const MlaShape& sh, const RopeParams& rope) {
+                        int64_t first, int64_t n, int64_t from, const MlaWeights& w, const MlaShape& sh,
+                        const RopeParams& rope) {
   const int64_t H = sh.n_heads, R = sh.kv_lora_rank, dn = sh.qk_nope_head_dim, dr = sh.qk_rope_head_dim,
                 dv = sh.v_head_dim, width = paged.pool.width();
   const int32_t* pos = paged.positions;
-  const int64_t L = *std::max_element(pos + first, pos + first + n) + 1;
-  std::vector<float> lat(static_cast<size_t>(L * width));  // the sequence's latent rows, gathered from its pages
-  for (int64_t t = 0; t < L; ++t) std::copy_n(paged.at(layer, first, t), width, lat.data() + t * width);
+  // the sequence's latent rows of positions [from, from + L), gathered from its pages
+  const int64_t L = *std::max_element(pos + first, pos + first + n) + 1 - from;
+  std::vector<float> lat(static_cast<size_t>(L * width));
+  for (int64_t t = 0; t < L; ++t) std::copy_n(paged.at(layer, first, from + t), width, lat.data() + t * width);
   const Expanded kv = expand_latent(ex, lat.data(), width, L, w, sh);
   ex.pool.parallel_for(n * H, L * (dn + dr + dv), [&](int64_t begin, int64_t end) {
     std::vector<float> qrow(dn + dr), scores;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t i = first + item / H, h = item % H;
       rotated_query(qrow.data(), q, i, h, sh, pos[i], rope);
-      const int64_t len = pos[i] + 1;
+      const int64_t len = pos[i] + 1 - from;
       scores.resize(static_cast<size_t>(len));
       for (int64_t t = 0; t < len; ++t) {
         const float* k_pe = lat.data() + t * width + R;
@@ -241,19 +244,20 @@ void mla_attention(const Exec& ex, CpuTensor& dst, const CpuTensor& q, const Cpu
   if (!up.kv_b && (!up.k_b || !up.v_b)) fail(Errc::internal, "mla_attention without up-projection weights");
   const PagedRows paged(kv, batch);
   const UpRows rows(up, shape);
+  const int64_t from = batch.first_position;
   // Consecutive absorbed sequences run as one parallel loop (decode rows of many sessions).
   size_t s = 0;
   while (s < batch.seqs.size()) {
     const SeqRows& first = batch.seqs[s];
     if (first.path == MlaPath::expanded) {
-      attention_expanded(ex, dst, q, paged, layer, first.first_row, first.n_rows, up, shape, rope);
+      attention_expanded(ex, dst, q, paged, layer, first.first_row, first.n_rows, from, up, shape, rope);
       ++s;
       continue;
     }
     size_t e = s;
     while (e < batch.seqs.size() && batch.seqs[e].path == MlaPath::absorbed) ++e;
     const int64_t n = batch.seqs[e - 1].first_row + batch.seqs[e - 1].n_rows - first.first_row;
-    if (n > 0) attention_absorbed(ex, dst, q, paged, layer, first.first_row, n, rows, shape, rope);
+    if (n > 0) attention_absorbed(ex, dst, q, paged, layer, first.first_row, n, from, rows, shape, rope);
     s = e;
   }
 }

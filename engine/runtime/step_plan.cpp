@@ -25,13 +25,18 @@ StepPlan::StepPlan(backend::Backend& be, const ModelConfig& c, const ModelWeight
   if (k.logits_rows > 0) logits = f32(k.logits_rows, c.vocab_size);
 
   x = f32(n, c.hidden_size);
+  if (k.mtp) mtp_hidden = f32(n, c.hidden_size);
   h = f32(n, c.hidden_size);
   out = f32(n, c.hidden_size);
   if (c.q_lora_rank > 0) c_q = f32(n, c.q_lora_rank);
   q = f32(n, c.n_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim));
   kv_a = f32(n, c.kv_width());
   attn = f32(n, c.n_heads * c.v_head_dim);
-  for (const LayerWeights& L : w.layers) {
+  std::vector<const LayerWeights*> layers;
+  for (const LayerWeights& L : w.layers) layers.push_back(&L);
+  if (k.mtp && w.mtp) layers.push_back(&w.mtp->block);
+  for (const LayerWeights* layer : layers) {
+    const LayerWeights& L = *layer;
     if (!L.moe && !mlp_gate) {
       mlp_gate = f32(n, L.gate->rows());
       mlp_up = f32(n, L.gate->rows());

@@ -15,7 +15,9 @@ namespace sibyl::engine {
 
 struct StepInputs {
   std::vector<int32_t> tokens, positions, row_seq, page_table, logit_rows;
+  std::vector<float> hidden;  // MTP steps: the main model's hidden rows
   void clear() {
+    hidden.clear();
     tokens.clear();
     positions.clear();
     row_seq.clear();
@@ -28,6 +30,7 @@ struct StepPlan {
   struct Key {
     int64_t rows, seqs, table_cols, logits_rows;
     bool observed;
+    bool mtp;  // a multi-token-prediction step (has mtp_hidden)
     bool operator==(const Key&) const = default;
   };
   using TensorPtr = std::unique_ptr<backend::Tensor>;
@@ -47,6 +50,7 @@ struct StepPlan {
   TensorPtr moe_ids, moe_weights, router_logits;  // MoE layers (router_logits when observed)
   TensorPtr shared_gate, shared_up, shared_out;   // shared experts
   TensorPtr kept, logits;
+  TensorPtr mtp_hidden;  // MTP steps: [n, hidden], the main model's final-normed rows
 };
 
 }  // namespace sibyl::engine
