@@ -31,8 +31,9 @@ struct Planned {
 };
 
 std::string tensor_class(const std::string& n) {
-  if (n == "model.embed_tokens.weight") return "embedding";
-  if (n == "lm_head.weight") return "output head";
+  if (n.ends_with("embed_tokens.weight")) return "embedding";  // the MTP layer's copy too
+  if (n == "lm_head.weight" || n.ends_with(".shared_head.head.weight")) return "output head";
+  if (n.ends_with(".eh_proj.weight")) return "MTP projection";
   if (n.ends_with("layernorm.weight") || n.ends_with("norm.weight")) return "norms";
   if (n.find(".self_attn.") != std::string::npos) return "attention";
   if (n.find(".mlp.shared_experts.") != std::string::npos) return "shared experts";
@@ -42,13 +43,30 @@ std::string tensor_class(const std::string& n) {
   return "other";
 }
 
-// Multi-token-prediction layers and rotary caches: not part of the model Sibyl runs.
+// An MTP layer's copy of the embedding or output head, byte for byte the main model's (the
+// loader uses the main tensor when the copy is absent).
+bool duplicate_of_main(const ModelSource& src, const std::string& name) {
+  const ModelConfig& c = src.config;
+  const std::string mtp = "model.layers." + std::to_string(c.n_layers) + ".";
+  std::string main;
+  if (name == mtp + "embed_tokens.weight") main = "model.embed_tokens.weight";
+  if (name == mtp + "shared_head.head.weight") main = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (main.empty()) return false;
+  auto a = src.tensors.find(name), b = src.tensors.find(main);
+  if (a == src.tensors.end() || b == src.tensors.end()) return false;
+  const TensorView &x = a->second, &y = b->second;
+  return x.dtype == y.dtype && x.shape == y.shape && x.nbytes == y.nbytes && x.dtype != DType::f8_e4m3 &&
+         std::memcmp(x.data, y.data, x.nbytes) == 0;
+}
+
+// Rotary caches, and layers past the main stack and its MTP layers: not part of the model.
+// (The MTP layers are kept: speculative decoding drafts with them.)
 bool dropped(const std::string& name, const ModelConfig& c) {
   if (name.ends_with(".rotary_emb.inv_freq") || name.ends_with("_scale_inv")) return true;
   const std::string prefix = "model.layers.";
   if (!name.starts_with(prefix)) return false;
   const int64_t layer = std::atoll(name.c_str() + prefix.size());
-  return layer >= c.n_layers;
+  return layer >= c.n_layers + c.num_nextn_predict_layers;
 }
 
 class Planner {
@@ -59,7 +77,7 @@ class Planner {
   std::vector<Planned> plan() {
     std::map<std::string, std::map<int64_t, const TensorView*>> expert_groups;  // stacked name → experts
     for (const auto& [name, view] : src_.tensors) {
-      if (dropped(name, src_.config)) continue;
+      if (dropped(name, src_.config) || duplicate_of_main(src_, name)) continue;
       if (name.ends_with(".self_attn.kv_b_proj.weight")) {
         split_kv_b(name, view);
       } else if (auto e = per_expert(name); e && !(keep_fp8_ && view.dtype == DType::f8_e4m3)) {

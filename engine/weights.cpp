@@ -1,5 +1,6 @@
 #include "weights.h"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -295,6 +296,10 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend, boo
   if (!missing.empty() || !unexpected.empty()) {
     std::string msg = src.path + " does not match its config:";
     if (!missing.empty()) msg += " missing tensors: " + join_names(missing) + ".";
+    if (w.mtp && std::all_of(missing.begin(), missing.end(), [&](const std::string& n) {
+          return n.starts_with("model.layers." + std::to_string(c.n_layers) + ".");
+        }))
+      msg += " Its multi-token-prediction layer is incomplete: load the model with MTP off to ignore it.";
     if (!unexpected.empty()) msg += " unexpected tensors: " + join_names(unexpected) + ".";
     fail(Errc::format, msg);
   }

@@ -132,12 +132,13 @@ if(NOT rc EQUAL 0 OR NOT out MATCHES "> 12 [+] 30 = 42[.]" OR NOT err MATCHES "p
   message(FATAL_ERROR "sibyl-chat interactive: rc=${rc} '${out}' ${err}")
 endif()
 
-# sibyl-convert: the tiny-reasoner to a Q8_0 pack (progress, summary, verified checksum); the same
+# sibyl-convert: the tiny-reasoner to a Q8_0 pack (progress, summary, verified checksum; its MTP layer
+# kept, without the copies of the embedding and head that equal the main ones); the same
 # C ABI load then runs the pack, and the GGUF, in sibyl-chat with the same answer.
 execute_process(COMMAND ${CONVERT} ${DATA}/../../models/tiny-reasoner ${WORK}/reasoner-q8_0.sibyl --quant q8_0
                         --type "lm_head.weight=Q6_K" --verify
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0 OR NOT out MATCHES "routed experts +9 +4718592 .* 8[.]500 +Q8_0 100%" OR NOT out MATCHES "output head .*Q6_K 100%"
+if(NOT rc EQUAL 0 OR NOT out MATCHES "routed experts +12 +6291456 .* 8[.]500 +Q8_0 100%" OR NOT out MATCHES "MTP projection +1 +131072" OR NOT out MATCHES "output head .*Q6_K 100%"
    OR NOT out MATCHES "checksum verified" OR NOT err MATCHES "100[.]0%")
   message(FATAL_ERROR "sibyl-convert: rc=${rc} '${out}' ${err}")
 endif()

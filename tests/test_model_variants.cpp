@@ -82,6 +82,10 @@ std::vector<std::pair<std::string, std::vector<uint64_t>>> layout(const json& c)
   if (!c["tie_word_embeddings"].get<bool>()) t.push_back({"lm_head.weight", {V, H}});
   for (int64_t l = 0; l < layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
+    if (l >= c["num_hidden_layers"].get<int64_t>()) {  // an MTP layer's own tensors (no copies of embed/head)
+      for (const char* norm : {"enorm.weight", "hnorm.weight", "shared_head.norm.weight"}) t.push_back({p + norm, {H}});
+      t.push_back({p + "eh_proj.weight", {H, 2 * H}});
+    }
     t.push_back({p + "input_layernorm.weight", {H}});
     t.push_back({p + "post_attention_layernorm.weight", {H}});
     if (c["q_lora_rank"].is_null()) {
