@@ -33,8 +33,19 @@ uint64_t Rng::next() {
 
 double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
-int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history,
-                     Rng& rng) {
+namespace {
+
+// The candidates a sampled draw chooses from, by descending probability (ties: lower id
+// first, so draws are reproducible), with their probabilities summing to `total`.
+struct Candidates {
+  std::vector<int32_t> ids;
+  std::vector<double> probs;
+  double total = 0.0;
+  int32_t greedy = 0;  // the argmax (what temperature 0 picks)
+  bool sampled = false;  // false: greedy (temperature <= 0, or every score -inf)
+};
+
+Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history) {
   std::vector<float> score(logits, logits + vocab);
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (float& s : score)  // a NaN logit can never be chosen (and would break the ordering below)
@@ -52,27 +63,30 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p,
       score[t] = score[t] < 0 ? score[t] * p.repetition_penalty : score[t] / p.repetition_penalty;
     }
   }
-  if (p.temperature <= 0.0f)
-    return static_cast<int32_t>(std::max_element(score.begin(), score.end()) - score.begin());
+  Candidates c;
+  c.greedy = static_cast<int32_t>(std::max_element(score.begin(), score.end()) - score.begin());
+  if (p.temperature <= 0.0f) return c;
 
-  // Candidates by descending score (ties: lower id first) — a fixed order makes draws reproducible.
-  std::vector<int32_t> order(static_cast<size_t>(vocab));
+  std::vector<int32_t>& order = c.ids;
+  order.resize(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
   size_t keep = order.size();
   if (p.top_k > 0) keep = std::min(keep, static_cast<size_t>(p.top_k));
   auto by_score = [&](int32_t a, int32_t b) { return score[a] > score[b] || (score[a] == score[b] && a < b); };
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(keep), order.end(), by_score);
   order.resize(keep);
+  c.greedy = order[0];
 
   // Softmax in double of (score - max) / T: finite for any temperature > 0.
-  std::vector<double> prob(keep);
+  std::vector<double>& prob = c.probs;
+  prob.resize(keep);
   const double top = score[order[0]];
   double sum = 0.0;
   for (size_t i = 0; i < keep; ++i) {
     double z = (static_cast<double>(score[order[i]]) - top) / static_cast<double>(p.temperature);
     sum += (prob[i] = std::isnan(z) ? 0.0 : std::exp(z));
   }
-  if (!(sum > 0.0) || !std::isfinite(sum)) return order[0];  // every score -inf: take the first
+  if (!(sum > 0.0) || !std::isfinite(sum)) return c;  // every score -inf: take the first
   for (auto& x : prob) x /= sum;
 
   if (p.top_p < 1.0f) {  // smallest prefix whose mass reaches top_p (at least one token)
@@ -86,13 +100,48 @@ int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p,
     while (n < keep && prob[n] >= p.min_p * prob[0]) ++n;
     keep = n;
   }
-  double total = std::accumulate(prob.begin(), prob.begin() + static_cast<std::ptrdiff_t>(keep), 0.0);
+  order.resize(keep);
+  prob.resize(keep);
+  c.total = std::accumulate(prob.begin(), prob.end(), 0.0);
+  c.sampled = true;
+  return c;
+}
+
+// One draw from the candidates, leaving out `skip` (-1: none) and its probability.
+int32_t draw(const Candidates& c, Rng& rng, int32_t skip) {
+  double total = c.total;
+  for (size_t i = 0; i < c.ids.size(); ++i)
+    if (c.ids[i] == skip) total -= c.probs[i];
   double u = rng.uniform() * total;
-  for (size_t i = 0; i < keep; ++i) {
-    u -= prob[i];
-    if (u < 0) return order[i];
+  int32_t last = c.ids.back();
+  for (size_t i = 0; i < c.ids.size(); ++i) {
+    if (c.ids[i] == skip) continue;
+    last = c.ids[i];
+    u -= c.probs[i];
+    if (u < 0) return c.ids[i];
   }
-  return order[keep - 1];
+  return last;
+}
+
+}  // namespace
+
+int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history,
+                     Rng& rng) {
+  const Candidates c = candidates(logits, vocab, p, history);
+  return c.sampled ? draw(c, rng, -1) : c.greedy;
+}
+
+int32_t sample_token_with_draft(const float* logits, int64_t vocab, const SamplerParams& p,
+                                const std::vector<int32_t>& history, Rng& rng, int32_t draft) {
+  const Candidates c = candidates(logits, vocab, p, history);
+  if (!c.sampled) return c.greedy;
+  double p_draft = 0.0;
+  for (size_t i = 0; i < c.ids.size(); ++i)
+    if (c.ids[i] == draft) p_draft = c.probs[i] / c.total;
+  if (p_draft <= 0.0) return draw(c, rng, -1);
+  if (rng.uniform() < p_draft) return draft;
+  if (c.ids.size() == 1) return draft;  // nothing else can be drawn (p_draft is 1 up to rounding)
+  return draw(c, rng, draft);
 }
 
 }  // namespace sibyl::engine

@@ -34,4 +34,11 @@ struct SamplerParams {
 int32_t sample_token(const float* logits, int64_t vocab, const SamplerParams& params,
                      const std::vector<int32_t>& history, Rng& rng);
 
+// The same choice when a draft token is on offer (speculative decoding): greedy picks the
+// argmax as always; sampling accepts the draft with its probability p(draft) and otherwise
+// draws from p without the draft, renormalised — so the token is distributed exactly as
+// sample_token's.
+int32_t sample_token_with_draft(const float* logits, int64_t vocab, const SamplerParams& params,
+                                const std::vector<int32_t>& history, Rng& rng, int32_t draft);
+
 }  // namespace sibyl::engine

@@ -101,6 +101,35 @@ class Session {
   void abandon(Model& m);
   const SeqPages& pages() const { return pages_; }
 
+  // ---- multi-token prediction (models with an MTP layer; see docs/ARCHITECTURE.md)
+  // The MTP cache holds rows for positions [1, mtp_rows]; row p is the MTP layer's input
+  // (t_p, h_{p-1}). It is kept level with the history, and one ahead (p = position(), for the
+  // token about to be fed) when drafting.
+  bool mtp_on() const { return mtp_on_; }
+  // The next feed must first re-run the last history token, whose hidden state h_{position-1}
+  // the MTP layer needs and the session no longer holds (after rewind, load, shared pages).
+  bool mtp_rerun() const;
+  // A step of the MTP layer over the rows it lacks: positions up to position() - 1, and
+  // position() itself when `next` (the token about to be fed) is >= 0 — whose logits then
+  // give the draft. False when nothing is to run (or the hidden states are missing).
+  bool mtp_step(Model& m, int32_t next, SeqStep& step, std::vector<PageCopy>& copies);
+  // The step ran: `logits` (when the draft row ran) choose the draft, greedily.
+  void mtp_done(const SeqStep& step, const float* logits);
+  int32_t draft() const { return draft_; }  // the MTP's guess for the token after the next one; -1: none
+  // A main step of [next, draft] when the MTP drafted for `next` and pages allow; else false.
+  bool draft_step(Model& m, int32_t next, SeqStep& step, std::vector<PageCopy>& copies);
+  // The main step ran [next, draft]: the draft's row is held apart until the job's next token
+  // is known (`hidden` [2, hidden_size] of both rows).
+  void hold_draft(const float* draft_logits);
+  // The job's next token is `token`: keep the held draft row when it is that token (the
+  // history grows by it, its logits become the session's); drop it otherwise. True if kept.
+  bool settle_draft(bool job_continues, int32_t token);
+  void keep_hidden(const float* rows, int64_t pos0, int64_t n);
+  // The MTP rows of the history that have not run yet (append's own step).
+  void mtp_catch_up(Model& m);
+  uint64_t drafted() const { return drafted_; }
+  uint64_t accepted() const { return accepted_; }
+
  private:
   std::shared_ptr<Model> lock_model() const;
 
@@ -118,6 +147,19 @@ class Session {
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
   Rng rng_;
+  // MTP state
+  bool mtp_on_ = false;
+  int64_t hidden_size_ = 0;
+  int64_t mtp_rows_ = 0;             // the MTP cache holds positions [1, mtp_rows_]
+  int32_t mtp_ahead_token_ = -1;     // mtp_rows_ == position(): the token row mtp_rows_ was run for
+  std::vector<float> hidden_;        // final-normed hidden states of positions [hidden_pos_, …)
+  int64_t hidden_pos_ = 0;
+  std::vector<int32_t> mtp_tokens_;  // the MTP step's tokens
+  mutable std::vector<int32_t> feed_;  // a main step's tokens when the session adds its own (re-run, draft)
+  int32_t draft_ = -1;
+  bool holding_ = false;             // a draft row is in the cache past the history
+  std::vector<float> held_logits_;
+  uint64_t drafted_ = 0, accepted_ = 0;
   mutable std::atomic<bool> in_use_{false};
 };
 

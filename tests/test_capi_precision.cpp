@@ -157,3 +157,59 @@ INSTANTIATE_TEST_SUITE_P(TinyReasoner, CapiPrecisionFiles,
                          });
 
 }  // namespace
+
+namespace {
+
+// The MTP option (0.5): off by default, checked values, what info reports, the same greedy
+// tokens with it on, and the session's draft statistics.
+TEST(CapiMtp, OnRequestSameTokensWithDraftStatistics) {
+    sibyl_model_options o;
+    sibyl_model_options_init(&o);
+    EXPECT_EQ(o.mtp, 0);
+    o.backend = SIBYL_BACKEND_CPU;
+    o.mtp = 2;
+    sibyl_model* bad = nullptr;
+    EXPECT_EQ(sibyl_model_load(sibyl_test::reasoner_dir().c_str(), &o, &bad), SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(bad, nullptr);
+
+    std::vector<int32_t> prompt;
+    const nlohmann::json eval =
+        nlohmann::json::parse(sibyl_test::read_file(sibyl_test::fs::path(sibyl_test::reasoner_dir()) / "eval.public.json"));
+    prompt = eval["results"][5]["prompt_ids"].get<std::vector<int32_t>>();
+    const std::vector<int32_t> want = eval["results"][5]["output_ids"].get<std::vector<int32_t>>();
+    for (int32_t mtp : {0, 1}) {
+        o.mtp = mtp;
+        sibyl_model* m = nullptr;
+        ASSERT_EQ(sibyl_model_load(sibyl_test::reasoner_dir().c_str(), &o, &m), SIBYL_OK) << sibyl_last_error_message();
+        const sibyl_model_info i = info_of(m);
+        EXPECT_EQ(i.mtp_layers, 1);
+        EXPECT_EQ(i.mtp, mtp);
+        EXPECT_EQ(i.kv_bytes_per_token, (4u + static_cast<uint64_t>(mtp)) * 80u * 4u);
+        sibyl_session* s = nullptr;
+        ASSERT_EQ(sibyl_session_create(m, nullptr, &s), SIBYL_OK);
+        sibyl_generate_options g;
+        sibyl_generate_options_init(&g);
+        g.max_new_tokens = 300;
+        std::vector<int32_t> got;
+        auto on_token = [](int32_t token, void* user) -> int32_t {
+            static_cast<std::vector<int32_t>*>(user)->push_back(token);
+            return 0;
+        };
+        size_t n = 0;
+        ASSERT_EQ(sibyl_session_generate(s, prompt.data(), prompt.size(), &g, on_token, &got, &n), SIBYL_OK);
+        EXPECT_EQ(got, want);
+        uint64_t drafted = 0, accepted = 0;
+        ASSERT_EQ(sibyl_session_mtp_stats(s, &drafted, &accepted), SIBYL_OK);
+        if (mtp) {
+            EXPECT_GT(drafted, want.size() / 3);
+            EXPECT_GT(accepted, drafted * 8 / 10);
+        } else {
+            EXPECT_EQ(drafted, 0u);
+        }
+        EXPECT_EQ(sibyl_session_mtp_stats(s, nullptr, &accepted), SIBYL_ERR_INVALID_ARGUMENT);
+        sibyl_session_destroy(s);
+        sibyl_model_destroy(m);
+    }
+}
+
+}  // namespace

@@ -138,3 +138,39 @@ TEST(Rng, KnownStreamIsStableAcrossPlatforms) {
 
 }  // namespace
 }  // namespace sibyl::engine::test
+
+namespace sibyl::engine {
+namespace {
+
+// Speculative sampling keeps the distribution: with any draft on offer, token frequencies
+// match sample_token's probabilities (softmax with temperature, top-k, top-p).
+TEST(Sampler, DraftAcceptanceKeepsTheDistribution) {
+  const std::vector<float> logits = {1.0f, 2.5f, 0.3f, 2.0f, -1.0f, 1.7f};
+  const std::vector<int32_t> history;
+  SamplerParams p;
+  p.temperature = 0.9f;
+  p.top_k = 5;  // token 4 is never a candidate
+  for (int32_t draft : {1, 2, 4}) {
+    // expected: softmax over the 5 best at T = 0.9
+    std::vector<double> want(logits.size(), 0.0);
+    double sum = 0;
+    for (size_t i = 0; i < logits.size(); ++i)
+      if (i != 4) sum += want[i] = std::exp((logits[i] - 2.5) / 0.9);
+    for (double& w : want) w /= sum;
+    Rng rng(1234 + static_cast<uint64_t>(draft));
+    const int n = 200000;
+    std::vector<int> count(logits.size(), 0);
+    for (int k = 0; k < n; ++k)
+      ++count[static_cast<size_t>(sample_token_with_draft(logits.data(), 6, p, history, rng, draft))];
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double sigma = std::sqrt(want[i] * (1 - want[i]) / n) + 1e-9;
+      EXPECT_LT(std::abs(count[i] / double(n) - want[i]), 5 * sigma + 1e-6) << "draft " << draft << " token " << i;
+    }
+  }
+  p.temperature = 0.0f;  // greedy: the argmax, whatever the draft
+  Rng rng(1);
+  EXPECT_EQ(sample_token_with_draft(logits.data(), 6, p, history, rng, 3), 1);
+}
+
+}  // namespace
+}  // namespace sibyl::engine

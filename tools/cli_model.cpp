@@ -24,12 +24,19 @@ sibyl_model_options model_options(const Args& args, sibyl_precision precision) {
   const std::string p = args.get("--precision", precision == SIBYL_PRECISION_EXACT ? "exact" : "fast");
   if (p != "fast" && p != "exact") args.die("--precision must be fast or exact");
   mo.precision = p == "exact" ? SIBYL_PRECISION_EXACT : SIBYL_PRECISION_FAST;
+  if (args.has("--mtp") && args.has("--no-mtp")) args.die("--mtp and --no-mtp exclude each other");
+  mo.mtp = args.has("--mtp") ? 1 : 0;
   return mo;
 }
 
 std::vector<std::string> with_model_flags(std::vector<std::string> flags) {
   flags.insert(flags.end(), kModelFlags.begin(), kModelFlags.end());
   return flags;
+}
+
+std::vector<std::string> with_model_switches(std::vector<std::string> switches) {
+  switches.insert(switches.end(), {"--mtp", "--no-mtp"});
+  return switches;
 }
 
 }  // namespace sibyl::cli

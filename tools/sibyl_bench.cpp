@@ -148,7 +148,7 @@ std::vector<long long> parse_counts(const sibyl::cli::Args& args, const std::str
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--prompt", "--gen", "--depth", "--reps", "--sessions"}), kUsage,
-                        {"--json"});
+                        sibyl::cli::with_model_switches({"--json"}));
   const long long n_prompt = args.get_int("--prompt", 64), n_gen = args.get_int("--gen", 32),
                   depth = args.get_int("--depth", 0), reps = args.get_int("--reps", 5);
   if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps <= 0) args.die("counts must not be negative; --reps >= 1");

@@ -25,7 +25,8 @@ int fail(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--tokens-file", "--out", "--mode"}), kUsage);
+  sibyl::cli::Args args(argc, argv, sibyl::cli::with_model_flags({"--model", "--tokens-file", "--out", "--mode"}), kUsage,
+                        sibyl::cli::with_model_switches({}));
   for (const char* f : {"--tokens-file", "--out"})
     if (!args.has(f)) args.die(std::string(f) + " is required");
   const std::string mode = args.get("--mode", "prefill");

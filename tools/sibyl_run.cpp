@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
                         sibyl::cli::with_model_flags({"--model", "--tokens", "--max-new", "--seed", "--temperature", "--top-k", "--top-p",
                          "--min-p", "--repeat-penalty", "--repeat-last-n", "--batch", "--sessions",
                          "--save-state", "--load-state"}),
-                        kUsage);
+                        kUsage, sibyl::cli::with_model_switches({}));
   std::vector<int32_t> prompt;
   const bool batch = args.has("--batch"), resume = args.has("--load-state");
   if (batch && (args.has("--tokens") || resume || args.has("--save-state")))
@@ -218,6 +218,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prompt %zu tokens, generated %zu tokens in %.3f s; first token after %.1f ms",
                  prompt.size(), n, total, first * 1e3);
     if (n > 1 && decode > 0) std::fprintf(stderr, "; decode %.1f tokens/s", static_cast<double>(n - 1) / decode);
+    uint64_t drafted = 0, accepted = 0;
+    if (sibyl_session_mtp_stats(session, &drafted, &accepted) == SIBYL_OK && drafted > 0)
+      std::fprintf(stderr, "; MTP drafts accepted %llu of %llu (%.1f %%)", static_cast<unsigned long long>(accepted),
+                   static_cast<unsigned long long>(drafted), 100.0 * static_cast<double>(accepted) / static_cast<double>(drafted));
     std::fprintf(stderr, "\n");
   }
   if (rc == 0 && args.has("--save-state")) {

@@ -189,6 +189,8 @@ void write_result(sibyl_chat_result* out, const sibyl::engine::RequestStats& st,
   r.reasoning_tokens = static_cast<uint32_t>(st.reasoning_tokens);
   r.answer_tokens = static_cast<uint32_t>(st.answer_tokens);
   r.generated_tokens = static_cast<uint32_t>(st.generated);
+  r.drafted_tokens = static_cast<uint32_t>(st.drafted);
+  r.accepted_drafts = static_cast<uint32_t>(st.draft_accepted);
   r.first_token_us = st.first_token_us > 0 ? static_cast<uint64_t>(st.first_token_us - st.submit_us) : 0;
   r.total_us = st.done_us > 0 ? static_cast<uint64_t>(st.done_us - st.submit_us) : 0;
   const uint32_t size = out->struct_size;
@@ -352,6 +354,7 @@ void sibyl_model_options_init(sibyl_model_options* o) {
   o->worker_threads = -1;
   o->worker_nice = 10;
   o->precision = SIBYL_PRECISION_FAST;
+  o->mtp = 0;
 }
 
 sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* options, sibyl_model** out_model) {
@@ -386,6 +389,10 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
                                        " (SIBYL_PRECISION_FAST or SIBYL_PRECISION_EXACT)");
     lo.backend_options.precision =
         o.precision == SIBYL_PRECISION_EXACT ? sibyl::backend::Precision::exact : sibyl::backend::Precision::fast;
+    if (o.mtp != 0 && o.mtp != 1) fail(Errc::invalid_argument, "mtp must be 0 (off) or 1 (on when the model has MTP)");
+    lo.mtp = o.mtp == 1;
+    lo.scheduler.mtp = o.mtp == 1;
+    if (o.mtp_max_batch > 0) lo.scheduler.mtp_max_batch = o.mtp_max_batch;
     sibyl::backend::VulkanDeviceImport vk;
     if (o.vulkan_device) {
       const sibyl_vulkan_device& d = *o.vulkan_device;
@@ -440,7 +447,8 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     r.bos_token_id = c.bos_token_id;
     r.eos_token_id = c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front();
     r.n_parameters = model->model->weights().n_parameters;
-    r.kv_bytes_per_token = static_cast<uint64_t>(c.kv_width() * c.n_layers) * sizeof(float);
+    r.kv_bytes_per_token =
+        static_cast<uint64_t>(c.kv_width() * (c.n_layers + (model->model->has_mtp() ? 1 : 0))) * sizeof(float);
     sibyl::engine::KvPages& kv = model->model->kv_pages();
     r.kv_cache_bytes = static_cast<uint64_t>(kv.max_pages()) * kv.page_bytes();
     r.kv_page_tokens = static_cast<uint32_t>(kv.page_tokens());
@@ -453,6 +461,8 @@ sibyl_status sibyl_model_get_info(const sibyl_model* model, sibyl_model_info* in
     r.precision = b.precision() == sibyl::backend::Precision::exact ? SIBYL_PRECISION_EXACT : SIBYL_PRECISION_FAST;
     r.cpu_simd = b.cpu_simd();
     r.decode_weight_bytes = model->model->weights().decode_bytes(c.n_experts_per_tok);
+    r.mtp_layers = static_cast<int32_t>(c.num_nextn_predict_layers);
+    r.mtp = model->model->has_mtp() && model->model->scheduler().options().mtp ? 1 : 0;
     const uint32_t keep = info->struct_size;
     std::memcpy(info, &r, std::min<size_t>(keep, sizeof r));
     info->struct_size = keep;
@@ -535,6 +545,15 @@ sibyl_status sibyl_session_position(const sibyl_session* session, size_t* out_po
   return with_session(session, [&](const sibyl::engine::Session& s) {
     require(out_position, "out_position");
     *out_position = static_cast<size_t>(s.position());
+  });
+}
+
+sibyl_status sibyl_session_mtp_stats(const sibyl_session* session, uint64_t* out_drafted, uint64_t* out_accepted) {
+  return with_session(session, [&](const sibyl::engine::Session& s) {
+    require(out_drafted, "out_drafted");
+    require(out_accepted, "out_accepted");
+    *out_drafted = s.drafted();
+    *out_accepted = s.accepted();
   });
 }
 

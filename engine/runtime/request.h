@@ -37,6 +37,8 @@ struct RequestStats {
   int64_t generated = 0;         // tokens sampled
   int64_t reasoning_tokens = 0;  // chat: generated inside the think block (forced ones excluded)
   int64_t answer_tokens = 0;     // chat: generated after it (end-of-sequence included)
+  int64_t drafted = 0;           // MTP drafts verified (speculative decoding)
+  int64_t draft_accepted = 0;    // of them, the ones that were the next token
   int64_t submit_us = 0, first_token_us = 0, done_us = 0;  // steady-clock microseconds
 };
 

@@ -19,8 +19,9 @@ namespace {
 // One job's part of the step being built.
 struct Entry {
   Job* job;
-  int64_t take;
-  LogitsMode mode;
+  int64_t take;     // tokens of the job's pending feed
+  SeqStep step;     // what runs (may add a re-run row before, or the draft after)
+  bool draft;       // the step is [next token, MTP draft]
 };
 
 thread_local const Scheduler* t_stepping = nullptr;  // the scheduler whose step runs on this thread
@@ -155,6 +156,7 @@ void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failur
       return end_job(job, StopReason::error, &f, ended);
     }
   }
+  job->session().settle_draft(false, -1);
   job->request().update_stats(job->stats);
   job->session().unclaim();  // before the owner can see the end
   job->request().finish(stop, error ? static_cast<int>(error->code()) : 0, error ? error->what() : std::string());
@@ -242,6 +244,39 @@ StepReport Scheduler::step(int64_t budget_us) {
   return report;
 }
 
+// The MTP layer catches up with what the main model ran, and drafts the token after each
+// decoding job's next one (one forward over every session). Drafting pauses while more than
+// mtp_max_batch jobs decode.
+void Scheduler::run_mtp_locked() {
+  int64_t decoding = 0;
+  for (const auto& j : active_)
+    if (!j->pending_is_prompt) ++decoding;
+  const bool drafting = decoding <= options_.mtp_max_batch;
+  std::vector<SeqStep> steps;
+  std::vector<Session*> sessions;
+  std::vector<PageCopy> copies;
+  for (const auto& j : active_) {
+    if (j->request().held()) continue;
+    const size_t remaining = j->pending.size() - j->fed;
+    const int32_t next = drafting && !j->pending_is_prompt && remaining == 1 ? j->pending[j->fed] : -1;
+    SeqStep step;
+    if (!j->session().mtp_step(model_, next, step, copies)) continue;
+    steps.push_back(step);
+    sessions.push_back(&j->session());
+  }
+  if (steps.empty()) return;
+  model_.copy_pages(copies);
+  std::vector<float> logits;
+  model_.forward_mtp(steps, logits);
+  const int64_t vocab = model_.config().vocab_size;
+  int64_t row = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const bool drafted = steps[i].logits == LogitsMode::last;
+    sessions[i]->mtp_done(steps[i], drafted ? logits.data() + row * vocab : nullptr);
+    row += drafted ? 1 : 0;
+  }
+}
+
 void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vector<std::unique_ptr<Job>>& ended) {
   {
     const int64_t t0 = now_us();
@@ -254,6 +289,13 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
       if (job && job->request().cancelled() && (job->pending_is_prompt || job->fed == job->pending.size()))
         end(job, StopReason::cancelled, nullptr);
     std::erase_if(active_, [](const auto& j) { return !j; });
+
+    // A job whose draft was accepted already holds its next logits: it advances now.
+    for (auto& job : active_)
+      if (job && !job->request().held() && !job->pending.empty() && job->fed == job->pending.size())
+        advance_job(job, end);
+    std::erase_if(active_, [](const auto& j) { return !j; });
+    if (model_.has_mtp() && options_.mtp) run_mtp_locked();
 
     // Decode rows first, then prompt chunks; each group in rotating order for fairness.
     const size_t n_active = active_.size();
@@ -274,6 +316,7 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
       if (rows_left == 0) break;
       Session& s = j->session();
       int64_t remaining = static_cast<int64_t>(j->pending.size() - j->fed);
+      if (remaining == 0) continue;  // an accepted draft: it advances at the next step
       if (j->pending_is_prompt && remaining > 1) {
         const int64_t shared = s.share_cached_prefix(model_, j->pending.data() + j->fed, remaining);
         j->fed += static_cast<size_t>(shared);
@@ -281,13 +324,22 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
         remaining -= shared;
       }
       const int64_t take = std::min(remaining, rows_left);
+      SeqStep drafted;
+      if (!j->pending_is_prompt && remaining == 1 && s.draft_step(model_, j->pending[j->fed], drafted, copies)) {
+        entries.push_back({j, 1, drafted, true});
+        rows_left -= 1;
+        continue;
+      }
       if (!s.reserve(model_, take, copies)) {
         s.abandon(model_);
         starved.push_back(j);
         continue;
       }
       const bool last_chunk = j->fed + static_cast<size_t>(take) == j->pending.size();
-      entries.push_back({j, take, last_chunk ? LogitsMode::last : LogitsMode::none});
+      entries.push_back({j, take,
+                         s.step_for(j->pending.data() + j->fed, take, last_chunk ? LogitsMode::last : LogitsMode::none,
+                                    AttentionPath::automatic),
+                         false});
       rows_left -= take;
     }
 
@@ -333,21 +385,20 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
     if (!entries.empty()) {
       std::vector<SeqStep> seqs;
       seqs.reserve(entries.size());
-      for (const Entry& e : entries)
-        seqs.push_back(
-            e.job->session().step_for(e.job->pending.data() + e.job->fed, e.take, e.mode, AttentionPath::automatic));
-      std::vector<float> logits;
+      for (const Entry& e : entries) seqs.push_back(e.step);
+      std::vector<float> logits, hidden;
       const Failure* failure = nullptr;
       Failure caught(Errc::internal, "");
+      const bool mtp = model_.has_mtp();
       try {
         model_.copy_pages(copies);
-        model_.forward(seqs, logits);
+        model_.forward(seqs, logits, nullptr, mtp ? &hidden : nullptr);
       } catch (...) {
         caught = current_failure();
         failure = &caught;
       }
-      const int64_t vocab = model_.config().vocab_size;
-      int64_t row = 0;
+      const int64_t vocab = model_.config().vocab_size, H = model_.config().hidden_size;
+      int64_t row = 0, hidden_row = 0;
       for (const Entry& e : entries) {
         auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.get() == e.job; });
         std::unique_ptr<Job>& job = *it;
@@ -356,9 +407,13 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
           end(job, StopReason::error, failure);
           continue;
         }
-        const int64_t rows = e.mode == LogitsMode::last ? 1 : 0;
-        job->session().commit(model_, job->pending.data() + job->fed, e.take, logits.data() + row * vocab, rows);
+        Session& s = job->session();
+        const int64_t rows = e.draft ? 2 : e.step.logits == LogitsMode::last ? 1 : 0;
+        s.commit(model_, job->pending.data() + job->fed, e.take, logits.data() + row * vocab, std::min<int64_t>(rows, 1));
+        if (e.draft) s.hold_draft(logits.data() + (row + 1) * vocab);
+        if (mtp) s.keep_hidden(hidden.data() + hidden_row * H, e.step.pos0, e.step.n);
         row += rows;
+        hidden_row += e.step.n;
         job->fed += static_cast<size_t>(e.take);
         if (job->pending_is_prompt) job->stats.prompt_tokens += e.take;
         if (job->fed < job->pending.size()) continue;
@@ -366,11 +421,18 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
           end(job, StopReason::cancelled, nullptr);
           continue;
         }
-        if (advance_job(job, end)) job->request().update_stats(job->stats);
+        if (!advance_job(job, end)) continue;
+        job->request().update_stats(job->stats);
+        // The draft's row already ran: kept when the job's next token is the draft.
+        if (s.settle_draft(!job->pending.empty(), job->pending.empty() ? -1 : job->pending[0])) {
+          job->fed = 1;
+          ++job->stats.draft_accepted;
+        }
+        if (e.draft) ++job->stats.drafted;
       }
       std::erase_if(active_, [](const auto& j) { return !j; });
       report.rows = std::accumulate(entries.begin(), entries.end(), int64_t{0},
-                                    [](int64_t a, const Entry& e) { return a + e.take; });
+                                    [](int64_t a, const Entry& e) { return a + e.step.n; });
       report.sequences = static_cast<int64_t>(entries.size());
       report.elapsed_us = now_us() - t0;
       const double per_row = static_cast<double>(report.elapsed_us) / static_cast<double>(report.rows);

@@ -61,6 +61,7 @@ class Scheduler {
   void end_job(std::unique_ptr<Job>& job, StopReason stop, const Failure* error,
                std::vector<std::unique_ptr<Job>>& ended);
   void run_step_locked(int64_t budget_us, StepReport& report, std::vector<std::unique_ptr<Job>>& ended);
+  void run_mtp_locked();
   int64_t row_budget(int64_t budget_us) const;
 
   Model& model_;

@@ -12,6 +12,12 @@ struct SchedulerOptions {
   int worker_nice = 10;          // Linux nice value of the worker threads (below normal: > 0)
   std::vector<int> worker_cpus;  // CPU affinity of the workers; empty: any
   int64_t step_tokens = 256;     // rows per step at most (decode rows + prompt chunks)
+  // Speculative decoding with the model's MTP layer (models that have one): each decoding
+  // request feeds its next token plus the MTP's draft of the one after, verified in the same
+  // step. Drafting pauses while more than `mtp_max_batch` requests decode at once (verifying
+  // then costs more than it saves; the MTP cache is still kept level).
+  bool mtp = true;
+  int64_t mtp_max_batch = 8;
 };
 
 }  // namespace sibyl::engine

@@ -11,6 +11,7 @@
 // session changes.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "failure.h"
@@ -44,6 +45,7 @@ std::vector<uint8_t> Session::save_state() {
   std::shared_ptr<Model> model = lock_model();
   const ModelConfig& c = model->config();
   std::lock_guard lock(model->step_mutex());
+  mtp_catch_up(*model);  // the MTP rows of the last step that ran, so that the state carries them
   KvPages& kv = model->kv_pages();
   Header h{};
   std::memcpy(h.magic, kMagic, 8);
@@ -51,7 +53,9 @@ std::vector<uint8_t> Session::save_state() {
   h.header_bytes = sizeof(Header);
   h.fingerprint = model->fingerprint();
   h.tokens = static_cast<uint64_t>(tokens_.size());
-  h.layers = static_cast<uint32_t>(c.n_layers);
+  // With MTP the layer's rows follow the model's (when they are level with the history).
+  const int64_t layers = c.n_layers + (mtp_on_ && !tokens_.empty() && mtp_rows_ >= position() - 1 ? 1 : 0);
+  h.layers = static_cast<uint32_t>(layers);
   h.width = static_cast<uint32_t>(c.kv_width());
   h.logits_rows = static_cast<uint32_t>(logits_rows_);
   h.vocab = static_cast<uint32_t>(vocab_);
@@ -61,16 +65,18 @@ std::vector<uint8_t> Session::save_state() {
 
   std::vector<uint8_t> out;
   const size_t rows = tokens_.size();
-  out.reserve(sizeof h + rows * 4 + logits_.size() * 4 + rows * c.n_layers * c.kv_width() * 4 + 8);
+  out.reserve(sizeof h + rows * 4 + logits_.size() * 4 + rows * layers * c.kv_width() * 4 + 8);
   put(out, &h, 1);
   put(out, tokens_.data(), rows);
   put(out, logits_.data(), logits_.size());
   const int64_t P = kv.page_tokens();
   std::vector<float> page(static_cast<size_t>(P * c.kv_width()));
-  for (int64_t l = 0; l < c.n_layers; ++l)
+  for (int64_t l = 0; l < layers; ++l)
     for (size_t slot = 0; slot * P < rows; ++slot) {
       const int64_t n = std::min<int64_t>(P, static_cast<int64_t>(rows - slot * P));
       model->backend()->read_kv_rows(kv.pool(), l, pages_.pages()[slot], n, page.data());
+      if (l == c.n_layers && slot == 0)  // the MTP cache has no row at position 0
+        std::fill_n(page.begin(), c.kv_width(), 0.0f);
       put(out, page.data(), static_cast<size_t>(n * c.kv_width()));
     }
   const uint64_t sum = XXH3_64bits(out.data(), out.size());
@@ -93,7 +99,9 @@ void Session::load_state(const uint8_t* data, size_t size) {
   uint64_t sum;
   std::memcpy(&sum, data + size - 8, 8);
   if (XXH3_64bits(data, size - 8) != sum) fail(Errc::format, "session state: checksum mismatch (corrupt or truncated)");
-  if (h.fingerprint != model->fingerprint() || h.layers != c.n_layers || h.width != c.kv_width() || h.vocab != vocab_)
+  const bool mtp_rows = model->has_mtp() && h.layers == c.n_layers + 1;  // the MTP layer's rows too
+  if (h.fingerprint != model->fingerprint() || (h.layers != c.n_layers && !mtp_rows) || h.width != c.kv_width() ||
+      h.vocab != vocab_)
     fail(Errc::format, "session state: it belongs to a different model (fingerprint or shapes differ)");
   const uint64_t width = h.width, layers = h.layers;
   if (h.tokens > static_cast<uint64_t>(max_context_) || h.logits_rows > h.tokens)
@@ -146,6 +154,13 @@ void Session::load_state(const uint8_t* data, size_t size) {
   rng_.set_state(h.rng);
   seed_ = h.seed;
   shareable_ = false;
+  // The MTP rows came with the state (or, without them, MTP stays idle for this history);
+  // h_{position-1} is recomputed by the next feed.
+  mtp_rows_ = mtp_rows && !tokens_.empty() ? position() - 1 : 0;
+  draft_ = -1;
+  holding_ = false;
+  hidden_.clear();
+  hidden_pos_ = 0;
 }
 
 }  // namespace sibyl::engine

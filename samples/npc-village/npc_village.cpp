@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
                         sibyl::cli::with_model_flags({"--model", "--npcs", "--seconds", "--work-ms", "--max-pause-ms",
                                                       "--think-budget", "--max-new", "--seed", "--report-slow-ms"}),
-                        kUsage, {"--json", "--quiet"});
+                        kUsage, sibyl::cli::with_model_switches({"--json", "--quiet"}));
   const long long n_npcs = args.get_int("--npcs", 8);
   const double seconds = args.get_double("--seconds", 10.0);
   const double work_ms = args.get_double("--work-ms", 2.0);

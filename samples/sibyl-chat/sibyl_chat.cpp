@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
                         sibyl::cli::with_model_flags({"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
                          "--top-k", "--top-p"}),
-                        kUsage, {"--no-think", "--hide-reasoning"});
+                        kUsage, sibyl::cli::with_model_switches({"--no-think", "--hide-reasoning"}));
   const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;

@@ -105,7 +105,7 @@ typedef struct sibyl_request sibyl_request;
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 4
+#define SIBYL_ABI_VERSION_MINOR 5
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
@@ -241,6 +241,15 @@ typedef struct sibyl_model_options {
     uint32_t step_tokens;       /* tokens per batched step at most; 0 (default) = 256 */
     /* since 0.4: */
     sibyl_precision precision;  /* default SIBYL_PRECISION_FAST */
+    /* since 0.5: */
+    int32_t mtp;                /* speculative decoding with the checkpoint's multi-token-prediction
+                                   layer (DeepSeek-V3/R1 carry one), CPU backend: 1 = on when the model
+                                   has one — the MTP drafts the token after next, the model verifies
+                                   it in the same step; output is unchanged (greedy: the same tokens;
+                                   sampling: the same distribution). 0 (default) = off, the layer not
+                                   loaded. Off by default until it is faster (docs/PERFORMANCE.md) */
+    uint32_t mtp_max_batch;     /* drafting pauses while more requests than this decode at once
+                                   (verifying then costs more than it saves); 0 (default) = 8 */
 } sibyl_model_options;
 
 /** Fill `options` with defaults (including struct_size). NULL is ignored. */
@@ -302,7 +311,8 @@ typedef struct sibyl_model_info {
     int32_t bos_token_id;           /* -1 when none */
     int32_t eos_token_id;           /* first end-of-sequence id, -1 when none */
     uint64_t n_parameters;          /* stored parameters that are used */
-    uint64_t kv_bytes_per_token;    /* latent KV cache bytes per token, all layers */
+    uint64_t kv_bytes_per_token;    /* latent KV cache bytes per token, all layers (+ the MTP layer's
+                                       when mtp is on) */
     /* since 0.3: */
     uint64_t kv_cache_bytes;        /* the cache pool's size (whole pages) */
     uint32_t kv_page_tokens;        /* tokens per cache page */
@@ -318,6 +328,9 @@ typedef struct sibyl_model_info {
     uint64_t decode_weight_bytes;   /* weight bytes one decoded token reads (dense tensors, the
                                        shared and n_experts_per_token average routed experts):
                                        decode's memory-bandwidth ceiling is bandwidth ÷ this */
+    /* since 0.5: */
+    int32_t mtp_layers;             /* multi-token-prediction layers the checkpoint carries */
+    int32_t mtp;                    /* 1 when speculative decoding with the first one is on */
 } sibyl_model_info;
 
 /**
@@ -395,6 +408,14 @@ SIBYL_API sibyl_status sibyl_session_logits(SIBYL_NONNULL sibyl_session* session
 /** Number of tokens in the session's context. */
 SIBYL_API sibyl_status sibyl_session_position(SIBYL_NONNULL const sibyl_session* session,
                                               SIBYL_NONNULL size_t* out_position);
+
+/**
+ * Speculative decoding on this session so far (since 0.5): MTP drafts verified, and of
+ * them those accepted (each saves the model one step). Zero on models without MTP.
+ */
+SIBYL_API sibyl_status sibyl_session_mtp_stats(SIBYL_NONNULL const sibyl_session* session,
+                                               SIBYL_NONNULL uint64_t* out_drafted,
+                                               SIBYL_NONNULL uint64_t* out_accepted);
 
 /**
  * The session's state as bytes (since 0.3): its tokens, kept logits, RNG and the latent
@@ -624,6 +645,9 @@ typedef struct sibyl_chat_result {
     uint32_t reserved;
     uint64_t first_token_us;   /* submit → first sampled token, microseconds (0: none) */
     uint64_t total_us;         /* submit → end, microseconds */
+    /* since 0.5: */
+    uint32_t drafted_tokens;   /* MTP drafts verified (speculative decoding) */
+    uint32_t accepted_drafts;  /* of them, those that were the next token */
 } sibyl_chat_result;
 
 /**

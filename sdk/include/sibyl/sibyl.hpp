@@ -336,6 +336,9 @@ struct ModelOptions {
     uint32_t step_tokens = 0;      // tokens per batched step at most; 0 = 256
     // since 0.4:
     Precision precision = Precision::Fast;  // matmuls on the stored blocks (Fast) or float32 (Exact)
+    // since 0.5:
+    bool mtp = false;            // speculative decoding with the model's MTP layer (see sibyl.h)
+    uint32_t mtp_max_batch = 0;  // drafting pauses while more requests decode at once; 0 = 8
 
     sibyl_model_options to_c() const noexcept {
         sibyl_model_options c;
@@ -352,6 +355,8 @@ struct ModelOptions {
         c.worker_cpu_mask = worker_cpu_mask;
         c.step_tokens = step_tokens;
         c.precision = static_cast<sibyl_precision>(precision);
+        c.mtp = mtp ? 1 : 0;
+        c.mtp_max_batch = mtp_max_batch;
         return c;
     }
 };
@@ -619,6 +624,9 @@ struct ModelInfo {
     Precision precision = Precision::Exact;  // how the model's matmuls compute
     std::string cpu_simd;  // CPU backend: widest instruction set its kernels use; "" elsewhere
     uint64_t decode_weight_bytes = 0;  // weight bytes one decoded token reads
+    // since 0.5:
+    int32_t mtp_layers = 0;  // multi-token-prediction layers the checkpoint carries
+    bool mtp = false;        // speculative decoding with the first one is on
 };
 
 // ------------------------------------------------------------------ session
@@ -1097,6 +1105,17 @@ public:
         return position;
     }
 
+    /** Speculative decoding so far: MTP drafts verified and accepted (since 0.5). */
+    struct MtpStats {
+        uint64_t drafted = 0, accepted = 0;
+    };
+    Result<MtpStats> mtp_stats() const {
+        MtpStats m;
+        Status st = sibyl_session_mtp_stats(handle_.get(), &m.drafted, &m.accepted);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return m;
+    }
+
     /** Forget every token from `position` on; logits are dropped. */
     Error rewind(size_t position) { return Error::from_status(sibyl_session_rewind(handle_.get(), position)); }
 
@@ -1329,6 +1348,8 @@ public:
         info.precision = static_cast<Precision>(c.precision);
         info.cpu_simd = c.cpu_simd ? c.cpu_simd : "";
         info.decode_weight_bytes = c.decode_weight_bytes;
+        info.mtp_layers = c.mtp_layers;
+        info.mtp = c.mtp != 0;
         return info;
     }
 
