@@ -21,12 +21,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelLoadOptio
   // With library workers running the steps, the backend's own threads share their priority.
   if (options.scheduler.workers > 0 && bo.thread_nice == 0) bo.thread_nice = options.scheduler.worker_nice;
   m->backend_ = backend::create_backend(options.backend, bo);
-  // MTP runs on the CPU backend; the GPU backends' attention has no first_position yet.
-  const bool mtp = options.mtp && std::string(m->backend_->name()) == "cpu";
-  if (options.mtp && !mtp && m->source_->config.num_nextn_predict_layers > 0)
-    log(LogLevel::info, std::string("the MTP layer is not used on the ") + m->backend_->name() +
-                            " backend (speculative decoding runs on the CPU backend only, for now)");
-  m->weights_ = load_weights(*m->source_, *m->backend_, mtp);
+  m->weights_ = load_weights(*m->source_, *m->backend_, options.mtp);
   m->rope_ = compute_rope(m->config());
   const auto half = static_cast<int64_t>(m->rope_.inv_freq.size());
   m->inv_freq_ = m->backend_->alloc(DType::f32, 1, half);

@@ -29,6 +29,7 @@ layout(push_constant) uniform P {
   float scale;
   uint row0, paged, P, max_pages, n_pages;
   uint L;  // keys a row may have at most (paged: max_pages · P; expanded: the gathered rows)
+  uint first;  // keys before this position are not attended (an MTP layer's cache starts at 1)
 } p;
 
 const uint QMAX = 1024u;
@@ -57,7 +58,7 @@ void main() {
   for (uint t0 = t_begin; t0 < t_end; t0 += WG) {
     const uint t = t0 + tid;
     int row = -1;
-    if (t < t_end) row = p.paged != 0u ? (seq < 0 ? -1 : kv_row(uint(seq), t, p.P, p.max_pages, p.n_pages)) : int(t);
+    if (t < t_end && t >= p.first) row = p.paged != 0u ? (seq < 0 ? -1 : kv_row(uint(seq), t, p.P, p.max_pages, p.n_pages)) : int(t);
     krow[tid] = row < 0 ? 0u : uint(row);
     float score = kNone;
     if (row >= 0) {

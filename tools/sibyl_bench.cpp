@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_mtp.h"
 #include "cli_model.h"
 #include "read_bandwidth.h"
 
@@ -25,6 +26,10 @@ static const char* kUsage =
     "  --sessions N  also N concurrent sessions through the scheduler (a list such as 1,32 alternates\n"
     "                the counts rep by rep): each fills --prompt tokens, then all decode --gen tokens\n"
     "                at once; reports aggregate decode tokens/s and per-session latency\n"
+    "  --mtp         also compare decoding with speculative decoding (the model's MTP layer) and\n"
+    "                without, alternated rep by rep: chat prompts, up to --gen tokens through the\n"
+    "                blocking generate call; prints both rates, their ratio and the acceptance\n"
+    "                (pp and tg above then run without MTP)\n"
     "  --json        print one JSON object instead of the table\n"
     "Also reported: the load time (open → ready for the first token), the first token's time,\n"
     "resident memory before and after each (Linux /proc/self/statm), and decode's memory-bandwidth\n"
@@ -154,6 +159,9 @@ int main(int argc, char** argv) {
   if (n_prompt < 0 || n_gen < 0 || depth < 0 || reps <= 0) args.die("counts must not be negative; --reps >= 1");
 
   sibyl_model_options mo = sibyl::cli::model_options(args);
+  const bool compare_mtp = args.has("--mtp");
+  if (compare_mtp && n_gen == 0) args.die("--mtp needs --gen > 0");
+  mo.mtp = 0;  // pp and tg measure the model's own step; --mtp compares below
   sibyl_model* model = nullptr;
   const double rss_start = rss_mib();
   auto t_load = Clock::now();
@@ -213,6 +221,25 @@ int main(int argc, char** argv) {
     return median(x);
   };
 
+  sibyl::cli::MtpComparison mtp;
+  if (compare_mtp) {
+    sibyl_model_options with = mo;
+    with.mtp = 1;
+    sibyl_model* spec = nullptr;
+    check(sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &with, &spec), "cannot load model");
+    sibyl_model_info si;
+    si.struct_size = sizeof si;
+    check(sibyl_model_get_info(spec, &si), "model info");
+    if (!si.mtp) {
+      std::fprintf(stderr, "error: --mtp: the model has no MTP layer (num_nextn_predict_layers is 0)\n");
+      return 1;
+    }
+    mtp = sibyl::cli::compare_mtp(spec, model, n_gen, reps);
+    sibyl_model_destroy(spec);
+  }
+  const double acceptance = mtp.drafted ? static_cast<double>(mtp.accepted) / static_cast<double>(mtp.drafted) : 0.0;
+  const double mtp_speedup = mtp.without_tokens_per_s > 0 ? mtp.with_tokens_per_s / mtp.without_tokens_per_s : 0.0;
+
   const double kv_mib = static_cast<double>(info.kv_bytes_per_token) / (1 << 20);
   // Decode's ceiling: what one token reads at the mean context of the tg test ÷ bandwidth.
   const int bw_threads = mo.n_threads > 0 ? mo.n_threads : static_cast<int>(std::thread::hardware_concurrency());
@@ -246,7 +273,14 @@ int main(int argc, char** argv) {
                   c ? ", " : "", counts[c], med(runs[c], &SessionsRun::gen_tokens_per_s),
                   med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max),
                   med(runs[c], &SessionsRun::first_token_ms_p50));
-    std::printf("]}\n");
+    std::printf("]");
+    if (compare_mtp)
+      std::printf(", \"mtp\": {\"gen_tokens_per_s\": %.3f, \"no_mtp_gen_tokens_per_s\": %.3f, \"speedup\": %.4f, "
+                  "\"drafted\": %llu, \"accepted\": %llu, \"acceptance\": %.4f, \"tokens_per_rep\": %.1f}",
+                  mtp.with_tokens_per_s, mtp.without_tokens_per_s, mtp_speedup,
+                  static_cast<unsigned long long>(mtp.drafted), static_cast<unsigned long long>(mtp.accepted),
+                  acceptance, mtp.tokens_per_rep);
+    std::printf("}\n");
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
                 sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
@@ -265,6 +299,13 @@ int main(int argc, char** argv) {
       std::printf("| tg%lld x%-4lld sess | %5lld | %9.1f | aggregate; per session %.1f ms median, %.1f ms max\n",
                   n_gen, counts[c], n_prompt, med(runs[c], &SessionsRun::gen_tokens_per_s),
                   med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max));
+    if (compare_mtp) {
+      std::printf("| chat tg (MTP)   |     0 | %9.1f | speculative decoding: %.2fx, drafts accepted %.1f %% (%llu of %llu)\n",
+                  mtp.with_tokens_per_s, mtp_speedup, 100.0 * acceptance,
+                  static_cast<unsigned long long>(mtp.accepted), static_cast<unsigned long long>(mtp.drafted));
+      std::printf("| chat tg (no MTP)|     0 | %9.1f | median %.0f tokens per reply, alternated rep by rep\n",
+                  mtp.without_tokens_per_s, mtp.tokens_per_rep);
+    }
   }
   sibyl_model_destroy(model);
   return 0;

@@ -204,6 +204,7 @@ struct MlaDecodeParams {
   int32_t* fault;
   RopeArgs rope;
   int64_t n_tokens, n_heads, R, dn, dr, q_ld, n_splits;
+  int64_t first_position;  // keys before it are not attended (an MTP layer's cache)
   float scale;
   int32_t heads_per_block;
 };
@@ -244,6 +245,7 @@ struct MlaPrefillParams {
   RopeArgs rope;
   int64_t n_tokens, n_keys, seq, n_pages, page_tokens;
   int64_t n_heads, dn, dr, dv, R, W, q_ld, k_ld, k_hs, v_ld, v_hs, out_ld;
+  int64_t first_position;  // keys before it are not attended (an MTP layer's cache)
   float scale;
   int32_t pad;
 };

@@ -93,6 +93,7 @@ void absorbed(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPo
   p.q_ld = q.cols();
   p.n_splits = splits;
   p.scale = sh.softmax_scale;
+  p.first_position = cb.batch->first_position;
   p.heads_per_block = int32_t(HB);
   Scratch o_lat(ctx, size_t(n * H * R) * 4, "o_lat");
   if (splits == 1) {
@@ -211,6 +212,7 @@ void expanded(Context& ctx, CudaTensor& dst, const CudaTensor& q, const CudaKvPo
   p.q_ld = q.cols();
   p.out_ld = dst.cols();
   p.scale = sh.softmax_scale;
+  p.first_position = cb.batch->first_position;
   ctx.enqueue(launch_mla_prefill, p, "mla_prefill");
 }
 

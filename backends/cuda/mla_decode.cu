@@ -42,10 +42,11 @@ __global__ void __launch_bounds__(256) mla_decode_kernel(const MlaDecodeParams p
   int64_t seq = 0, pos = 0;
   const bool ok = dev::row_ok(p.rows, p.kv, i, seq, pos);
   const int64_t len = ok ? pos + 1 : 0;
-  // Tile-aligned shares of [0, len): the grid is sized for the pool's capacity, so splits past
-  // this row's length exit at once (block-uniform, before any barrier).
-  const int64_t share = ((len + p.n_splits - 1) / p.n_splits + kTile - 1) / kTile * kTile;
-  const int64_t t_begin = s * share < len ? s * share : len;
+  // Tile-aligned shares of [first, len): the grid is sized for the pool's capacity, so splits
+  // past this row's length exit at once (block-uniform, before any barrier).
+  const int64_t first = p.first_position < len ? p.first_position : len, span = len - first;
+  const int64_t share = ((span + p.n_splits - 1) / p.n_splits + kTile - 1) / kTile * kTile;
+  const int64_t t_begin = first + (s * share < span ? s * share : span);
   const int64_t t_end = t_begin + share < len ? t_begin + share : len;
   if (t_begin >= t_end) {
     if (!ok && s == 0 && threadIdx.x == 0) dev::report(p.fault, kFaultRowInput);

@@ -90,8 +90,9 @@ __global__ void __launch_bounds__(kQ * 32) mla_prefill_kernel(const MlaPrefillPa
     const int64_t valid64 = len - t0 < rows ? len - t0 : rows;
     if (!q_ok || valid64 <= 0) continue;
     const int valid = int(valid64);
-    const bool attend = lane < valid && key_ok[lane];
-    if (lane < valid && !attend) dev::report(p.fault, kFaultMissingPage);
+    const bool wanted = lane < valid && t0 + lane >= p.first_position;
+    const bool attend = wanted && key_ok[lane];
+    if (wanted && !attend) dev::report(p.fault, kFaultMissingPage);
     float score = -INFINITY;
     if (attend) {
       const float4* k4 = reinterpret_cast<const float4*>(kt + lane * QKp);

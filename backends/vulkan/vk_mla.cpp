@@ -149,9 +149,9 @@ void VulkanBackend::mla_rows(Tensor& dst, const Tensor& q, const VkKvPool& c, in
       uint32_t v_off, v_ld, v_hs;
       uint32_t S, min_chunk;
       float scale;
-      uint32_t row0, paged, P, max_pages, n_pages, L;
-    } apush{H,  D1,        dr,           Dv, 0, width, 0, R, width, 0, width, 0, 1, kMinChunk, sh.softmax_scale,
-            u32(row0), absorbed, P, max_pages, n_pages, L};
+      uint32_t row0, paged, P, max_pages, n_pages, L, first;
+    } apush{H,         D1,       dr, Dv,        0,       width, 0, R, width, 0, width, 0, 1, kMinChunk, sh.softmax_scale,
+            u32(row0), absorbed, P,  max_pages, n_pages, L,     u32(batch.first_position)};
     static_assert(sizeof apush <= kPushBytes);
     Range k1 = latent, v = latent;
     if (!absorbed && up.kv_b) {  // [L, H·(dn + dv)] = c_kv · kv_bᵀ
