@@ -25,7 +25,8 @@ Event run_blocking(Scheduler& scheduler, std::unique_ptr<Job> job, const std::sh
       while (request->poll(e)) {
       }
       request->release();
-      if (scheduler.step().rows == 0 && !request->done()) request->wait(1000);
+      const StepReport r = scheduler.step();
+      if (r.rows == 0 && r.advanced == 0 && !request->done()) request->wait(1000);
     }
     throw;
   }
@@ -49,7 +50,8 @@ static Event deliver(Scheduler& scheduler, const std::shared_ptr<Request>& reque
     }
     // Drive steps on this thread (no hand-off to a worker per token); when nothing could
     // run (another thread's step is running ours, or pages are short) wait a little.
-    if (scheduler.step().rows == 0 && !request->done()) {
+    const StepReport r = scheduler.step();
+    if (r.rows == 0 && r.advanced == 0 && !request->done()) {
       std::this_thread::yield();
       request->wait(cancel ? 500 : 2000);
     }

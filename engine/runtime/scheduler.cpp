@@ -136,7 +136,7 @@ void Scheduler::worker_main() {
       seen = signal_->wakes;
     }
     try {
-      while (step().rows > 0) {
+      for (StepReport r = step(); progressed(r); r = step()) {
         std::lock_guard q(signal_->mutex);
         if (stop_) return;
       }
@@ -292,8 +292,10 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
 
     // A job whose draft was accepted already holds its next logits: it advances now.
     for (auto& job : active_)
-      if (job && !job->request().held() && !job->pending.empty() && job->fed == job->pending.size())
+      if (job && !job->request().held() && !job->pending.empty() && job->fed == job->pending.size()) {
+        ++report.advanced;
         advance_job(job, end);
+      }
     std::erase_if(active_, [](const auto& j) { return !j; });
     if (model_.has_mtp() && options_.mtp) run_mtp_locked();
 

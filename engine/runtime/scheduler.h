@@ -24,6 +24,7 @@ class Model;
 
 struct StepReport {
   int64_t rows = 0;       // tokens run in the step (0: there was nothing to run)
+  int64_t advanced = 0;   // requests that advanced without running rows (an accepted draft's next token)
   int64_t sequences = 0;  // requests in the step
   int64_t elapsed_us = 0;
   int64_t budget_us = 0;  // what the caller allowed (0: none)
@@ -61,6 +62,7 @@ class Scheduler {
   void end_job(std::unique_ptr<Job>& job, StopReason stop, const Failure* error,
                std::vector<std::unique_ptr<Job>>& ended);
   void run_step_locked(int64_t budget_us, StepReport& report, std::vector<std::unique_ptr<Job>>& ended);
+  bool progressed(const StepReport& r) const { return r.rows > 0 || r.advanced > 0; }
   void run_mtp_locked();
   int64_t row_budget(int64_t budget_us) const;
 
