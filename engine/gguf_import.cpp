@@ -153,7 +153,9 @@ ModelConfig read_config(const GgufFile& f) {
   ModelConfig c;
   c.model_type = "deepseek_v2";
   c.family = Family::deepseek_v2;
-  c.n_layers = m.integer("block_count");
+  // llama.cpp counts multi-token-prediction blocks (blk.N.nextn.*) in block_count.
+  c.num_nextn_predict_layers = m.integer_or("nextn_predict_layers", 0);
+  c.n_layers = m.integer("block_count") - c.num_nextn_predict_layers;
   c.hidden_size = m.integer("embedding_length");
   c.intermediate_size = m.integer("feed_forward_length");
   c.n_heads = m.integer("attention.head_count");
@@ -206,6 +208,14 @@ std::string canonical_name(const std::string& g) {
       {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
       {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
       {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
+      // multi-token prediction (the block's own tensors; embed_tokens and shared_head_head
+      // may be absent: the main model's are used)
+      {"nextn.eh_proj.weight", "eh_proj.weight"},
+      {"nextn.enorm.weight", "enorm.weight"},
+      {"nextn.hnorm.weight", "hnorm.weight"},
+      {"nextn.embed_tokens.weight", "embed_tokens.weight"},
+      {"nextn.shared_head_head.weight", "shared_head.head.weight"},
+      {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
   };
   if (auto it = global.find(g); it != global.end()) return it->second;
   if (!g.starts_with("blk.")) return "";

@@ -149,7 +149,8 @@ void expect_layer(const ModelConfig& c, const HasTensor& has, int64_t l, const s
 }
 
 // The first MTP layer (layer num_hidden_layers): its own tensors, then its decoder block.
-// Its embed_tokens and shared_head.head are optional (the main model's are used without them).
+// Its embed_tokens, shared_head.head and shared_head.norm are optional (GGUF files may leave
+// them out): the main model's embedding, lm_head and final norm are used without them.
 void expect_mtp(const ModelConfig& c, const HasTensor& has, MtpWeights& w, std::vector<Expected>& e) {
   const int64_t H = c.hidden_size;
   const std::string p = "model.layers." + std::to_string(c.n_layers) + ".";
@@ -158,7 +159,7 @@ void expect_mtp(const ModelConfig& c, const HasTensor& has, MtpWeights& w, std::
   Expected eh{p + "eh_proj.weight", H, 2 * H, &w.eh_embed};
   eh.second = &w.eh_hidden;
   e.push_back(eh);
-  e.push_back({p + "shared_head.norm.weight", 0, H, &w.head_norm});
+  if (has(p + "shared_head.norm.weight")) e.push_back({p + "shared_head.norm.weight", 0, H, &w.head_norm});
   if (has(p + "shared_head.head.weight")) e.push_back({p + "shared_head.head.weight", c.vocab_size, H, &w.head});
   if (has(p + "embed_tokens.weight")) e.push_back({p + "embed_tokens.weight", c.vocab_size, H, &w.embed});
   expect_layer(c, has, c.n_layers, p, w.block, e);
@@ -340,6 +341,7 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend, boo
   if (w.mtp) {
     if (!w.mtp->embed) w.mtp->embed = w.embed;
     if (!w.mtp->head) w.mtp->head = w.lm_head;
+    if (!w.mtp->head_norm) w.mtp->head_norm = w.norm;
   }
   return w;
 }

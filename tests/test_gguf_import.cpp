@@ -11,6 +11,7 @@
 #include "fixture_util.h"
 #include "model.h"
 #include "model_source.h"
+#include "mtp_logits.h"
 #include "session.h"
 #include "test_files.h"
 
@@ -80,7 +81,9 @@ std::string gguf_from_hf(const std::string& dir, bool split_kv_b) {
   auto t = [&](const std::string& n) { return floats_of(src->tensors.at(n)); };
   GgufWriter w;
   w.str("general.architecture", "deepseek2");
-  w.u32("deepseek2.block_count", static_cast<uint32_t>(c.n_layers));
+  const int64_t nextn = c.num_nextn_predict_layers;  // MTP blocks follow, counted in block_count
+  w.u32("deepseek2.block_count", static_cast<uint32_t>(c.n_layers + nextn));
+  if (nextn) w.u32("deepseek2.nextn_predict_layers", static_cast<uint32_t>(nextn));
   w.u32("deepseek2.context_length", static_cast<uint32_t>(c.max_position_embeddings));
   w.u32("deepseek2.embedding_length", static_cast<uint32_t>(c.hidden_size));
   w.u32("deepseek2.feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
@@ -122,8 +125,14 @@ std::string gguf_from_hf(const std::string& dir, bool split_kv_b) {
   w.tensor("token_embd.weight", {H, c.vocab_size}, t("model.embed_tokens.weight"));
   w.tensor("output_norm.weight", {H}, t("model.norm.weight"));
   w.tensor("output.weight", {H, c.vocab_size}, t("lm_head.weight"));
-  for (int64_t l = 0; l < c.n_layers; ++l) {
+  for (int64_t l = 0; l < c.n_layers + nextn; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".", b = "blk." + std::to_string(l) + ".";
+    if (l >= c.n_layers) {  // as llama.cpp names them; the copies of embedding and head left out
+      w.tensor(b + "nextn.eh_proj.weight", {2 * H, H}, t(p + "eh_proj.weight"));
+      w.tensor(b + "nextn.enorm.weight", {H}, t(p + "enorm.weight"));
+      w.tensor(b + "nextn.hnorm.weight", {H}, t(p + "hnorm.weight"));
+      w.tensor(b + "nextn.shared_head_norm.weight", {H}, t(p + "shared_head.norm.weight"));
+    }
     w.tensor(b + "attn_norm.weight", {H}, t(p + "input_layernorm.weight"));
     w.tensor(b + "ffn_norm.weight", {H}, t(p + "post_attention_layernorm.weight"));
     const int64_t qk = c.n_heads * (dn + dr);
@@ -279,6 +288,25 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GgufV2Style,
                              if (ch == '-') ch = '_';
                            return n;
                          });
+
+// The tiny-reasoner's MTP layer as llama.cpp names it (blk.4.nextn.*, block_count 5): the MTP
+// logits match the reference; without MTP the same file loads and ignores the block.
+TEST(GgufImport, MtpBlockLoadsAndMatchesTheReference) {
+  TempDir tmp;
+  const auto path = tmp.path() / "reasoner.gguf";
+  sibyl_test::write_file(path, gguf_from_hf(data_dir() + "/../../models/tiny-reasoner", true));
+  ModelLoadOptions o;
+  o.backend_options.precision = backend::Precision::exact;
+  auto model = Model::load(path.string(), o);
+  EXPECT_EQ(model->config().n_layers, 4);
+  EXPECT_EQ(model->config().num_nextn_predict_layers, 1);
+  ASSERT_TRUE(model->has_mtp());
+  SafetensorsFile ref(data_dir() + "/tiny-reasoner-mtp/mtp.reference.safetensors");
+  const auto toks = i32_of(ref.at("seq0.tokens"));
+  EXPECT_LT(max_abs_diff(mtp_logits_of(model, toks, 1000), f32_of(ref.at("seq0.mtp_logits"))), 1e-4);
+  o.mtp = false;
+  EXPECT_FALSE(Model::load(path.string(), o)->has_mtp());
+}
 
 // ---- files Sibyl cannot run say why ----
 
