@@ -19,6 +19,7 @@ std::string reasoner_dir() { return data_dir() + "/../../models/tiny-reasoner"; 
 
 std::shared_ptr<Model> load_reasoner(bool mtp, backend::Precision precision = backend::Precision::exact) {
   ModelLoadOptions o;
+  o.scheduler.mtp_max_batch = 64;  // draft in batches too (the default pauses beyond one request)
   o.backend = backend::BackendKind::cpu;
   o.backend_options.precision = precision;
   o.mtp = mtp;
@@ -168,6 +169,30 @@ TEST(Mtp, BatchedGreedyEqualsPlainDecoding) {
     EXPECT_EQ(got, generate(plain, eval_prompt(10 + i), 60)) << "session " << i;
     EXPECT_GT(sessions[i]->drafted(), 10u);
   }
+}
+
+}  // namespace
+}  // namespace sibyl::engine::test
+
+namespace sibyl::engine::test {
+namespace {
+
+// States cross between MTP on and off: the tokens continue the same (greedy).
+TEST(Mtp, StatesLoadAcrossMtpOnAndOff) {
+  auto with = load_reasoner(true, backend::Precision::fast), without = load_reasoner(false, backend::Precision::fast);
+  const std::vector<int32_t> prompt = eval_prompt(8);
+  Session a(with, {}), b(without, {});
+  generate(a, prompt, 10);
+  generate(b, prompt, 10);
+  const std::vector<uint8_t> sa = a.save_state(), sb = b.save_state();
+  EXPECT_EQ(sa.size(), sb.size() + a.tokens().size() * 80 * 4);  // the MTP layer's rows
+  const std::vector<int32_t> want = generate(b, {}, 20);
+  Session into_without(without, {}), into_with(with, {});
+  into_without.load_state(sa.data(), sa.size());
+  into_with.load_state(sb.data(), sb.size());
+  EXPECT_EQ(generate(into_without, {}, 20), want);
+  EXPECT_EQ(generate(into_with, {}, 20), want);
+  EXPECT_EQ(into_with.drafted(), 0u);  // no MTP rows for its history: it does not draft
 }
 
 }  // namespace

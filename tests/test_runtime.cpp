@@ -151,8 +151,14 @@ TEST(Runtime, ConcurrentRequestsMatchSessionsAloneBitwise) {
   }
 }
 
-TEST(Runtime, EvalProblemsThroughThirtyTwoConcurrentSessions) {
-  const auto m = load(reasoner_dir(), 1);
+// The 160 problems through 32 live sessions: every reply is the reference's. `mtp_batch` > 1:
+// MTP drafts are verified in the batched steps too (the default drafts for one request only).
+void eval_through_32_sessions(int64_t mtp_batch) {
+  ModelLoadOptions o;
+  o.backend = backend::BackendKind::cpu;
+  o.scheduler.mtp_max_batch = mtp_batch;
+  const auto m = Model::load(reasoner_dir(), o);
+  uint64_t drafted = 0, accepted = 0;
   const nlohmann::json results = nlohmann::json::parse(read_text_file(reasoner_dir() + "/eval.public.json"))["results"];
   ASSERT_EQ(results.size(), 160u);
   constexpr size_t kLive = 32;
@@ -187,6 +193,8 @@ TEST(Runtime, EvalProblemsThroughThirtyTwoConcurrentSessions) {
         EXPECT_EQ(l.out, results[l.problem]["output_ids"].get<std::vector<int32_t>>())
             << results[l.problem]["question"];
         ++done;
+        drafted += l.session->drafted();
+        accepted += l.session->accepted();
         l.request.reset();
         l.session.reset();
         if (next < results.size()) start(l);
@@ -210,7 +218,15 @@ TEST(Runtime, EvalProblemsThroughThirtyTwoConcurrentSessions) {
     if (in_use) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_EQ(in_use, 0) << "every cache page is back in the pool";
+  if (mtp_batch > 1) {
+    EXPECT_GT(drafted, 3000u);
+    EXPECT_GT(accepted, drafted * 9 / 10);
+  }
 }
+
+TEST(Runtime, EvalProblemsThroughThirtyTwoConcurrentSessions) { eval_through_32_sessions(1); }
+
+TEST(Runtime, EvalProblemsThroughThirtyTwoSessionsVerifyingMtpDrafts) { eval_through_32_sessions(64); }
 
 TEST(Runtime, SharedPrefixPagesAreComputedOnceAndForkIsCopyOnWrite) {
   const auto m = load(data_dir() + "/tiny-v3", 0, 0, 8);

@@ -15,9 +15,10 @@ struct SchedulerOptions {
   // Speculative decoding with the model's MTP layer (models that have one): each decoding
   // request feeds its next token plus the MTP's draft of the one after, verified in the same
   // step. Drafting pauses while more than `mtp_max_batch` requests decode at once (verifying
-  // then costs more than it saves; the MTP cache is still kept level).
+  // then costs more than it saves; the MTP cache is still kept level). 1: measured on the CPU
+  // backend (docs/PERFORMANCE.md), batches of 4 and 16 lost more than batch 1 gained.
   bool mtp = true;
-  int64_t mtp_max_batch = 8;
+  int64_t mtp_max_batch = 1;
 };
 
 }  // namespace sibyl::engine

@@ -99,8 +99,9 @@ void Session::load_state(const uint8_t* data, size_t size) {
   uint64_t sum;
   std::memcpy(&sum, data + size - 8, 8);
   if (XXH3_64bits(data, size - 8) != sum) fail(Errc::format, "session state: checksum mismatch (corrupt or truncated)");
-  const bool mtp_rows = model->has_mtp() && h.layers == c.n_layers + 1;  // the MTP layer's rows too
-  if (h.fingerprint != model->fingerprint() || (h.layers != c.n_layers && !mtp_rows) || h.width != c.kv_width() ||
+  // A state may carry the MTP layer's rows after the model's; a model without MTP skips them.
+  const bool saved_mtp = h.layers == c.n_layers + 1, mtp_rows = saved_mtp && model->has_mtp();
+  if (h.fingerprint != model->fingerprint() || (h.layers != c.n_layers && !saved_mtp) || h.width != c.kv_width() ||
       h.vocab != vocab_)
     fail(Errc::format, "session state: it belongs to a different model (fingerprint or shapes differ)");
   const uint64_t width = h.width, layers = h.layers;
@@ -140,6 +141,7 @@ void Session::load_state(const uint8_t* data, size_t size) {
         std::vector<float> rows(static_cast<size_t>(n) * width);
         std::memcpy(rows.data(), p, rows.size() * 4);
         p += rows.size() * 4;
+        if (l == static_cast<uint64_t>(c.n_layers) && !mtp_rows) continue;
         model->backend()->write_kv_rows(kv.pool(), static_cast<int64_t>(l), fresh.pages()[slot], n, rows.data());
       }
   } catch (...) {

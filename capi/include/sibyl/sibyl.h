@@ -249,7 +249,7 @@ typedef struct sibyl_model_options {
                                    sampling: the same distribution). 0 (default) = off, the layer not
                                    loaded. Off by default until it is faster (docs/PERFORMANCE.md) */
     uint32_t mtp_max_batch;     /* drafting pauses while more requests than this decode at once
-                                   (verifying then costs more than it saves); 0 (default) = 8 */
+                                   (verifying then costs more than it saves); 0 (default) = 1 */
 } sibyl_model_options;
 
 /** Fill `options` with defaults (including struct_size). NULL is ignored. */

@@ -338,7 +338,7 @@ struct ModelOptions {
     Precision precision = Precision::Fast;  // matmuls on the stored blocks (Fast) or float32 (Exact)
     // since 0.5:
     bool mtp = false;            // speculative decoding with the model's MTP layer (see sibyl.h)
-    uint32_t mtp_max_batch = 0;  // drafting pauses while more requests decode at once; 0 = 8
+    uint32_t mtp_max_batch = 0;  // drafting pauses while more requests decode at once; 0 = 1
 
     sibyl_model_options to_c() const noexcept {
         sibyl_model_options c;
