@@ -89,6 +89,19 @@ void moe_ffn(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
   }
 }
 
+Step step_of(Backend& be, const ModelConfig& c, backend::KvPool& pool, const backend::StepBatch& batch, StepPlan& a,
+             const RopeSetup& rope, const Tensor& inv_freq, StepObserver* observer) {
+  return Step{be,
+              c,
+              pool,
+              batch,
+              a,
+              backend::RopeParams{&inv_freq, rope.attention_factor, c.rope.interleaved},
+              backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
+                                rope.softmax_scale},
+              observer};
+}
+
 // One decoder layer over the residual stream a.x (h is scratch).
 void decoder_layer(Step& s, const LayerWeights& L, int64_t layer) {
   StepPlan& a = s.a;
@@ -179,15 +192,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
   Backend& be = *backend_;
   backend::StepBatch batch;
   StepPlan& a = prepare_step(seqs, observer != nullptr, false, batch);
-  Step s{be,
-         c,
-         kv_pages().pool(),
-         batch,
-         a,
-         backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
-         backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
-                           rope_.softmax_scale},
-         observer};
+  Step s = step_of(be, c, kv_pages().pool(), batch, a, rope_, *inv_freq_, observer);
   be.embed(*a.x, *weights_.embed, *a.tokens);  // the residual stream [n, H]
   if (observer) observer->hidden(0, s.download(*a.x));
   for (int64_t l = 0; l < c.n_layers; ++l) {
@@ -207,15 +212,7 @@ void Model::forward_mtp(const std::vector<SeqStep>& seqs, std::vector<float>& lo
   Backend& be = *backend_;
   backend::StepBatch batch;
   StepPlan& a = prepare_step(seqs, false, true, batch);
-  Step s{be,
-         c,
-         kv_pages().pool(),
-         batch,
-         a,
-         backend::RopeParams{inv_freq_.get(), rope_.attention_factor, c.rope.interleaved},
-         backend::MlaShape{c.n_heads, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim,
-                           rope_.softmax_scale},
-         nullptr};
+  Step s = step_of(be, c, kv_pages().pool(), batch, a, rope_, *inv_freq_, nullptr);
   const auto eps = static_cast<float>(c.rms_norm_eps);
   // x = eh_proj([enorm(embed(t)) ; hnorm(h)]) as the sum of its two column halves
   be.embed(*a.h, *m.embed, *a.tokens);
