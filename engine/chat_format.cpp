@@ -453,18 +453,32 @@ constexpr std::string_view kThinkPrompt = "<think>\n";
 
 bool is(const ChatMessage& m, std::string_view role) { return m.role == role; }
 
+// The prompt being written: template markup, and message content whose range is recorded
+// unless the message is trusted.
+class Out {
+ public:
+  explicit Out(RenderedChat& r) : r_(r) {}
+  Out& append(std::string_view markup) {
+    r_.text.append(markup);
+    return *this;
+  }
+  Out& content(const ChatMessage& m, std::string_view text) {
+    const size_t begin = r_.text.size();
+    r_.text.append(text);
+    if (!m.trusted && !text.empty()) r_.plain.push_back({begin, r_.text.size()});
+    return *this;
+  }
+
+ private:
+  RenderedChat& r_;
+};
+
 // The templates test `content is none`; see ChatMessage.
 bool content_is_null(const ChatMessage& m) { return m.content.empty() && !m.tool_calls.empty(); }
 
-std::string tool_call(const ChatToolCall& c) {
-  std::string s = "<｜tool▁call▁begin｜>";
-  s += c.type;
-  s += "<｜tool▁sep｜>";
-  s += c.name;
-  s += "\n```json\n";
-  s += c.arguments;
-  s += "\n```<｜tool▁call▁end｜>";
-  return s;
+void tool_call(Out& out, const ChatMessage& m, const ChatToolCall& c) {
+  out.append("<｜tool▁call▁begin｜>").content(m, c.type).append("<｜tool▁sep｜>").content(m, c.name);
+  out.append("\n```json\n").content(m, c.arguments).append("\n```<｜tool▁call▁end｜>");
 }
 
 // content.split('</think>')[-1]: what follows the last "</think>".
@@ -474,47 +488,49 @@ std::string_view after_reasoning(std::string_view content) {
 }
 
 // Both DeepSeek templates start with every system message, in order, joined by a blank line.
-std::string system_prompt(const std::vector<ChatMessage>& messages) {
-  std::string s;
+void system_prompt(Out& out, const std::vector<ChatMessage>& messages) {
   bool first = true;
   for (const ChatMessage& m : messages) {
     if (!is(m, "system")) continue;
-    if (!first) s += "\n\n";
-    s += m.content;
+    if (!first) out.append("\n\n");
+    out.content(m, m.content);
     first = false;
   }
-  return s;
 }
 
-void add_tool_output(std::string& out, const ChatMessage& m, bool& output_first, std::string_view separator) {
+void add_tool_output(Out& out, const ChatMessage& m, bool& output_first, std::string_view separator) {
   if (output_first) {
     out.append(kOutputsBegin);
     output_first = false;
   } else {
     out.append(separator);
   }
-  out.append(kOutputBegin).append(m.content).append(kOutputEnd);
+  out.append(kOutputBegin).content(m, m.content).append(kOutputEnd);
 }
 
-std::string render_v3(const std::vector<ChatMessage>& messages, bool generation_prompt, const std::string& bos) {
-  std::string out = bos + system_prompt(messages);
+void render_v3(Out& out, const std::vector<ChatMessage>& messages, bool generation_prompt, const std::string& bos) {
+  out.append(bos);
+  system_prompt(out, messages);
   bool is_first = false, is_tool = false, output_first = true;
   for (const ChatMessage& m : messages) {
     if (is(m, "user")) {
       is_tool = false;
-      out.append(kUser).append(m.content);
+      out.append(kUser).content(m, m.content);
     } else if (is(m, "assistant") && content_is_null(m)) {
       is_tool = false;
       for (const ChatToolCall& c : m.tool_calls) {
         if (!is_first) {
-          out.append(kAssistant).append(kCallsBegin).append(tool_call(c));
+          out.append(kAssistant).append(kCallsBegin);
+          tool_call(out, m, c);
           is_first = true;
         } else {  // V3 closes the calls only after a second call
-          out.append("\n").append(tool_call(c)).append(kCallsEnd).append(kEnd);
+          out.append("\n");
+          tool_call(out, m, c);
+          out.append(kCallsEnd).append(kEnd);
         }
       }
     } else if (is(m, "assistant")) {  // with content, V3 writes no tool calls
-      out.append(is_tool ? kOutputsEnd : kAssistant).append(m.content).append(kEnd);
+      out.append(is_tool ? kOutputsEnd : kAssistant).content(m, m.content).append(kEnd);
       is_tool = false;
     } else if (is(m, "tool")) {
       is_tool = true;
@@ -523,32 +539,34 @@ std::string render_v3(const std::vector<ChatMessage>& messages, bool generation_
   }
   if (is_tool) out.append(kOutputsEnd);
   if (generation_prompt && !is_tool) out.append(kAssistant);
-  return out;
 }
 
-std::string render_r1(const std::vector<ChatMessage>& messages, bool generation_prompt, const std::string& bos) {
-  std::string out = bos + system_prompt(messages);
+void render_r1(Out& out, const std::vector<ChatMessage>& messages, bool generation_prompt, const std::string& bos) {
+  out.append(bos);
+  system_prompt(out, messages);
   bool is_first = false, is_tool = false, output_first = true;
   for (const ChatMessage& m : messages) {
     if (is(m, "user")) {
       is_tool = false;
-      out.append(kUser).append(m.content);
+      out.append(kUser).content(m, m.content);
     } else if (is(m, "assistant") && !m.tool_calls.empty()) {
       is_tool = false;
       for (const ChatToolCall& c : m.tool_calls) {
         if (!is_first) {  // content (none or not) before the first call, reasoning kept
-          out.append(kAssistant).append(m.content).append(kCallsBegin).append(tool_call(c));
+          out.append(kAssistant).content(m, m.content).append(kCallsBegin);
+          tool_call(out, m, c);
           is_first = true;
         } else {
-          out.append("\n").append(tool_call(c));
+          out.append("\n");
+          tool_call(out, m, c);
         }
       }
       out.append(kCallsEnd).append(kEnd);
     } else if (is(m, "assistant")) {
       if (is_tool)  // an answer after tool outputs keeps its reasoning
-        out.append(kOutputsEnd).append(m.content).append(kEnd);
+        out.append(kOutputsEnd).content(m, m.content).append(kEnd);
       else
-        out.append(kAssistant).append(after_reasoning(m.content)).append(kEnd);
+        out.append(kAssistant).content(m, after_reasoning(m.content)).append(kEnd);
       is_tool = false;
     } else if (is(m, "tool")) {
       is_tool = true;
@@ -557,12 +575,11 @@ std::string render_r1(const std::vector<ChatMessage>& messages, bool generation_
   }
   if (is_tool) out.append(kOutputsEnd);
   if (generation_prompt && !is_tool) out.append(kAssistant).append(kThinkPrompt);
-  return out;
 }
 
-std::string render_tiny_reasoner(const std::vector<ChatMessage>& messages, bool generation_prompt,
-                                 const std::string& bos) {
-  std::string out = bos;
+void render_tiny_reasoner(Out& out, const std::vector<ChatMessage>& messages, bool generation_prompt,
+                          const std::string& bos) {
+  out.append(bos);
   for (size_t i = 0; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
     // The template silently drops what it has no branch for; a prompt missing a tool result
@@ -571,14 +588,13 @@ std::string render_tiny_reasoner(const std::vector<ChatMessage>& messages, bool 
       fail(Errc::unsupported, "message " + std::to_string(i) + ": the tiny-reasoner chat format has no tool calls or "
                                                                "tool messages");
     if (is(m, "system"))
-      out.append(m.content);
+      out.content(m, m.content);
     else if (is(m, "user"))
-      out.append(kUser).append(m.content);
+      out.append(kUser).content(m, m.content);
     else if (is(m, "assistant"))
-      out.append(kAssistant).append(after_reasoning(m.content)).append(kEnd);
+      out.append(kAssistant).content(m, after_reasoning(m.content)).append(kEnd);
   }
   if (generation_prompt) out.append(kAssistant).append(kThinkPrompt);
-  return out;
 }
 
 }  // namespace
@@ -596,16 +612,22 @@ ChatFormat ChatFormat::load(const std::string& tokenizer_config_path) {
 }
 
 std::string ChatFormat::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  return render_marked(messages, add_generation_prompt).text;
+}
+
+RenderedChat ChatFormat::render_marked(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& r = messages[i].role;
     if (r != "system" && r != "user" && r != "assistant" && r != "tool")
       fail(Errc::invalid_argument, "message " + std::to_string(i) + " has role \"" + r +
                                        "\"; roles are system, user, assistant and tool");
   }
+  RenderedChat r;
+  Out out(r);
   switch (kind_) {
-    case Kind::deepseek_v3: return render_v3(messages, add_generation_prompt, bos_);
-    case Kind::deepseek_r1: return render_r1(messages, add_generation_prompt, bos_);
-    case Kind::tiny_reasoner: return render_tiny_reasoner(messages, add_generation_prompt, bos_);
+    case Kind::deepseek_v3: render_v3(out, messages, add_generation_prompt, bos_); return r;
+    case Kind::deepseek_r1: render_r1(out, messages, add_generation_prompt, bos_); return r;
+    case Kind::tiny_reasoner: render_tiny_reasoner(out, messages, add_generation_prompt, bos_); return r;
   }
   fail(Errc::internal, "unknown chat format");
 }

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "text_range.h"
+
 namespace sibyl::engine {
 
 struct ChatToolCall {
@@ -21,6 +23,16 @@ struct ChatMessage {
   std::string role;
   std::string content;
   std::vector<ChatToolCall> tool_calls;
+  // false (default): the content (and tool-call names and arguments) is plain text — strings
+  // that spell the model's control tokens ("<｜User｜>", "</think>") are tokenized as text.
+  // true: the application vouches for it; control-token strings in it become those tokens.
+  bool trusted = false;
+};
+
+// A rendered prompt and the ranges in it that came from untrusted message content.
+struct RenderedChat {
+  std::string text;
+  std::vector<TextRange> plain;
 };
 
 class ChatFormat {
@@ -36,6 +48,8 @@ class ChatFormat {
   // The prompt text; an unknown role is Errc::invalid_argument, a message the template
   // cannot express (tool messages for a template without tools) Errc::unsupported.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  // The same text, with the ranges of untrusted content (Tokenizer::encode keeps them text).
+  RenderedChat render_marked(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
 
   Kind kind() const { return kind_; }
   std::string_view name() const;  // "deepseek-v3", "deepseek-r1", "tiny-reasoner"

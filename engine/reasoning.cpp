@@ -30,7 +30,9 @@ class ChatJob final : public Job {
     const bool opens_thinking = format.prompt_opens_thinking() && think_close_ >= 0;
     // The format's own way out of the think block: what the model writes before its answer.
     close_block_ = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
-    prompt_ = tokenizer.encode(format.render(messages, /*add_generation_prompt=*/true));
+    // Message content is plain text unless trusted: player text cannot forge control tokens.
+    const RenderedChat rendered = format.render_marked(messages, /*add_generation_prompt=*/true);
+    prompt_ = tokenizer.encode(rendered.text, rendered.plain);
     if (opens_thinking && !p_.thinking) prompt_.insert(prompt_.end(), close_block_.begin(), close_block_.end());
     if (prompt_.empty()) fail(Errc::invalid_argument, "the conversation renders to an empty prompt");
     channel_ = opens_thinking && p_.thinking ? Channel::reasoning : Channel::answer;

@@ -50,6 +50,8 @@ Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (float& s : score)  // a NaN logit can never be chosen (and would break the ordering below)
     if (std::isnan(s)) s = neg_inf;
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < vocab) score[id] += bias;
   if (p.allowed)
     for (int64_t i = 0; i < vocab; ++i)
       if (i >= static_cast<int64_t>(p.allowed->size()) || !(*p.allowed)[i]) score[i] = neg_inf;

@@ -1,6 +1,7 @@
 // Token sampling: repetition penalty, temperature, top-k, top-p, min-p, seeded draw.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace sibyl::engine {
@@ -28,6 +29,8 @@ struct SamplerParams {
   int32_t repetition_last_n = 0;  // 0: whole history
   // When set, only ids with allowed[id] can be drawn (e.g. ids the tokenizer can print).
   const std::vector<bool>* allowed = nullptr;
+  // Added to the logits before anything else (-infinity bans the token); ids in range.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // Chooses a token from `logits` [vocab]; `history` is the session's context.

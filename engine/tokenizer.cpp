@@ -313,7 +313,10 @@ struct Tokenizer::Impl {
   void read_pre_tokenizer(const json& p, bool& byte_level_seen, const std::string& source);
   void read_added_tokens(const json& list, const std::string& source);
   void build_tables();
-  void find_added(const AddedTrie& trie, std::string_view sentence, MatchData& md, std::vector<Span>& out) const;
+  // `plain`: byte ranges of the whole text (the sentence starts at `base`) where no added
+  // token may be matched.
+  void find_added(const AddedTrie& trie, std::string_view sentence, MatchData& md, std::vector<Span>& out,
+                  const std::vector<TextRange>* plain = nullptr, size_t base = 0) const;
   void encode_words(std::string_view text, MatchData& md, std::vector<int32_t>& ids) const;
 };
 
@@ -420,8 +423,8 @@ void Tokenizer::Impl::build_tables() {
 // Hugging Face's AddedVocabulary::find_matches on one sentence: leftmost-longest matches,
 // each checked for single_word and widened by lstrip / rstrip; the automaton resumes after
 // the raw match whatever happens to it.
-void Tokenizer::Impl::find_added(const AddedTrie& trie, std::string_view s, MatchData& md,
-                                 std::vector<Span>& out) const {
+void Tokenizer::Impl::find_added(const AddedTrie& trie, std::string_view s, MatchData& md, std::vector<Span>& out,
+                                 const std::vector<TextRange>* plain, size_t base) const {
   if (trie.empty()) {
     out.push_back({0, s.size(), -1});
     return;
@@ -435,6 +438,10 @@ void Tokenizer::Impl::find_added(const AddedTrie& trie, std::string_view s, Matc
   int32_t index = -1;
   while (trie.find(s, from, begin, end, index)) {
     from = end;
+    if (plain && std::any_of(plain->begin(), plain->end(), [&](const TextRange& r) {
+          return base + begin < r.end && r.begin < base + end;
+        }))
+      continue;  // inside untrusted text: stays text
     const AddedToken& a = added[index];
     if (a.single_word) {
       bool word_before = begin > 0 && word_char->matches_at(s, char_before(begin), md);
@@ -531,7 +538,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const std::string& json_text, co
   return std::unique_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, const std::vector<TextRange>& plain) const {
   size_t bad = utf8_first_invalid(text);
   if (bad != std::string_view::npos) fail(Errc::invalid_argument, describe_invalid_utf8(text, bad));
   const Impl& im = *impl_;
@@ -539,7 +546,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   ids.reserve(text.size() / 3 + 1);
   MatchData md;
   std::vector<Span> outer, inner;
-  im.find_added(im.raw_trie, text, md, outer);
+  const std::vector<TextRange>* keep = plain.empty() ? nullptr : &plain;
+  im.find_added(im.raw_trie, text, md, outer, keep);
   for (const Span& o : outer) {
     if (o.added >= 0) {
       ids.push_back(im.added[o.added].id);
@@ -547,7 +555,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     }
     std::string_view piece = text.substr(o.begin, o.end - o.begin);
     inner.clear();
-    im.find_added(im.normalized_trie, piece, md, inner);
+    im.find_added(im.normalized_trie, piece, md, inner, keep, o.begin);
     for (const Span& s : inner) {
       if (s.added >= 0)
         ids.push_back(im.added[s.added].id);

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "text_range.h"
+
 namespace sibyl::engine {
 
 class Tokenizer {
@@ -24,8 +26,9 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Errc::invalid_argument, naming the byte offset, when `utf8` is not well-formed UTF-8.
-  // Safe to call from several threads at once.
-  std::vector<int32_t> encode(std::string_view utf8) const;
+  // Safe to call from several threads at once. Within the `plain` byte ranges no added token
+  // is matched: text that spells a control token stays text there (untrusted chat content).
+  std::vector<int32_t> encode(std::string_view utf8, const std::vector<TextRange>& plain = {}) const;
   // Invalid UTF-8 produced by the tokens becomes U+FFFD; Errc::invalid_token for an unknown id.
   std::string decode(const std::vector<int32_t>& ids) const;
 

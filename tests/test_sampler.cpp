@@ -174,3 +174,27 @@ TEST(Sampler, DraftAcceptanceKeepsTheDistribution) {
 
 }  // namespace
 }  // namespace sibyl::engine
+
+namespace sibyl::engine {
+namespace {
+
+// Logit bias comes first: it moves the greedy choice, -infinity bans a token whatever the
+// temperature, and ids are taken as they are.
+TEST(Sampler, LogitBiasMovesAndBansTokens) {
+  const std::vector<float> logits = {1.0f, 2.5f, 0.3f, 2.0f};
+  SamplerParams p;
+  Rng rng(3);
+  EXPECT_EQ(sample_token(logits.data(), 4, p, {}, rng), 1);
+  p.logit_bias = {{3, 1.0f}};
+  EXPECT_EQ(sample_token(logits.data(), 4, p, {}, rng), 3);
+  p.logit_bias = {{1, -INFINITY}, {3, -INFINITY}};
+  EXPECT_EQ(sample_token(logits.data(), 4, p, {}, rng), 0);
+  p.temperature = 5.0f;
+  for (int i = 0; i < 2000; ++i) {
+    const int32_t t = sample_token(logits.data(), 4, p, {}, rng);
+    ASSERT_TRUE(t == 0 || t == 2) << t;
+  }
+}
+
+}  // namespace
+}  // namespace sibyl::engine

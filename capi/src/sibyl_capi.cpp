@@ -152,7 +152,8 @@ std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* 
   return out;
 }
 
-sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) {
+// `vocab`: the model's vocabulary size, to check logit_bias ids (-1: not known here).
+sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given, int64_t vocab) {
   sibyl_sampler_options o = read_options(given, sibyl_sampler_options_init, "sibyl_sampler_options");
   if (o.top_k < 0) fail(Errc::invalid_argument, "top_k must not be negative");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail(Errc::invalid_argument, "top_p must be in (0, 1]");
@@ -167,6 +168,16 @@ sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given) 
   p.min_p = o.min_p;
   p.repetition_penalty = o.repetition_penalty;
   p.repetition_last_n = o.repetition_last_n;
+  require_array(o.logit_bias, o.n_logit_bias, "logit_bias", "n_logit_bias");
+  for (size_t i = 0; i < o.n_logit_bias; ++i) {
+    const sibyl_logit_bias& b = o.logit_bias[i];
+    if (b.token < 0 || (vocab >= 0 && b.token >= vocab))
+      fail(Errc::invalid_argument, "logit_bias[" + std::to_string(i) + "].token " + std::to_string(b.token) +
+                                       " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    if (std::isnan(b.bias) || b.bias == INFINITY)
+      fail(Errc::invalid_argument, "logit_bias[" + std::to_string(i) + "].bias must be finite or -INFINITY");
+    p.logit_bias.emplace_back(b.token, b.bias);
+  }
   return p;
 }
 
@@ -231,7 +242,7 @@ void to_c_event(const sibyl::engine::Event& e, sibyl_event& out) {
 }
 
 sibyl::engine::GenerateJobParams generate_params(const int32_t* prompt, size_t n_prompt,
-                                                 const sibyl_generate_options* options) {
+                                                 const sibyl_generate_options* options, int64_t vocab) {
   require_array(prompt, n_prompt, "prompt", "n_prompt");
   if (n_prompt > static_cast<size_t>(INT32_MAX))
     fail(Errc::invalid_argument, "n_prompt " + std::to_string(n_prompt) + " is larger than any context");
@@ -241,7 +252,7 @@ sibyl::engine::GenerateJobParams generate_params(const int32_t* prompt, size_t n
   p.stop_at_eos = o.stop_at_eos != 0;
   p.reseed = o.reseed != 0;
   p.seed = o.seed;
-  p.sampler = sampler_params(o.sampler);
+  p.sampler = sampler_params(o.sampler, vocab);
   p.prompt.assign(prompt, prompt + n_prompt);
   return p;
 }
@@ -258,6 +269,8 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
     fail(Errc::invalid_argument, "the conversation ends with a \"" + last +
                                      "\" turn; a chat continues a conversation that ends with a user (or tool) turn");
   sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options");
+  if (o.trusted)
+    for (size_t i = 0; i < n_messages; ++i) conversation[i].trusted = o.trusted[i] != 0;
   if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
   if (!o.stop_strings && o.n_stop_strings) fail(Errc::invalid_argument, "stop_strings is NULL");
   sibyl::engine::ChatParams p;
@@ -268,7 +281,7 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
     require(o.stop_strings[i], "a stop string");
     p.stop_strings.emplace_back(o.stop_strings[i]);
   }
-  p.sampler = sampler_params(o.sampler);
+  p.sampler = sampler_params(o.sampler, model.config().vocab_size);
   p.reseed = o.reseed != 0;
   p.seed = o.seed;
   return sibyl::engine::make_chat_job(s, std::move(keep), std::move(request), model.tokenizer(),
@@ -602,7 +615,7 @@ void sibyl_sampler_options_init(sibyl_sampler_options* o) {
 sibyl_status sibyl_session_sample(sibyl_session* session, const sibyl_sampler_options* options, int32_t* out_token) {
   return with_session(session, [&](sibyl::engine::Session& s) {
     require(out_token, "out_token");
-    *out_token = s.sample(sampler_params(options));
+    *out_token = s.sample(sampler_params(options, s.vocab_size()));
   });
 }
 
@@ -623,7 +636,7 @@ sibyl_status sibyl_session_generate(sibyl_session* session, const int32_t* promp
   int64_t generated = 0;
   sibyl_status st = guarded([&] {
     sibyl::engine::Session& s = live(session);
-    sibyl::engine::GenerateJobParams p = generate_params(prompt, n_prompt, options);
+    sibyl::engine::GenerateJobParams p = generate_params(prompt, n_prompt, options, s.vocab_size());
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
     struct Clear {  // whatever happens, the session's cancel target stops being this call
@@ -770,7 +783,7 @@ sibyl_status sibyl_session_submit_generate(sibyl_session* session, const int32_t
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto handle = new_request(request_options);
     auto job = sibyl::engine::make_generate_job(s, session->session, handle->request,
-                                                generate_params(prompt, n_prompt, options));
+                                                generate_params(prompt, n_prompt, options, s.vocab_size()));
     // Claimed before the checks read the session; the request keeps the claim.
     s.claim();
     try {

@@ -157,6 +157,14 @@ void Scheduler::end_job(std::unique_ptr<Job>& job, StopReason stop, const Failur
     }
   }
   job->session().settle_draft(false, -1);
+  if (!error) {
+    // The MTP rows of the last feed, so that the pages it published carry them for whoever
+    // shares them; failing here only leaves this session's drafts idle.
+    try {
+      job->session().mtp_catch_up(model_);
+    } catch (...) {
+    }
+  }
   job->request().update_stats(job->stats);
   job->session().unclaim();  // before the owner can see the end
   job->request().finish(stop, error ? static_cast<int>(error->code()) : 0, error ? error->what() : std::string());
@@ -255,8 +263,7 @@ void Scheduler::run_mtp_locked() {
   std::vector<SeqStep> steps;
   std::vector<Session*> sessions;
   std::vector<PageCopy> copies;
-  for (const auto& j : active_) {
-    if (j->request().held()) continue;
+  for (const auto& j : active_) {  // held requests too: their next token is already known
     const size_t remaining = j->pending.size() - j->fed;
     const int32_t next = drafting && !j->pending_is_prompt && remaining == 1 ? j->pending[j->fed] : -1;
     SeqStep step;

@@ -460,6 +460,12 @@ SIBYL_API sibyl_status sibyl_session_set_seed(SIBYL_NONNULL sibyl_session* sessi
  * repetition penalty, temperature, top-k, top-p, min-p, then a draw from the
  * session's RNG. temperature <= 0 means greedy (argmax after the penalty).
  */
+/** A bias added to one token's logit before sampling (since 0.5). */
+typedef struct sibyl_logit_bias {
+    int32_t token;
+    float bias; /* finite, or -INFINITY: the token is never chosen */
+} sibyl_logit_bias;
+
 typedef struct sibyl_sampler_options {
     uint32_t struct_size;      /* sizeof(sibyl_sampler_options) — set by _init */
     float temperature;         /* default 0 (greedy) */
@@ -468,6 +474,12 @@ typedef struct sibyl_sampler_options {
     float min_p;               /* drop tokens with p < min_p * p_max; 0 (default) = off */
     float repetition_penalty;  /* CTRL-style, > 0; 1 (default) = off */
     int32_t repetition_last_n; /* penalise the last n context tokens; 0 (default) = the whole context */
+    /* since 0.5: */
+    const sibyl_logit_bias* logit_bias; /* added to the logits before the other steps (greedy too);
+                                           NULL (default) = none. Read during the call (requests: at
+                                           submit). A token outside the vocabulary or a NaN bias is
+                                           SIBYL_ERR_INVALID_ARGUMENT naming its index */
+    size_t n_logit_bias;
 } sibyl_sampler_options;
 
 SIBYL_API void sibyl_sampler_options_init(SIBYL_NULLABLE sibyl_sampler_options* options);
@@ -624,6 +636,13 @@ typedef struct sibyl_chat_options {
     const sibyl_sampler_options* sampler; /* NULL (default) = greedy */
     int32_t reseed;               /* non-zero: re-seed the session RNG with `seed` first */
     uint64_t seed;
+    /* since 0.5: */
+    const int32_t* trusted;       /* NULL (default): every message's content is plain text — text that
+                                     spells a control token ("<｜User｜>", "</think>") stays text, so
+                                     a player cannot forge turns or end the reasoning. Else one flag per
+                                     message (n_messages of them): non-zero trusts that message's
+                                     content, whose control-token text then becomes those tokens. The
+                                     rendered text (sibyl_model_render_chat) is the same either way */
 } sibyl_chat_options;
 
 SIBYL_API void sibyl_chat_options_init(SIBYL_NULLABLE sibyl_chat_options* options);

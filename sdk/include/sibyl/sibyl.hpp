@@ -387,7 +387,10 @@ struct SamplerOptions {
     float min_p = 0.0f;               // 0 = off
     float repetition_penalty = 1.0f;  // 1 = off
     int32_t repetition_last_n = 0;    // 0 = the whole context
+    // since 0.5: {token, bias} added to the logits first (-INFINITY bans the token)
+    std::vector<sibyl_logit_bias> logit_bias;
 
+    // The C struct points into this object's logit_bias: keep it alive while the C struct is used.
     sibyl_sampler_options to_c() const noexcept {
         sibyl_sampler_options c;
         sibyl_sampler_options_init(&c);
@@ -397,6 +400,8 @@ struct SamplerOptions {
         c.min_p = min_p;
         c.repetition_penalty = repetition_penalty;
         c.repetition_last_n = repetition_last_n;
+        c.logit_bias = logit_bias.empty() ? nullptr : logit_bias.data();
+        c.n_logit_bias = logit_bias.size();
         return c;
     }
 };
@@ -431,6 +436,9 @@ enum class Channel : int {
 struct ChatMessage {
     std::string role;
     std::string content;
+    // since 0.5: false (default) keeps the content plain text (control-token text stays text);
+    // true lets control-token text in it become those tokens (content the application wrote).
+    bool trusted = false;
 };
 
 /** How Session::chat runs. Defaults equal sibyl_chat_options_init (greedy). */
@@ -730,10 +738,11 @@ Result<std::vector<T>> fill_buffer(Call&& call) {
 /** A ChatOptions as sibyl_chat_options, with the arrays it points at. Not copyable (it points into itself). */
 struct ChatOptionsC {
     std::vector<const char*> stops;
+    std::vector<int32_t> trusted;
     sibyl_sampler_options sampler;
     sibyl_chat_options c;
 
-    explicit ChatOptionsC(const ChatOptions& options) : sampler(options.sampler.to_c()) {
+    ChatOptionsC(const ChatOptions& options, const std::vector<ChatMessage>& messages) : sampler(options.sampler.to_c()) {
         for (const std::string& stop : options.stop_strings) stops.push_back(stop.c_str());
         sibyl_chat_options_init(&c);
         c.max_new_tokens = options.max_new_tokens;
@@ -744,6 +753,8 @@ struct ChatOptionsC {
         c.sampler = &sampler;
         c.reseed = options.seed.has_value() ? 1 : 0;
         c.seed = options.seed.value_or(0);
+        for (const ChatMessage& m : messages) trusted.push_back(m.trusted ? 1 : 0);
+        c.trusted = trusted.data();
     }
     ChatOptionsC(const ChatOptionsC&) = delete;
     ChatOptionsC& operator=(const ChatOptionsC&) = delete;
@@ -1180,7 +1191,7 @@ public:
         ChatReply reply;
         detail::TextCallback<Fn> bridge{&on_text, &reply};
         const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
-        const detail::ChatOptionsC c(options);
+        const detail::ChatOptionsC c(options, messages);
         sibyl_chat_result result{};
         result.struct_size = sizeof result;
         Status st = sibyl_session_chat(handle_.get(), c_msgs.data(), c_msgs.size(), &c.c,
@@ -1235,7 +1246,7 @@ public:
     Result<Request> submit_chat(const std::vector<ChatMessage>& messages, const ChatOptions& options = {},
                                 EventCallback on_event = {}) {
         const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
-        const detail::ChatOptionsC c(options);
+        const detail::ChatOptionsC c(options, messages);
         return Request::submit_with(std::move(on_event),
                                     [&](const sibyl_request_options* request_options, sibyl_request** out) {
                                         return sibyl_session_submit_chat(handle_.get(), c_msgs.data(), c_msgs.size(),
