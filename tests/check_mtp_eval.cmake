@@ -50,3 +50,15 @@ execute_process(COMMAND ${BENCH} --model ${DATA}/tiny-v3 --mtp --gen 4 --prompt 
 if(rc EQUAL 0 OR NOT err MATCHES "no MTP layer")
   message(FATAL_ERROR "sibyl-bench --mtp on a model without MTP: rc=${rc} ${err}")
 endif()
+# … and with --sessions, concurrent chat requests each way, drafting in batches.
+execute_process(COMMAND ${BENCH} --model ${MODEL} --mtp --gen 16 --prompt 0 --reps 1 --threads 1 --sessions 3
+                        --mtp-max-batch 8 --json
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "sibyl-bench --mtp --sessions: rc=${rc} ${err}")
+endif()
+string(JSON sessions GET "${out}" mtp_sessions 0 sessions)
+string(JSON drafted GET "${out}" mtp_sessions 0 drafted)
+if(NOT sessions EQUAL 3 OR drafted LESS 3)
+  message(FATAL_ERROR "sibyl-bench --mtp --sessions 3: ${out}")
+endif()

@@ -50,6 +50,19 @@ std::vector<int32_t> prompt_for(sibyl_model* m, long long rep) {
   return ids;
 }
 
+// The chat prompt of question `rep`, or (no chat template) a fixed pseudo-random prompt.
+std::vector<int32_t> prompt_or_random(sibyl_model* m, long long rep) {
+  std::vector<int32_t> prompt = prompt_for(m, rep);
+  if (!prompt.empty()) return prompt;
+  sibyl_model_info info;
+  info.struct_size = sizeof info;
+  check(sibyl_model_get_info(m, &info), "model info");
+  for (int i = 0; i < 32; ++i)
+    prompt.push_back(static_cast<int32_t>((2654435761u * static_cast<uint32_t>(i + 7 * rep + 1)) %
+                                          static_cast<uint32_t>(info.vocab_size)));
+  return prompt;
+}
+
 struct Run {
   double tokens_per_s = 0;
   size_t tokens = 0;
@@ -82,19 +95,69 @@ Run decode(sibyl_model* m, const std::vector<int32_t>& prompt, long long n_gen) 
   return r;
 }
 
+// `n` sessions decode at once through submitted requests; aggregate tokens/s from the submit.
+Run decode_batch(sibyl_model* m, long long n, long long first_question, long long n_gen) {
+  std::vector<sibyl_session*> sessions(static_cast<size_t>(n));
+  std::vector<sibyl_request*> requests(sessions.size());
+  sibyl_generate_options g;
+  sibyl_generate_options_init(&g);
+  g.max_new_tokens = static_cast<uint32_t>(n_gen);
+  std::vector<std::vector<int32_t>> prompts;
+  for (long long i = 0; i < n; ++i) {
+    check(sibyl_session_create(m, nullptr, &sessions[i]), "session");
+    prompts.push_back(prompt_or_random(m, first_question + i));
+  }
+  const Clock::time_point t0 = Clock::now();
+  for (size_t i = 0; i < sessions.size(); ++i)
+    check(sibyl_session_submit_generate(sessions[i], prompts[i].data(), prompts[i].size(), &g, nullptr, &requests[i]),
+          "submit");
+  Run r;
+  for (sibyl_request* q : requests) {
+    sibyl_event e;
+    e.struct_size = sizeof e;
+    do {
+      check(sibyl_request_wait(q, -1, nullptr), "wait");
+      check(sibyl_request_poll(q, &e), "poll");
+      if (e.type == SIBYL_EVENT_TOKEN) ++r.tokens;
+    } while (e.type != SIBYL_EVENT_DONE);
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.tokens_per_s = seconds > 0 ? static_cast<double>(r.tokens) / seconds : 0.0;
+  for (size_t i = 0; i < sessions.size(); ++i) {
+    uint64_t d = 0, a = 0;
+    check(sibyl_session_mtp_stats(sessions[i], &d, &a), "mtp stats");
+    r.drafted += d;
+    r.accepted += a;
+    sibyl_request_destroy(requests[i]);
+    sibyl_session_destroy(sessions[i]);
+  }
+  return r;
+}
+
 }  // namespace
+
+MtpBatchComparison compare_mtp_batch(sibyl_model* with_mtp, sibyl_model* without, long long sessions, long long n_gen,
+                                     long long reps) {
+  MtpBatchComparison c;
+  c.sessions = sessions;
+  std::vector<double> with, plain;
+  for (long long r = 0; r < reps; ++r) {
+    const Run a = decode_batch(with_mtp, sessions, r * sessions, n_gen), b = decode_batch(without, sessions, r * sessions, n_gen);
+    with.push_back(a.tokens_per_s);
+    plain.push_back(b.tokens_per_s);
+    c.drafted += a.drafted;
+    c.accepted += a.accepted;
+  }
+  c.with_tokens_per_s = median(with);
+  c.without_tokens_per_s = median(plain);
+  return c;
+}
 
 MtpComparison compare_mtp(sibyl_model* with_mtp, sibyl_model* without, long long n_gen, long long reps) {
   std::vector<double> with, plain, tokens;
   MtpComparison c;
   for (long long r = 0; r < reps; ++r) {
-    std::vector<int32_t> prompt = prompt_for(with_mtp, r);
-    if (prompt.empty()) {  // no chat template: a fixed pseudo-random prompt
-      sibyl_model_info info;
-      info.struct_size = sizeof info;
-      check(sibyl_model_get_info(with_mtp, &info), "model info");
-      for (int i = 0; i < 32; ++i) prompt.push_back(static_cast<int32_t>((2654435761u * (i + 7 * r + 1)) % info.vocab_size));
-    }
+    const std::vector<int32_t> prompt = prompt_or_random(with_mtp, r);
     const Run a = decode(with_mtp, prompt, n_gen), b = decode(without, prompt, n_gen);
     with.push_back(a.tokens_per_s);
     plain.push_back(b.tokens_per_s);

@@ -26,6 +26,9 @@ sibyl_model_options model_options(const Args& args, sibyl_precision precision) {
   mo.precision = p == "exact" ? SIBYL_PRECISION_EXACT : SIBYL_PRECISION_FAST;
   if (args.has("--mtp") && args.has("--no-mtp")) args.die("--mtp and --no-mtp exclude each other");
   mo.mtp = args.has("--mtp") ? 1 : 0;
+  const long long max_batch = args.get_int("--mtp-max-batch", 0);
+  if (max_batch < 0 || max_batch > 1 << 20) args.die("--mtp-max-batch must be in [0, 1048576]");
+  mo.mtp_max_batch = static_cast<uint32_t>(max_batch);
   return mo;
 }
 

@@ -29,7 +29,8 @@ static const char* kUsage =
     "  --mtp         also compare decoding with speculative decoding (the model's MTP layer) and\n"
     "                without, alternated rep by rep: chat prompts, up to --gen tokens through the\n"
     "                blocking generate call; prints both rates, their ratio and the acceptance\n"
-    "                (pp and tg above then run without MTP)\n"
+    "                (pp and tg above then run without MTP); with --sessions, also that many\n"
+    "                concurrent chat requests each way (set --mtp-max-batch to draft in batches)\n"
     "  --json        print one JSON object instead of the table\n"
     "Also reported: the load time (open → ready for the first token), the first token's time,\n"
     "resident memory before and after each (Linux /proc/self/statm), and decode's memory-bandwidth\n"
@@ -222,6 +223,7 @@ int main(int argc, char** argv) {
   };
 
   sibyl::cli::MtpComparison mtp;
+  std::vector<sibyl::cli::MtpBatchComparison> mtp_batches;
   if (compare_mtp) {
     sibyl_model_options with = mo;
     with.mtp = 1;
@@ -235,6 +237,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     mtp = sibyl::cli::compare_mtp(spec, model, n_gen, reps);
+    for (long long count : (args.has("--sessions") ? parse_counts(args, args.get("--sessions", "")) : std::vector<long long>{}))
+      if (count > 1) mtp_batches.push_back(sibyl::cli::compare_mtp_batch(spec, model, count, n_gen, reps));
     sibyl_model_destroy(spec);
   }
   const double acceptance = mtp.drafted ? static_cast<double>(mtp.accepted) / static_cast<double>(mtp.drafted) : 0.0;
@@ -280,6 +284,16 @@ int main(int argc, char** argv) {
                   mtp.with_tokens_per_s, mtp.without_tokens_per_s, mtp_speedup,
                   static_cast<unsigned long long>(mtp.drafted), static_cast<unsigned long long>(mtp.accepted),
                   acceptance, mtp.tokens_per_rep);
+    if (compare_mtp) {
+      std::printf(", \"mtp_sessions\": [");
+      for (size_t i = 0; i < mtp_batches.size(); ++i)
+        std::printf("%s{\"sessions\": %lld, \"gen_tokens_per_s\": %.3f, \"no_mtp_gen_tokens_per_s\": %.3f, "
+                    "\"drafted\": %llu, \"accepted\": %llu}",
+                    i ? ", " : "", mtp_batches[i].sessions, mtp_batches[i].with_tokens_per_s,
+                    mtp_batches[i].without_tokens_per_s, static_cast<unsigned long long>(mtp_batches[i].drafted),
+                    static_cast<unsigned long long>(mtp_batches[i].accepted));
+      std::printf("]");
+    }
     std::printf("}\n");
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
@@ -305,6 +319,11 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(mtp.accepted), static_cast<unsigned long long>(mtp.drafted));
       std::printf("| chat tg (no MTP)|     0 | %9.1f | median %.0f tokens per reply, alternated rep by rep\n",
                   mtp.without_tokens_per_s, mtp.tokens_per_rep);
+      for (const auto& b : mtp_batches)
+        std::printf("| chat x%-4lld MTP  |     0 | %9.1f | aggregate; without MTP %.1f (%.2fx); drafts accepted %llu of %llu\n",
+                    b.sessions, b.with_tokens_per_s, b.without_tokens_per_s,
+                    b.without_tokens_per_s > 0 ? b.with_tokens_per_s / b.without_tokens_per_s : 0.0,
+                    static_cast<unsigned long long>(b.accepted), static_cast<unsigned long long>(b.drafted));
     }
   }
   sibyl_model_destroy(model);
