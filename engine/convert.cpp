@@ -1,4 +1,5 @@
 #include "convert.h"
+#include "weights.h"
 
 #include <fnmatch.h>
 
@@ -43,22 +44,6 @@ std::string tensor_class(const std::string& n) {
   return "other";
 }
 
-// An MTP layer's copy of the embedding or output head, byte for byte the main model's (the
-// loader uses the main tensor when the copy is absent).
-bool duplicate_of_main(const ModelSource& src, const std::string& name) {
-  const ModelConfig& c = src.config;
-  const std::string mtp = "model.layers." + std::to_string(c.n_layers) + ".";
-  std::string main;
-  if (name == mtp + "embed_tokens.weight") main = "model.embed_tokens.weight";
-  if (name == mtp + "shared_head.head.weight") main = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  if (main.empty()) return false;
-  auto a = src.tensors.find(name), b = src.tensors.find(main);
-  if (a == src.tensors.end() || b == src.tensors.end()) return false;
-  const TensorView &x = a->second, &y = b->second;
-  return x.dtype == y.dtype && x.shape == y.shape && x.nbytes == y.nbytes && x.dtype != DType::f8_e4m3 &&
-         std::memcmp(x.data, y.data, x.nbytes) == 0;
-}
-
 // Rotary caches, and layers past the main stack and its MTP layers: not part of the model.
 // (The MTP layers are kept: speculative decoding drafts with them.)
 bool dropped(const std::string& name, const ModelConfig& c) {
@@ -77,7 +62,7 @@ class Planner {
   std::vector<Planned> plan() {
     std::map<std::string, std::map<int64_t, const TensorView*>> expert_groups;  // stacked name → experts
     for (const auto& [name, view] : src_.tensors) {
-      if (dropped(name, src_.config) || duplicate_of_main(src_, name)) continue;
+      if (dropped(name, src_.config) || mtp_copy_of_main(src_, name)) continue;
       if (name.ends_with(".self_attn.kv_b_proj.weight")) {
         split_kv_b(name, view);
       } else if (auto e = per_expert(name); e && !(keep_fp8_ && view.dtype == DType::f8_e4m3)) {

@@ -200,16 +200,6 @@ std::vector<TensorSpec> pack_layout(const ModelConfig& c) {
 
 namespace {
 
-// An MTP layer's copy of the embedding or output head that is byte-identical to the main
-// model's: the main tensor serves both (V3 carries 1.8 GB of such copies).
-bool same_as(const ModelSource& src, const std::string& a, const std::string& b) {
-  auto x = src.tensors.find(a), y = src.tensors.find(b);
-  if (x == src.tensors.end() || y == src.tensors.end()) return false;
-  const TensorView &s = x->second, &t = y->second;
-  return s.dtype == t.dtype && s.shape == t.shape && s.nbytes == t.nbytes && s.dtype != DType::f8_e4m3 &&
-         std::memcmp(s.data, t.data, s.nbytes) == 0;
-}
-
 // Uploads the two column halves of matrix `x` (eh_proj) into x.slot and x.second.
 void upload_halves(const ModelSource& src, const Expected& x, const TensorView& t, backend::Backend& backend,
                    ModelWeights& w) {
@@ -313,12 +303,7 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend, boo
       upload_halves(src, x, t, backend, w);
       continue;
     }
-    const bool mtp_copy =
-        w.mtp && ((x.slot == &w.mtp->embed && same_as(src, x.name, "model.embed_tokens.weight")) ||
-                  (x.slot == &w.mtp->head &&
-                   same_as(src, x.name, c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight")));
-    if (mtp_copy)
-      continue;  // set to the main tensor below
+    if (w.mtp && mtp_copy_of_main(src, x.name)) continue;  // set to the main tensor below
     backend::HostWeight hw{x.name, t.dtype, std::max<int64_t>(x.rows, 1) * std::max<int64_t>(x.heads, 1), x.cols, t.data};
     if (t.dtype == DType::f8_e4m3) {  // kept as FP8: the kernels scale each block as they read it
       hw.block_scale = src.tensors.at(x.name + "_scale_inv").data;
@@ -344,6 +329,20 @@ ModelWeights load_weights(const ModelSource& src, backend::Backend& backend, boo
     if (!w.mtp->head_norm) w.mtp->head_norm = w.norm;
   }
   return w;
+}
+
+bool mtp_copy_of_main(const ModelSource& src, const std::string& name) {
+  const ModelConfig& c = src.config;
+  const std::string mtp = "model.layers." + std::to_string(c.n_layers) + ".";
+  std::string main;
+  if (name == mtp + "embed_tokens.weight") main = "model.embed_tokens.weight";
+  if (name == mtp + "shared_head.head.weight") main = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  if (main.empty()) return false;
+  auto x = src.tensors.find(name), y = src.tensors.find(main);
+  if (x == src.tensors.end() || y == src.tensors.end()) return false;
+  const TensorView &s = x->second, &t = y->second;
+  return s.dtype == t.dtype && s.shape == t.shape && s.nbytes == t.nbytes && s.dtype != DType::f8_e4m3 &&
+         std::memcmp(s.data, t.data, s.nbytes) == 0;
 }
 
 uint64_t ModelWeights::decode_bytes(int64_t experts_per_token) const {

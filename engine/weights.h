@@ -74,6 +74,10 @@ struct TensorSpec {
   std::vector<int64_t> shape;
 };
 
+// True for an MTP layer's embed_tokens / shared_head.head that is byte for byte the main
+// model's embedding / output head (V3 carries 1.8 GB of such copies): the main tensor serves.
+bool mtp_copy_of_main(const ModelSource& source, const std::string& name);
+
 // Every tensor of a model with config `c` in the pack layout (split k_b/v_b, stacked experts),
 // in load order: what a generator of synthetic packs writes.
 std::vector<TensorSpec> pack_layout(const ModelConfig& c);
