@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "chat_format.h"
+#include "grammar/matcher.h"
 #include "runtime/job.h"
 #include "sampler.h"
 #include "session.h"
@@ -28,6 +29,12 @@ struct ChatParams {
   bool reseed = false;
   uint64_t seed = 0;
   const std::atomic<bool>* cancel = nullptr;  // run_chat: checked before every step
+  // Constrains the answer to the grammar: the reasoning stays free (but cannot end the reply),
+  // the answer's tokens are masked to what the grammar allows, and end-of-sequence comes only
+  // where the grammar accepts. grammar_whole: every generated token, the think markers read
+  // as their text ("</think>").
+  std::shared_ptr<GrammarAutomaton> grammar;
+  bool grammar_whole = false;
 };
 
 struct ChatResult {

@@ -55,6 +55,15 @@ Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p
   if (p.allowed)
     for (int64_t i = 0; i < vocab; ++i)
       if (i >= static_cast<int64_t>(p.allowed->size()) || !(*p.allowed)[i]) score[i] = neg_inf;
+  if (p.constraint) {
+    const std::vector<uint64_t>& bits = *p.constraint;
+    for (int64_t w = 0; w * 64 < vocab; ++w) {
+      const uint64_t word = static_cast<size_t>(w) < bits.size() ? bits[static_cast<size_t>(w)] : 0;
+      if (word == ~uint64_t{0}) continue;
+      for (int64_t i = w * 64; i < std::min(vocab, w * 64 + 64); ++i)
+        if (!((word >> (i & 63)) & 1)) score[i] = neg_inf;
+    }
+  }
   if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
     size_t from = p.repetition_last_n > 0 && history.size() > static_cast<size_t>(p.repetition_last_n)
                       ? history.size() - static_cast<size_t>(p.repetition_last_n)

@@ -29,6 +29,9 @@ struct SamplerParams {
   int32_t repetition_last_n = 0;  // 0: whole history
   // When set, only ids with allowed[id] can be drawn (e.g. ids the tokenizer can print).
   const std::vector<bool>* allowed = nullptr;
+  // When set, only ids whose bit is set can be drawn, whatever the temperature (a grammar's
+  // mask: bit id of word id / 64); ids past its end are banned.
+  const std::vector<uint64_t>* constraint = nullptr;
   // Added to the logits before anything else (-infinity bans the token); ids in range.
   std::vector<std::pair<int32_t, float>> logit_bias;
 };

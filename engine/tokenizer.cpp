@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -307,6 +308,8 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> kinds;      // by id: kValid | kSpecial
   // Rust-regex classes that `tokenizers` uses for single_word / lstrip / rstrip.
   std::unique_ptr<Regex> word_char, space_char;
+  std::once_flag trie_once;
+  TokenTrie trie;
 
   static constexpr uint8_t kValid = 1, kSpecial = 2;
 
@@ -595,6 +598,16 @@ bool Tokenizer::is_special(int32_t id) const { return is_valid(id) && (impl_->ki
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->kinds.size()); }
 
 std::string Tokenizer::token_bytes(int32_t id) const { return bytes_of(id); }
+
+const TokenTrie& Tokenizer::text_trie() const {
+  std::call_once(impl_->trie_once, [this] {
+    std::vector<std::string> text(impl_->bytes.size());
+    for (size_t id = 0; id < text.size(); ++id)
+      if (impl_->kinds[id] == Impl::kValid) text[id] = impl_->bytes[id];
+    impl_->trie = TokenTrie::build(text);
+  });
+  return impl_->trie;
+}
 
 std::string StreamDecoder::push(int32_t id) {
   pending_ += tokenizer_.bytes_of(id);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "grammar/token_trie.h"
 #include "text_range.h"
 
 namespace sibyl::engine {
@@ -39,6 +40,9 @@ class Tokenizer {
   int32_t vocab_size() const;         // largest id + 1
   // The raw bytes the token decodes to (possibly part of a UTF-8 character); Errc::invalid_token.
   std::string token_bytes(int32_t id) const;
+  // The text tokens (special ones left out) as a trie for constrained decoding; built on
+  // first use (tens of milliseconds for a 129k vocabulary) and kept. Thread-safe.
+  const TokenTrie& text_trie() const;
 
  private:
   struct Impl;
