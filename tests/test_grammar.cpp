@@ -3,13 +3,12 @@
 // a copy of the matcher) on the tiny-reasoner's and DeepSeek-V3's vocabularies.
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "failure.h"
 #include "fixture_util.h"
 #include "grammar/gbnf.h"
 #include "grammar/matcher.h"
 #include "grammar/utf8_ranges.h"
+#include "mask_check.h"
 #include "tokenizer.h"
 
 namespace sibyl::engine::test {
@@ -146,36 +145,6 @@ TEST(Grammar, Utf8SequencesCoverExactlyTheRange) {
       ASSERT_EQ(hits, cp >= first && cp <= last ? 1 : 0) << std::hex << cp << " in " << first << ".." << last;
     }
   }
-}
-
-// The trie walk's mask equals reading each token's bytes with a copy of the matcher.
-void expect_exact_masks(const Tokenizer& tok, const std::shared_ptr<const Grammar>& g, const std::string& text) {
-  const TokenTrie& trie = tok.text_trie();
-  GrammarMatcher m(g);
-  TokenMask mask;
-  std::mt19937 rng(7);
-  size_t at = 0, checked = 0;
-  while (at <= text.size()) {
-    m.fill_mask(trie, mask);
-    ASSERT_EQ(mask.size(), (static_cast<size_t>(tok.vocab_size()) + 63) / 64);
-    size_t allowed = 0;
-    for (int32_t id = 0; id < tok.vocab_size(); ++id) {
-      bool expect = false;
-      if (tok.is_valid(id) && !tok.is_special(id)) {
-        GrammarMatcher copy = m;
-        expect = copy.accept(tok.token_bytes(id));
-      }
-      ASSERT_EQ(mask_has(mask, id), expect) << "token " << id << " after \"" << text.substr(0, at) << "\"";
-      allowed += expect;
-    }
-    EXPECT_GT(allowed + (m.can_end() ? 1 : 0), 0u);
-    ++checked;
-    if (at == text.size()) break;
-    const size_t n = std::min(text.size() - at, static_cast<size_t>(1 + rng() % 4));
-    ASSERT_TRUE(m.accept(std::string_view(text).substr(at, n)));
-    at += n;
-  }
-  EXPECT_GT(checked, 5u);
 }
 
 TEST(Grammar, TrieMaskIsExactOnTheTinyReasonerVocabulary) {
