@@ -41,7 +41,13 @@ class ChatJob final : public Job {
     printable_.resize(static_cast<size_t>(s.vocab_size()));
     for (int32_t id = 0; id < static_cast<int32_t>(printable_.size()); ++id) printable_[id] = tokenizer.is_valid(id);
     p_.sampler.allowed = &printable_;
-    if (p_.grammar) matcher_.emplace(p_.grammar);
+    if (p_.grammar) {
+      std::vector<int32_t> markers;
+      if (p_.grammar_whole)
+        for (int32_t id : {think_open_, think_close_})
+          if (id >= 0) markers.push_back(id);
+      grammar_.emplace(p_.grammar, tokenizer, s.eos_tokens(), s.vocab_size(), std::move(markers));
+    }
   }
 
   void start() override {
@@ -73,7 +79,7 @@ class ChatJob final : public Job {
       // Budget spent: close the think block as the model itself would, then answer.
       if (writer_.write(channel_, decoder_.finish())) return stop_for_writer();
       channel_ = Channel::answer;
-      if (matcher_ && p_.grammar_whole && !matcher_->accept(tok_.decode(close_block_)))
+      if (grammar_ && p_.grammar_whole && !grammar_->read(tok_.decode(close_block_)))
         fail(Errc::invalid_argument,
              "think_budget ends the reasoning with \"</think>\", which the grammar does not allow there");
       if (s.position() + static_cast<int64_t>(close_block_.size()) > s.max_context())
@@ -85,10 +91,10 @@ class ChatJob final : public Job {
     if (s.position() >= s.max_context())
       fail(Errc::context_full,
            "the session reached its max_context of " + std::to_string(s.max_context()) + " tokens during the reply");
-    const bool constrained = matcher_ && (p_.grammar_whole || channel_ == Channel::answer);
-    if (matcher_) build_constraint(constrained);
+    const bool constrained = grammar_ && (p_.grammar_whole || channel_ == Channel::answer);
+    if (grammar_) build_constraint(constrained);
     const int32_t token = s.sample_logits(p_.sampler);
-    if (matcher_) follow_grammar(token, constrained);
+    if (grammar_) follow_grammar(token, constrained);
     ++generated_;
     ++stats.generated;
     if (stats.first_token_us == 0) stats.first_token_us = now_us();
@@ -127,46 +133,25 @@ class ChatJob final : public Job {
     return writer_.hit_stop_string() ? StopReason::stop_string : StopReason::callback;
   }
 
-  // The tokens the grammar allows next (constrained), or everything but end-of-sequence
-  // (reasoning before a constrained answer).
+  // The grammar's mask (constrained), or everything but end-of-sequence (the reasoning
+  // before a constrained answer).
   void build_constraint(bool constrained) {
-    const Session& s = session();
-    const size_t words = static_cast<size_t>((s.vocab_size() + 63) / 64);
     if (constrained) {
-      matcher_->fill_mask(tok_.text_trie(), constraint_);
-      constraint_.resize(words, 0);
-      const bool can_end = matcher_->can_end();
-      for (int32_t eos : s.eos_tokens())
-        if (eos >= 0 && eos < s.vocab_size()) set_bit(eos, can_end);
-      if (p_.grammar_whole)
-        for (int32_t marker : {think_open_, think_close_})
-          if (marker >= 0 && marker < s.vocab_size()) {
-            GrammarMatcher copy = *matcher_;
-            set_bit(marker, copy.accept(tok_.token_bytes(marker)));
-          }
-    } else {
-      constraint_.assign(words, ~uint64_t{0});
-      for (int32_t eos : s.eos_tokens())
-        if (eos >= 0 && eos < s.vocab_size()) set_bit(eos, false);
+      p_.sampler.constraint = &grammar_->mask();
+      return;
     }
-    p_.sampler.constraint = &constraint_;
-  }
-  void set_bit(int32_t id, bool on) {
-    const uint64_t bit = uint64_t{1} << (id & 63);
-    uint64_t& word = constraint_[static_cast<size_t>(id) >> 6];
-    word = on ? word | bit : word & ~bit;
+    if (free_mask_.empty()) free_mask_ = all_tokens_but(session().vocab_size(), session().eos_tokens());
+    p_.sampler.constraint = &free_mask_;
   }
 
-  // Reads the sampled token's text into the grammar.
   void follow_grammar(int32_t token, bool constrained) {
-    if (token < 0 || static_cast<size_t>(token >> 6) >= constraint_.size() || !mask_has(constraint_, token) ||
-        (p_.sampler.allowed && !(*p_.sampler.allowed)[static_cast<size_t>(token)]))
-      fail(Errc::invalid_argument, "the grammar allows no token the model can write here");
-    if (!constrained) return;
+    if (constrained) {
+      grammar_->follow(token);
+      return;
+    }
     const auto& eos = session().eos_tokens();
-    if (std::find(eos.begin(), eos.end(), token) != eos.end()) return;
-    if (!matcher_->accept(tok_.token_bytes(token)))  // the mask said it could
-      fail(Errc::internal, "the grammar rejected token " + std::to_string(token) + ", which its mask allowed");
+    if (std::find(eos.begin(), eos.end(), token) != eos.end())
+      fail(Errc::invalid_argument, "no token but end-of-sequence can be chosen while reasoning");
   }
 
   const Tokenizer& tok_;
@@ -174,8 +159,8 @@ class ChatJob final : public Job {
   std::vector<int32_t> prompt_, close_block_;
   int32_t think_open_ = -1, think_close_ = -1;
   std::vector<bool> printable_;
-  std::optional<GrammarMatcher> matcher_;
-  TokenMask constraint_;
+  std::optional<TokenConstraint> grammar_;
+  TokenMask free_mask_;
   Channel channel_ = Channel::answer;
   int64_t generated_ = 0;
   bool stopping_ = false;

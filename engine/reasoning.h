@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "chat_format.h"
-#include "grammar/matcher.h"
+#include "grammar/token_constraint.h"
 #include "runtime/job.h"
 #include "sampler.h"
 #include "session.h"

@@ -1033,6 +1033,40 @@ TEST_F(SdkReasonerTest, SubmitChatMatchesChat) {
     EXPECT_EQ(with_cb->result()->reasoning_tokens, expected_budget->reasoning_tokens);
 }
 
+TEST_F(SdkReasonerTest, GrammarsShapeTheAnswer) {
+    sibyl::Result<sibyl::Grammar> schema =
+        sibyl::Grammar::from_json_schema(R"({"type": "object", "properties": {"sum": {"type": "integer"}},
+                                             "required": ["sum"]})");
+    ASSERT_TRUE(schema.ok()) << schema.error().message;
+    sibyl::ChatOptions options;
+    options.grammar = &*schema;
+    const std::vector<sibyl::ChatMessage> conversation = {{"user", "What is 6238 + 76?"}};
+    sibyl::Session session = new_session();
+    sibyl::Result<sibyl::ChatReply> reply = session.chat(conversation, options);
+    ASSERT_TRUE(reply.ok()) << reply.error().message;
+    EXPECT_EQ(reply->stop_reason, SIBYL_STOP_EOS);
+    const std::string compact = [&] {  // the schema allows a space or an indented line between tokens
+        std::string out;
+        for (char c : reply->answer)
+            if (c != ' ' && c != '\n' && c != '\t') out += c;
+        return out;
+    }();
+    EXPECT_EQ(compact.rfind("{\"sum\":", 0), 0u) << reply->answer;
+    EXPECT_EQ(compact.back(), '}') << reply->answer;
+    sibyl::Session other = new_session();
+    sibyl::Result<sibyl::Request> request = other.submit_chat(conversation, options);
+    ASSERT_TRUE(request.ok()) << request.error().message;
+    EXPECT_EQ(drain(*request).answer, reply->answer);
+
+    sibyl::Result<std::string> gbnf = sibyl::Grammar::json_schema_to_gbnf(R"({"enum": ["yes", "no"]})");
+    ASSERT_TRUE(gbnf.ok()) << gbnf.error().message;
+    EXPECT_NE(gbnf->find("root ::= "), std::string::npos);
+    sibyl::Result<sibyl::Grammar> bad = sibyl::Grammar::from_gbnf("root ::= (", "root");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.error().code, SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(bad.error().message.find("line 1"), std::string::npos) << bad.error().message;
+}
+
 TEST_F(SdkReasonerTest, SubmitChatReportsUnusableConversationsAtOnce) {
     sibyl::Session session = new_session();
     sibyl::Result<sibyl::Request> empty = session.submit_chat({});

@@ -11,6 +11,9 @@
 #include <string>
 
 #include "failure.h"
+#include "grammar/compiled_grammar.h"
+#include "grammar/gbnf.h"
+#include "grammar/json_schema.h"
 #include "log.h"
 #include "model.h"
 #include "reasoning.h"
@@ -35,6 +38,10 @@ struct sibyl_session {
     std::lock_guard lock(mutex);
     if (current == r) current.reset();
   }
+};
+
+struct sibyl_grammar {
+  std::shared_ptr<sibyl::engine::CompiledGrammar> grammar;  // requests share it while they run
 };
 
 struct sibyl_request {
@@ -154,7 +161,8 @@ std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* 
 
 // `vocab`: the model's vocabulary size, to check logit_bias ids (-1: not known here).
 sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given, int64_t vocab) {
-  sibyl_sampler_options o = read_options(given, sibyl_sampler_options_init, "sibyl_sampler_options");
+  sibyl_sampler_options o = read_options(given, sibyl_sampler_options_init, "sibyl_sampler_options",
+                                         offsetof(sibyl_sampler_options, logit_bias));  // 0.1's size
   if (o.top_k < 0) fail(Errc::invalid_argument, "top_k must not be negative");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) fail(Errc::invalid_argument, "top_p must be in (0, 1]");
   if (!(o.min_p >= 0.0f && o.min_p <= 1.0f)) fail(Errc::invalid_argument, "min_p must be in [0, 1]");
@@ -246,8 +254,10 @@ sibyl::engine::GenerateJobParams generate_params(const int32_t* prompt, size_t n
   require_array(prompt, n_prompt, "prompt", "n_prompt");
   if (n_prompt > static_cast<size_t>(INT32_MAX))
     fail(Errc::invalid_argument, "n_prompt " + std::to_string(n_prompt) + " is larger than any context");
-  sibyl_generate_options o = read_options(options, sibyl_generate_options_init, "sibyl_generate_options");
+  sibyl_generate_options o = read_options(options, sibyl_generate_options_init, "sibyl_generate_options",
+                                          offsetof(sibyl_generate_options, grammar));  // 0.1's size
   sibyl::engine::GenerateJobParams p;
+  if (o.grammar) p.grammar = o.grammar->grammar->whole;
   p.max_new_tokens = o.max_new_tokens;
   p.stop_at_eos = o.stop_at_eos != 0;
   p.reseed = o.reseed != 0;
@@ -268,7 +278,8 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
   if (last != "user" && last != "tool")
     fail(Errc::invalid_argument, "the conversation ends with a \"" + last +
                                      "\" turn; a chat continues a conversation that ends with a user (or tool) turn");
-  sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options");
+  sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options",
+                                      offsetof(sibyl_chat_options, trusted));  // 0.1's size
   if (o.trusted)
     for (size_t i = 0; i < n_messages; ++i) conversation[i].trusted = o.trusted[i] != 0;
   if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
@@ -284,6 +295,12 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
   p.sampler = sampler_params(o.sampler, model.config().vocab_size);
   p.reseed = o.reseed != 0;
   p.seed = o.seed;
+  if (o.grammar_scope != SIBYL_GRAMMAR_ANSWER && o.grammar_scope != SIBYL_GRAMMAR_WHOLE)
+    fail(Errc::invalid_argument, "grammar_scope " + std::to_string(o.grammar_scope) + " is not a sibyl_grammar_scope");
+  if (o.grammar) {
+    p.grammar_whole = o.grammar_scope == SIBYL_GRAMMAR_WHOLE;
+    p.grammar = p.grammar_whole ? o.grammar->grammar->whole : o.grammar->grammar->answer;
+  }
   return sibyl::engine::make_chat_job(s, std::move(keep), std::move(request), model.tokenizer(),
                                       model.chat_format(), conversation, std::move(p));
 }
@@ -318,7 +335,12 @@ void submit(sibyl_session& session, sibyl::engine::Model& model, std::unique_ptr
 extern "C" {
 
 uint32_t sibyl_abi_version(void) { return SIBYL_ABI_VERSION; }
-const char* sibyl_version_string(void) { return "0.3.0"; }
+#define SIBYL_TEXT(x) #x
+#define SIBYL_NUMBER_TEXT(x) SIBYL_TEXT(x)
+const char* sibyl_version_string(void) {
+  return SIBYL_NUMBER_TEXT(SIBYL_ABI_VERSION_MAJOR) "." SIBYL_NUMBER_TEXT(SIBYL_ABI_VERSION_MINOR) "." SIBYL_NUMBER_TEXT(
+      SIBYL_ABI_VERSION_PATCH);
+}
 
 const char* sibyl_status_string(sibyl_status status) {
   switch (status) {
@@ -703,6 +725,38 @@ sibyl_status sibyl_model_render_chat(const sibyl_model* model, const sibyl_chat_
     copy_text_out(text, out, capacity, out_len);
   });
 }
+
+sibyl_status sibyl_grammar_from_gbnf(const char* gbnf, const char* root, sibyl_grammar** out_grammar) {
+  return guarded([&] {
+    require(gbnf, "gbnf");
+    require(out_grammar, "out_grammar");
+    *out_grammar = nullptr;
+    auto g = std::make_unique<sibyl_grammar>();
+    g->grammar = std::make_shared<sibyl::engine::CompiledGrammar>(sibyl::engine::parse_gbnf(gbnf, root ? root : "root"));
+    *out_grammar = g.release();
+  });
+}
+
+sibyl_status sibyl_grammar_from_json_schema(const char* schema, sibyl_grammar** out_grammar) {
+  return guarded([&] {
+    require(schema, "schema");
+    require(out_grammar, "out_grammar");
+    *out_grammar = nullptr;
+    auto g = std::make_unique<sibyl_grammar>();
+    g->grammar = std::make_shared<sibyl::engine::CompiledGrammar>(sibyl::engine::parse_json_schema(schema));
+    *out_grammar = g.release();
+  });
+}
+
+sibyl_status sibyl_json_schema_to_gbnf(const char* schema, char* out, size_t capacity, size_t* out_len) {
+  return guarded([&] {
+    require(schema, "schema");
+    require(out_len, "out_len");
+    copy_text_out(sibyl::engine::json_schema_to_gbnf(schema), out, capacity, out_len);
+  });
+}
+
+void sibyl_grammar_destroy(sibyl_grammar* grammar) { delete grammar; }
 
 void sibyl_chat_options_init(sibyl_chat_options* o) {
   if (!o) return;

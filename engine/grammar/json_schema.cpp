@@ -22,7 +22,7 @@ constexpr int64_t kMaxItems = 1000;
 // The fixed rules the compiled grammars use, added when first referred to.
 const std::map<std::string, std::string>& fixed_rules() {
   static const std::map<std::string, std::string> rules = {
-      {"ws", "[ \\t\\n]{0,20}"},
+      {"ws", "( \" \" | \"\\n\" [ \\t]{0,20} )?"},  // a space, or a new line and its indentation
       {"char", "[^\"\\\\\\x7F\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4})"},
       {"string", "\"\\\"\" char* \"\\\"\""},
       {"integer", "\"-\"? (\"0\" | [1-9] [0-9]{0,15})"},

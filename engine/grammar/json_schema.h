@@ -8,8 +8,9 @@
 // $ref to "#", "#/$defs/…" or "#/definitions/…" (recursion becomes grammar recursion).
 // Annotations (title, description, examples, default, $schema, $id, $comment) are ignored;
 // any other keyword is an error naming it, rather than output that ignores it.
-// Limits: integers up to 16 digits, fractions up to 16 digits, exponents up to 3, at most 20
-// whitespace characters between tokens, nesting of the schema itself up to 128 levels.
+// Limits: integers up to 16 digits, fractions up to 16 digits, exponents up to 3; between
+// tokens one space, or one line break and up to 20 spaces or tabs of indentation (a model
+// cannot spend its tokens on blank lines); the schema itself nests up to 128 levels.
 #pragma once
 #include <memory>
 #include <string>

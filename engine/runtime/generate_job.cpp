@@ -1,7 +1,10 @@
 // generate as a job: every reported token is appended before the request ends, so
 // the session can continue the conversation (one extra row for the last token).
 #include <algorithm>
+#include <optional>
 
+#include "grammar/token_constraint.h"
+#include "model.h"
 #include "runtime/job.h"
 
 namespace sibyl::engine {
@@ -15,6 +18,10 @@ class GenerateJob final : public Job {
   void start() override {
     session().check_feed(p_.prompt.data(), static_cast<int64_t>(p_.prompt.size()));
     if (p_.reseed) session().rng().seed_with(p_.seed);
+    if (p_.grammar) {
+      model_ = session().model();  // keeps the tokenizer the constraint reads
+      grammar_.emplace(p_.grammar, model_->tokenizer(), session().eos_tokens(), session().vocab_size());
+    }
     if (!p_.prompt.empty()) {
       pending = std::move(p_.prompt);
       pending_is_prompt = true;
@@ -32,7 +39,9 @@ class GenerateJob final : public Job {
     if (s.position() >= s.max_context())
       fail(Errc::context_full, "the session reached its max_context of " + std::to_string(s.max_context()) +
                                    " tokens after generating " + std::to_string(stats.generated));
+    if (grammar_) p_.sampler.constraint = &grammar_->mask();
     const int32_t token = s.sample_logits(p_.sampler);
+    if (grammar_) grammar_->follow(token);
     ++stats.generated;
     if (stats.first_token_us == 0) stats.first_token_us = now_us();
     Event e;
@@ -54,6 +63,8 @@ class GenerateJob final : public Job {
 
  private:
   GenerateJobParams p_;
+  std::shared_ptr<Model> model_;
+  std::optional<TokenConstraint> grammar_;
   bool stopping_ = false;
   StopReason stop_ = StopReason::eos;
 };

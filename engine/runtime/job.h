@@ -6,6 +6,7 @@
 #include <optional>
 #include <vector>
 
+#include "grammar/matcher.h"
 #include "runtime/request.h"
 #include "session.h"
 
@@ -51,6 +52,8 @@ struct GenerateJobParams {
   bool reseed = false;
   uint64_t seed = 0;
   SamplerParams sampler;  // `allowed` must outlive the job
+  // Every generated token follows it; end-of-sequence only where it accepts.
+  std::shared_ptr<GrammarAutomaton> grammar;
 };
 
 std::unique_ptr<Job> make_generate_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,

@@ -100,19 +100,21 @@ typedef struct sibyl_model sibyl_model;
 typedef struct sibyl_session sibyl_session;
 /** A submitted chat or generate request (since 0.3): its event queue, cancel and result. */
 typedef struct sibyl_request sibyl_request;
+/** A compiled grammar for constrained decoding (since 0.6). Shareable across threads and models. */
+typedef struct sibyl_grammar sibyl_grammar;
 
 /* ---------------------------------------------------------------- versions */
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 5
+#define SIBYL_ABI_VERSION_MINOR 6
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
 
 /** The ABI version the library was built with (compare with SIBYL_ABI_VERSION). */
 SIBYL_API uint32_t sibyl_abi_version(void);
-/** Human-readable library version, e.g. "0.3.0". Static storage. */
+/** Human-readable library version, e.g. "0.6.0" (the ABI version as text). Static storage. */
 SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
@@ -453,6 +455,55 @@ SIBYL_API sibyl_status sibyl_session_reset(SIBYL_NONNULL sibyl_session* session)
 /** Re-seed the session's sampling RNG. */
 SIBYL_API sibyl_status sibyl_session_set_seed(SIBYL_NONNULL sibyl_session* session, uint64_t seed);
 
+/* ---------------------------------------------------------------- structured output */
+
+/**
+ * Grammars for constrained decoding (since 0.6; docs/STRUCTURED_OUTPUT.md). A grammar
+ * is compiled once and used by any number of chats and generate calls, on any models,
+ * from any threads: a game compiles its action schema at start-up and every NPC's
+ * answers follow it. The token masks it computes are kept in it per vocabulary, so a
+ * grammar in use gets cheaper. While constrained, the sampler never picks a token the
+ * grammar rejects, whatever the temperature, and end-of-sequence comes only where the
+ * grammar accepts the text so far.
+ *
+ * Ownership: *out_grammar is a new grammar for sibyl_grammar_destroy. Requests hold on
+ * to what they use, so it may be destroyed while they run.
+ */
+
+/**
+ * From GBNF text (llama.cpp's grammar format), NUL-terminated UTF-8; `root` names the start
+ * rule, NULL = "root". Errors: SIBYL_ERR_INVALID_ARGUMENT naming the line and column, an
+ * undefined rule, or a rule that repeats without reading (left recursion).
+ */
+SIBYL_API sibyl_status sibyl_grammar_from_gbnf(SIBYL_NONNULL const char* gbnf, SIBYL_NULLABLE const char* root,
+                                               SIBYL_NONNULL sibyl_grammar** out_grammar);
+/**
+ * From a JSON Schema (NUL-terminated): the JSON texts it accepts. Supported: type, properties
+ * (in their order), required, additionalProperties (absent = no extra members), items,
+ * minItems, maxItems, minLength, maxLength, integer minimum/maximum, enum, const, anyOf,
+ * oneOf, $defs/$ref (recursion allowed). Any other constraining keyword is
+ * SIBYL_ERR_INVALID_ARGUMENT naming it and where it is.
+ */
+SIBYL_API sibyl_status sibyl_grammar_from_json_schema(SIBYL_NONNULL const char* schema,
+                                                      SIBYL_NONNULL sibyl_grammar** out_grammar);
+/** The GBNF a JSON Schema compiles to, to read or adapt (text out as sibyl_model_render_chat). */
+SIBYL_API sibyl_status sibyl_json_schema_to_gbnf(SIBYL_NONNULL const char* schema, SIBYL_NULLABLE char* out,
+                                                 size_t capacity, SIBYL_NONNULL size_t* out_len);
+/** NULL is a no-op. */
+SIBYL_API void sibyl_grammar_destroy(SIBYL_NULLABLE sibyl_grammar* grammar);
+
+/** What a chat's grammar constrains. */
+typedef enum sibyl_grammar_scope {
+    SIBYL_GRAMMAR_ANSWER = 0, /* the answer (default): the reasoning stays free and the think budget
+                                 works, but the reply cannot end before its answer; the answer may
+                                 open with up to 3 whitespace bytes (the format's blank line, which
+                                 the answer text leaves out), then follows the grammar */
+    SIBYL_GRAMMAR_WHOLE = 1,  /* every generated token, from the first; "<think>" and "</think>"
+                                 are read as that text. A think_budget whose forced "</think>" the
+                                 grammar rejects ends the request with SIBYL_ERR_INVALID_ARGUMENT */
+    SIBYL_GRAMMAR_SCOPE_MAX_ENUM = 0x7fffffff
+} sibyl_grammar_scope;
+
 /* ---------------------------------------------------------------- sampling */
 
 /**
@@ -510,6 +561,9 @@ typedef struct sibyl_generate_options {
     uint64_t seed;
     const sibyl_sampler_options* sampler; /* how tokens are chosen; NULL (default) = greedy.
                                              Read during the call only. */
+    /* since 0.6: */
+    const sibyl_grammar* grammar; /* NULL (default): free. Else every generated token follows it
+                                     and end-of-sequence comes only where it accepts */
 } sibyl_generate_options;
 
 SIBYL_API void sibyl_generate_options_init(SIBYL_NULLABLE sibyl_generate_options* options);
@@ -643,6 +697,10 @@ typedef struct sibyl_chat_options {
                                      message (n_messages of them): non-zero trusts that message's
                                      content, whose control-token text then becomes those tokens. The
                                      rendered text (sibyl_model_render_chat) is the same either way */
+    /* since 0.6: */
+    const sibyl_grammar* grammar; /* NULL (default): free text. Else the reply follows it (see
+                                     sibyl_grammar_scope and the structured output section) */
+    sibyl_grammar_scope grammar_scope; /* default SIBYL_GRAMMAR_ANSWER */
 } sibyl_chat_options;
 
 SIBYL_API void sibyl_chat_options_init(SIBYL_NULLABLE sibyl_chat_options* options);

@@ -406,12 +406,66 @@ struct SamplerOptions {
     }
 };
 
+/** What a chat's grammar constrains (sibyl_grammar_scope). */
+enum class GrammarScope : int32_t {
+    answer = SIBYL_GRAMMAR_ANSWER,  // the answer; the reasoning stays free (default)
+    whole = SIBYL_GRAMMAR_WHOLE,    // every generated token, think markers read as text
+};
+
+/**
+ * A compiled grammar for constrained decoding (GBNF or a JSON Schema; since 0.6). Compile
+ * once and use it for every chat: the masks it computes are kept in it. Move-only.
+ */
+class Grammar {
+public:
+    struct Deleter {
+        void operator()(sibyl_grammar* grammar) const noexcept { sibyl_grammar_destroy(grammar); }
+    };
+
+    Grammar() noexcept = default;
+    /** Take ownership of a C handle. */
+    explicit Grammar(sibyl_grammar* handle) noexcept : handle_(handle) {}
+
+    /** From GBNF text; errors name the line and column. */
+    static Result<Grammar> from_gbnf(std::string_view gbnf, std::string_view root = "root") {
+        const std::string text(gbnf), start(root);
+        if (text.find('\0') != std::string::npos || start.find('\0') != std::string::npos)
+            return Error{SIBYL_ERR_INVALID_ARGUMENT, "the grammar contains a NUL character"};
+        sibyl_grammar* handle = nullptr;
+        Status st = sibyl_grammar_from_gbnf(text.c_str(), start.c_str(), &handle);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return Grammar(handle);
+    }
+
+    /** From a JSON Schema (the supported subset is in docs/STRUCTURED_OUTPUT.md). */
+    static Result<Grammar> from_json_schema(std::string_view schema) {
+        const std::string text(schema);
+        if (text.find('\0') != std::string::npos)
+            return Error{SIBYL_ERR_INVALID_ARGUMENT, "the schema contains a NUL character"};
+        sibyl_grammar* handle = nullptr;
+        Status st = sibyl_grammar_from_json_schema(text.c_str(), &handle);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return Grammar(handle);
+    }
+
+    /** The GBNF a JSON Schema compiles to. */
+    static Result<std::string> json_schema_to_gbnf(std::string_view schema);
+
+    const sibyl_grammar* get() const noexcept { return handle_.get(); }
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+private:
+    std::unique_ptr<sibyl_grammar, Deleter> handle_;
+};
+
 /** How Session::generate runs. Defaults equal sibyl_generate_options_init. */
 struct GenerateOptions {
     uint32_t max_new_tokens = 256;
     bool stop_at_eos = true;        // stop after the model's end-of-sequence token
     std::optional<uint64_t> seed;   // set: re-seed the session RNG with it first
     SamplerOptions sampler;         // default: greedy
+    // since 0.6: every generated token follows it (not owned; it must outlive the call)
+    const Grammar* grammar = nullptr;
 
     /** The C struct; `sampler` must point at sampler.to_c() kept alive during the call. */
     sibyl_generate_options to_c(const sibyl_sampler_options* c_sampler) const noexcept {
@@ -422,6 +476,7 @@ struct GenerateOptions {
         c.reseed = seed.has_value() ? 1 : 0;
         c.seed = seed.value_or(0);
         c.sampler = c_sampler;
+        c.grammar = grammar ? grammar->get() : nullptr;
         return c;
     }
 };
@@ -449,6 +504,10 @@ struct ChatOptions {
     std::vector<std::string> stop_strings;    // the answer ends before the first one
     SamplerOptions sampler;                   // default: greedy
     std::optional<uint64_t> seed;             // set: re-seed the session RNG with it first
+    // since 0.6: the reply follows this grammar (not owned; it must outlive the call — a
+    // submitted request keeps what it needs).
+    const Grammar* grammar = nullptr;
+    GrammarScope grammar_scope = GrammarScope::answer;
 };
 
 /** What Session::chat produced: both channels in full, and why it stopped. */
@@ -755,6 +814,8 @@ struct ChatOptionsC {
         c.seed = options.seed.value_or(0);
         for (const ChatMessage& m : messages) trusted.push_back(m.trusted ? 1 : 0);
         c.trusted = trusted.data();
+        c.grammar = options.grammar ? options.grammar->get() : nullptr;
+        c.grammar_scope = static_cast<sibyl_grammar_scope>(options.grammar_scope);
     }
     ChatOptionsC(const ChatOptionsC&) = delete;
     ChatOptionsC& operator=(const ChatOptionsC&) = delete;
@@ -865,6 +926,16 @@ inline void request_event_trampoline(const sibyl_event* c_event, void* user_data
     state->changed.notify_all();
 }
 }  // namespace detail
+
+inline Result<std::string> Grammar::json_schema_to_gbnf(std::string_view schema) {
+    const std::string text(schema);
+    if (text.find('\0') != std::string::npos)
+        return Error{SIBYL_ERR_INVALID_ARGUMENT, "the schema contains a NUL character"};
+    auto bytes = detail::fill_buffer<char>(
+        [&](char* out, size_t capacity, size_t* n) { return sibyl_json_schema_to_gbnf(text.c_str(), out, capacity, n); });
+    if (!bytes) return bytes.error();
+    return std::string(bytes->data(), bytes->size());
+}
 
 /**
  * A submitted chat or generate request (Session::submit_chat / submit_generate).
