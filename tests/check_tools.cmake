@@ -124,6 +124,23 @@ if(NOT rc EQUAL 0 OR NOT err MATCHES "\\[8 reasoning" OR out MATCHES "think>" OR
   message(FATAL_ERROR "sibyl-chat --think-budget 8: rc=${rc} '${out}' ${err}")
 endif()
 
+# sibyl-chat --json-schema: the answer is JSON with the schema's members; a broken grammar is an error.
+file(WRITE ${WORK}/answer.schema.json
+     [=[{"type": "object", "properties": {"sum": {"type": "integer"}, "sure": {"type": "boolean"}}, "required": ["sum", "sure"]}]=])
+execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" --hide-reasoning --json-schema ${WORK}/answer.schema.json
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+string(JSON sum_type ERROR_VARIABLE json_error TYPE "${out}" sum)
+string(JSON sure_type ERROR_VARIABLE json_error2 TYPE "${out}" sure)
+if(NOT rc EQUAL 0 OR NOT sum_type STREQUAL "NUMBER" OR NOT sure_type STREQUAL "BOOLEAN")
+  message(FATAL_ERROR "sibyl-chat --json-schema: rc=${rc} '${out}' ${json_error} ${err}")
+endif()
+file(WRITE ${WORK}/broken.gbnf "root ::= (\"a\"\n")
+execute_process(COMMAND ${CHAT} --prompt "hi" --grammar ${WORK}/broken.gbnf OUTPUT_VARIABLE out ERROR_VARIABLE err
+                RESULT_VARIABLE rc)
+if(rc EQUAL 0 OR NOT err MATCHES "broken.gbnf: grammar line 2, column 1")
+  message(FATAL_ERROR "sibyl-chat --grammar with a broken grammar: rc=${rc} ${err}")
+endif()
+
 # sibyl-chat interactive: two turns in one session; the second reuses the first from the cache.
 file(WRITE ${WORK}/chat_input.txt "What is 12 + 30?\nHow many r are in the word strawberry?\n/quit\n")
 execute_process(COMMAND ${CHAT} --hide-reasoning INPUT_FILE ${WORK}/chat_input.txt

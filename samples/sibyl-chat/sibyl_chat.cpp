@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,9 @@ static const char* kUsage =
     "  --hide-reasoning     do not print the reasoning\n"
     "  --max-new N          tokens per reply (default 1024)\n"
     "  --seed S  --temperature T  --top-k K  --top-p P   sampling (default: greedy)\n"
+    "  --json-schema FILE   the answer is JSON following this JSON Schema\n"
+    "  --grammar FILE       the answer follows this GBNF grammar (start rule: root)\n"
+    "  --grammar-scope S    answer (default): the reasoning stays free; whole: every generated token\n"
     SIBYL_CLI_MODEL_FLAGS_HELP
     "Interactive commands: /reset (new conversation), /quit.\n";
 
@@ -56,24 +61,50 @@ int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_dat
 }
 
 
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return false;
+  out.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  return true;
+}
+
+// The grammar of --json-schema or --grammar (NULL when neither is given); exits on errors.
+sibyl_grammar* grammar_from_flags(const sibyl::cli::Args& args) {
+  if (args.has("--json-schema") && args.has("--grammar")) args.die("give --json-schema or --grammar, not both");
+  const char* flag = args.has("--json-schema") ? "--json-schema" : args.has("--grammar") ? "--grammar" : nullptr;
+  if (!flag) return nullptr;
+  std::string text;
+  if (!read_file(args.get(flag), text)) args.die(std::string("cannot read ") + flag + " " + args.get(flag));
+  sibyl_grammar* g = nullptr;
+  const sibyl_status st = args.has("--json-schema") ? sibyl_grammar_from_json_schema(text.c_str(), &g)
+                                                    : sibyl_grammar_from_gbnf(text.c_str(), nullptr, &g);
+  if (st != SIBYL_OK) args.die(args.get(flag) + ": " + sibyl_last_error_message());
+  return g;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
                         sibyl::cli::with_model_flags({"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
-                         "--top-k", "--top-p"}),
+                         "--top-k", "--top-p", "--json-schema", "--grammar", "--grammar-scope"}),
                         kUsage, sibyl::cli::with_model_switches({"--no-think", "--hide-reasoning"}));
   const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
+  const std::string scope = args.get("--grammar-scope", "answer");
+  if (scope != "answer" && scope != "whole") args.die("--grammar-scope must be answer or whole");
+  sibyl_grammar* grammar = grammar_from_flags(args);
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(model_dir.c_str(), &mo, &model) != SIBYL_OK) {
     std::fprintf(stderr, "error: %s\n", sibyl_last_error_message());
+    sibyl_grammar_destroy(grammar);
     return 1;
   }
   sibyl_session* session = nullptr;
   if (sibyl_session_create(model, nullptr, &session) != SIBYL_OK) {
     std::fprintf(stderr, "error: %s\n", sibyl_last_error_message());
     sibyl_model_destroy(model);
+    sibyl_grammar_destroy(grammar);
     return 1;
   }
 
@@ -90,6 +121,8 @@ int main(int argc, char** argv) {
   co.sampler = &so;
   co.reseed = 1;
   co.seed = static_cast<uint64_t>(args.get_int("--seed", 0));
+  co.grammar = grammar;
+  co.grammar_scope = scope == "whole" ? SIBYL_GRAMMAR_WHOLE : SIBYL_GRAMMAR_ANSWER;
 
   Stream stream;
   stream.show_reasoning = args.get_int("--hide-reasoning", 0) == 0;
@@ -153,5 +186,6 @@ int main(int argc, char** argv) {
   }
   sibyl_session_destroy(session);
   sibyl_model_destroy(model);
+  sibyl_grammar_destroy(grammar);
   return rc;
 }
