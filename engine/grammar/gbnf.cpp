@@ -276,6 +276,7 @@ class GbnfParser {
     }
     // R_1 ::= atom | ε, R_k ::= atom R_{k-1} | ε: up to max - min more.
     uint32_t inner = 0;
+    std::vector<uint32_t> chain;
     for (uint32_t k = 1; k <= max - min; ++k) {
       const uint32_t rule = aux_rule(owner);
       Sequence alt = atom;
@@ -283,8 +284,10 @@ class GbnfParser {
       b_.add_alternative(rule, alt);
       b_.add_alternative(rule, {});
       inner = rule;
+      chain.push_back(rule);
     }
     if (max > min) seq.push_back({GrammarElement::rule, inner});
+    if (chain.size() > 1) b_.add_chain(std::move(chain));
   }
 
   Sequence parse_sequence(const std::string& owner) {

@@ -31,6 +31,10 @@ struct Grammar {
   std::vector<std::string> names;            // per rule, for messages
   std::vector<ByteSet> sets;
   uint32_t root = 0;
+  // Bounded repetitions (x{m,n}) as chains of rules R_k ::= x R_{k-1} | empty (R_1 ::= x |
+  // empty): chains[c][k - 1] is R_k. For reading at most d bytes, R_k with k > d behaves as
+  // R_{d+1}: deep inside a long repetition, states share their masks.
+  std::vector<std::vector<uint32_t>> chains;
 };
 
 // The grammar with up to `most` bytes of ASCII whitespace before it: an answer's grammar,
@@ -45,6 +49,7 @@ class GrammarBuilder {
   uint32_t set_index(const ByteSet& set);
   // An alternative of `rule`: its elements without the closing `end` (none: the empty string).
   void add_alternative(uint32_t rule, const std::vector<GrammarElement>& sequence);
+  void add_chain(std::vector<uint32_t> rules) { g_.chains.push_back(std::move(rules)); }
   // Errc::invalid_argument naming the rule when a rule has no alternative, or can reach
   // itself before reading a byte (left recursion, or a repetition of something that can be
   // empty): the matcher reads left to right and would never stop expanding it.

@@ -7,6 +7,8 @@ namespace {
 
 constexpr size_t kMaskMemoBytes = size_t{64} << 20;  // masks kept per grammar, at most
 constexpr uint32_t kCutDepth = 3;  // stack levels a cut state keeps below its deepest top
+constexpr uint16_t kExactBytes = 32;  // a cut state's mask decides tokens up to this long
+constexpr size_t kChainClamp = kExactBytes + 1;  // R_k, k > this, reads like R_kChainClamp
 
 }  // namespace
 
@@ -17,6 +19,20 @@ size_t GrammarAutomaton::KeyHash::operator()(const std::vector<uint32_t>& k) con
 }
 
 GrammarAutomaton::GrammarAutomaton(std::shared_ptr<const Grammar> grammar) : g_(std::move(grammar)) {
+  const Grammar& g = *g_;
+  element_rule_.assign(g.elements.size(), 0);
+  for (uint32_t r = 0; r < g.rules.size(); ++r)
+    for (uint32_t e : g.rules[r])
+      for (;; ++e) {
+        element_rule_[e] = r;
+        if (g.elements[e].kind == GrammarElement::end) break;
+      }
+  // R_k (k >= 2) are laid out alike: "x R_{k-1}" then the empty alternative.
+  shift_.assign(g.rules.size(), 0);
+  for (const std::vector<uint32_t>& chain : g.chains)
+    for (size_t k = kChainClamp + 1; k <= chain.size(); ++k)
+      shift_[chain[k - 1]] = static_cast<int64_t>(g.rules[chain[kChainClamp - 1]][0]) -
+                             static_cast<int64_t>(g.rules[chain[k - 1]][0]);
   tops_.clear();
   accepting_ = false;
   for (uint32_t alt : g_->rules[g_->root]) expand(alt, kNone);
@@ -111,12 +127,8 @@ uint32_t GrammarAutomaton::cut(uint32_t state) {
     uint32_t f = heads_[s.first_head + i];
     for (; f != kNone && f != kCut && (chain.empty() || frames_[f].depth > keep_above); f = frames_[f].parent)
       chain.push_back(f);
-    if (f == kNone || f == kCut) {  // shallow enough: kept whole
-      tops_.push_back(heads_[s.first_head + i]);
-      continue;
-    }
-    uint32_t up = kCut;
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) up = frame(frames_[*it].pos, up);
+    uint32_t up = f == kNone || f == kCut ? f : kCut;  // a shallow stack is kept whole
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it) up = frame(canonical(frames_[*it].pos), up);
     tops_.push_back(up);
   }
   const uint32_t c = intern_state();
@@ -149,10 +161,15 @@ const GrammarAutomaton::CutMask& GrammarAutomaton::cut_mask(uint32_t cut_state, 
   const uint32_t n = static_cast<uint32_t>(trie.nodes.size());
   for (uint32_t i = 0; i < n;) {
     const TokenTrie::Node& node = trie.nodes[i];
+    path_[node.depth - 1u] = static_cast<char>(node.byte);
+    if (node.depth > kExactBytes) {  // longer than a cut state decides
+      m.open.emplace_back(i, path_.substr(0, node.depth));
+      i = node.end;
+      continue;
+    }
     const uint32_t from = walk_[node.depth - 1];
     uint32_t s = next_[size_t{from} * 256 + node.byte];
     if (s == kUnknown) s = next(from, node.byte);
-    path_[node.depth - 1u] = static_cast<char>(node.byte);
     if (s == kDead || cut_reached_at_[s]) {
       if (s != kDead) m.open.emplace_back(i, path_.substr(0, node.depth));  // the whole state decides it
       i = node.end;

@@ -64,7 +64,8 @@ class GrammarAutomaton {
     bool cut_reached;   // a cut stack returned past its cut: what follows is not known here
   };
   // The mask of a cut state: tokens read without reaching the cut, and the trie nodes (with
-  // their prefixes) where the cut was reached, whose subtrees the whole state decides.
+  // their prefixes) where the cut was reached or kExactBytes were passed, whose subtrees
+  // the whole state decides.
   struct CutMask {
     TokenMask accepted;
     std::vector<std::pair<uint32_t, std::string>> open;
@@ -82,7 +83,11 @@ class GrammarAutomaton {
   // Adds the stack tops reached from frame (pos, parent) before the next byte to `tops_`.
   void expand(uint32_t pos, uint32_t parent);
   uint32_t intern_state();  // from tops_, accepting_ and cut_reached_
-  uint32_t cut(uint32_t state);  // the state with every stack cut below its top frames
+  // The state with every stack cut below its top frames, and positions deep inside a long
+  // repetition moved to where the repetition has kChainClamp steps left (Grammar::chains):
+  // the same tokens of up to kExactBytes bytes come next from both.
+  uint32_t cut(uint32_t state);
+  uint32_t canonical(uint32_t pos) const { return static_cast<uint32_t>(pos + shift_[element_rule_[pos]]); }
   const CutMask& cut_mask(uint32_t cut_state, const TokenTrie& trie, Memo& memo);
   // Sets the bits of the tokens in the subtree [first, end) of the trie readable from
   // `state`, the state at the subtree's parent.
@@ -104,6 +109,8 @@ class GrammarAutomaton {
   std::vector<std::pair<uint32_t, uint32_t>> work_;
   std::vector<uint32_t> cut_of_;  // by state: its cut state, or kUnknown
   std::vector<uint32_t> chain_;
+  std::vector<uint32_t> element_rule_;  // by element: its rule
+  std::vector<int64_t> shift_;          // by rule: to the same position of its chain's clamp rule
   std::vector<uint8_t> cut_reached_at_;  // by state: State::cut_reached, compact for the walk
   std::unordered_map<uint64_t, Memo> memos_;
   std::vector<uint32_t> walk_;
