@@ -70,10 +70,12 @@ TEST_F(CapiGrammar, SchemaShapesTheAnswerBlockingAndNonBlocking) {
   EXPECT_EQ(j.size(), 2u);
   EXPECT_FALSE(blocking.reasoning.empty());
 
-  // The same chat as a request on a fresh session; the handle may go before the request ends.
+  // The same chat as a request on a fresh session, with the grammar prepared for the model
+  // first; the handle may go before the request ends.
   sibyl_session* other = sibyl_capi_test::new_session(model_);
   sibyl_grammar* copy = nullptr;
   ASSERT_EQ(sibyl_grammar_from_json_schema(kSchema, &copy), SIBYL_OK);
+  ASSERT_EQ(sibyl_grammar_prepare(copy, model_, SIBYL_GRAMMAR_ANSWER), SIBYL_OK) << sibyl_last_error_message();
   co.grammar = copy;
   sibyl_request* r = nullptr;
   ASSERT_EQ(sibyl_session_submit_chat(other, &msg, 1, &co, nullptr, &r), SIBYL_OK) << sibyl_last_error_message();
@@ -175,6 +177,9 @@ TEST_F(CapiGrammar, BadGrammarsAndArgumentsAreClearErrors) {
   size_t len = 0;
   EXPECT_EQ(sibyl_json_schema_to_gbnf("[]", nullptr, 0, &len), SIBYL_ERR_INVALID_ARGUMENT);
   sibyl_grammar_destroy(nullptr);
+  EXPECT_EQ(sibyl_grammar_prepare(nullptr, model_, SIBYL_GRAMMAR_ANSWER), SIBYL_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(sibyl_grammar_prepare(schema_, nullptr, SIBYL_GRAMMAR_ANSWER), SIBYL_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(sibyl_grammar_prepare(schema_, model_, static_cast<sibyl_grammar_scope>(2)), SIBYL_ERR_INVALID_ARGUMENT);
 
   const char* question = "What is 2 + 2?";
   const sibyl_chat_message msg{"user", question, std::strlen(question)};

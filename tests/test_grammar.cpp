@@ -104,6 +104,7 @@ TEST(Grammar, ErrorsNameTheProblemAndWhere) {
   EXPECT_NE(error_of("root ::= \"a\"\nroot ::= \"b\"").find("defined twice"), std::string::npos);
   EXPECT_NE(error_of("root ::= \"a\" )").find("expected a new rule"), std::string::npos);
   EXPECT_NE(error_of("").find("empty"), std::string::npos);
+  EXPECT_NE(error_of("root ::= " + std::string(100000, '(')).find("nest deeper"), std::string::npos);
 }
 
 // Every code point is matched by exactly the sequences of the ranges holding it.
@@ -156,6 +157,11 @@ TEST(Grammar, TrieMaskIsExactOnTheTinyReasonerVocabulary) {
 TEST(Grammar, TrieMaskIsExactOnTheDeepSeekV3Vocabulary) {
   const auto tok = Tokenizer::load(data_dir() + "/tokenizers/deepseek-v3/tokenizer.json");
   expect_exact_masks(*tok, parse_gbnf(kJson), "{\"action\": \"give\", \"item\": \"sword \xe6\x97\xa5\", \"n\": 2}");
+  // Long bounded repetitions (their states share masks far from the bound) and tokens longer
+  // than a cut state decides (V3 has runs of up to 128 spaces or dashes).
+  const std::string spaces(70, ' '), dashes(40, '-');
+  expect_exact_masks(*tok, parse_gbnf("root ::= \"<\" [^<>]{0,90} \">\" [ ]{0,75} [-]{3,50} \"!\""),
+                     "<" + spaces + "x>" + std::string(60, ' ') + dashes + "!");
 }
 
 }  // namespace

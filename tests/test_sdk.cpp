@@ -1038,6 +1038,7 @@ TEST_F(SdkReasonerTest, GrammarsShapeTheAnswer) {
         sibyl::Grammar::from_json_schema(R"({"type": "object", "properties": {"sum": {"type": "integer"}},
                                              "required": ["sum"]})");
     ASSERT_TRUE(schema.ok()) << schema.error().message;
+    EXPECT_EQ(schema->prepare(model_).code, SIBYL_OK);
     sibyl::ChatOptions options;
     options.grammar = &*schema;
     const std::vector<sibyl::ChatMessage> conversation = {{"user", "What is 6238 + 76?"}};

@@ -758,6 +758,17 @@ sibyl_status sibyl_json_schema_to_gbnf(const char* schema, char* out, size_t cap
 
 void sibyl_grammar_destroy(sibyl_grammar* grammar) { delete grammar; }
 
+sibyl_status sibyl_grammar_prepare(sibyl_grammar* grammar, const sibyl_model* model, sibyl_grammar_scope scope) {
+  return guarded([&] {
+    require(grammar, "grammar");
+    require(model, "model");
+    if (scope != SIBYL_GRAMMAR_ANSWER && scope != SIBYL_GRAMMAR_WHOLE)
+      fail(Errc::invalid_argument, "scope " + std::to_string(scope) + " is not a sibyl_grammar_scope");
+    const auto& automaton = scope == SIBYL_GRAMMAR_WHOLE ? grammar->grammar->whole : grammar->grammar->answer;
+    automaton->prepare(model->model->tokenizer().text_trie(), sibyl::engine::kPrepareStates);
+  });
+}
+
 void sibyl_chat_options_init(sibyl_chat_options* o) {
   if (!o) return;
   std::memset(o, 0, sizeof *o);

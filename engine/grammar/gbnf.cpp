@@ -11,6 +11,7 @@ namespace sibyl::engine {
 namespace {
 
 constexpr uint32_t kMaxRepeat = 10000;
+constexpr int kMaxNesting = 256;  // parenthesised groups inside one another
 constexpr uint32_t kUnbounded = UINT32_MAX;
 
 using Sequence = std::vector<GrammarElement>;
@@ -338,9 +339,11 @@ class GbnfParser {
         ++pos_;
         seq.push_back(class_element({{0, 0x10FFFF}}, owner));
       } else if (c == '(') {
+        if (++nesting_ > kMaxNesting) error("groups nest deeper than " + std::to_string(kMaxNesting) + " levels");
         ++pos_;
         const uint32_t rule = aux_rule(owner);
         parse_alternates(rule, owner);
+        --nesting_;
         skip_space();
         if (peek() != ')') error("expected ')'");
         ++pos_;
@@ -359,6 +362,7 @@ class GbnfParser {
   GrammarBuilder b_;
   std::unordered_map<std::string, Rule> rules_;
   uint32_t aux_count_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

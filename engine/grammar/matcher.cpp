@@ -206,6 +206,33 @@ const TokenMask& GrammarAutomaton::mask(uint32_t state, const TokenTrie& trie) {
   return memo.masks.emplace(state, std::move(out)).first->second;
 }
 
+size_t GrammarAutomaton::prepare(const TokenTrie& trie, size_t max_states) {
+  std::lock_guard lock(mutex_);
+  walk_.resize(static_cast<size_t>(trie.max_depth) + 1);
+  path_.resize(static_cast<size_t>(trie.max_depth) + 1);
+  std::vector<uint32_t> queue{start_};
+  std::vector<uint8_t> seen(states_.size(), 0);
+  seen[start_] = 1;
+  for (size_t head = 0; head < queue.size() && head < max_states; ++head) {
+    const uint32_t state = queue[head];
+    const uint32_t c = cut(state);
+    if (c == state)
+      mask(state, trie);  // nothing to share: its own mask
+    else
+      cut_mask(c, trie, memos_[trie.id]);
+    for (unsigned b = 0; b < 256; ++b) {
+      const uint32_t to = next(state, static_cast<uint8_t>(b));
+      if (to == kDead) continue;
+      if (to >= seen.size()) seen.resize(states_.size(), 0);
+      if (!seen[to]) {
+        seen[to] = 1;
+        queue.push_back(to);
+      }
+    }
+  }
+  return std::min(queue.size(), max_states);
+}
+
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
     : GrammarMatcher(std::make_shared<GrammarAutomaton>(std::move(grammar))) {}
 

@@ -25,6 +25,9 @@
 
 namespace sibyl::engine {
 
+// How many states GrammarAutomaton::prepare explores by default.
+constexpr size_t kPrepareStates = 4096;
+
 // Bit `id` set: token id may come next.
 using TokenMask = std::vector<uint64_t>;
 inline bool mask_has(const TokenMask& m, int32_t id) { return (m[static_cast<size_t>(id) >> 6] >> (id & 63)) & 1; }
@@ -46,6 +49,12 @@ class GrammarAutomaton {
   bool finished(uint32_t state) const { return states_[state].n_heads == 0; }
   // The tokens of `trie` whose bytes can be read from `state`, as bits over its vocabulary.
   const TokenMask& mask(uint32_t state, const TokenTrie& trie);
+
+  // Computes ahead, for this vocabulary, the masks of the cut states reachable within
+  // `max_states` states of the start (breadth first, byte by byte): the grammar's compile step
+  // for a vocabulary, so that first uses cost no walk of the whole trie. Locks the automaton.
+  // Returns the states visited.
+  size_t prepare(const TokenTrie& trie, size_t max_states);
 
   size_t state_count() const { return states_.size(); }
 

@@ -406,6 +406,8 @@ struct SamplerOptions {
     }
 };
 
+class Model;
+
 /** What a chat's grammar constrains (sibyl_grammar_scope). */
 enum class GrammarScope : int32_t {
     answer = SIBYL_GRAMMAR_ANSWER,  // the answer; the reasoning stays free (default)
@@ -450,6 +452,9 @@ public:
 
     /** The GBNF a JSON Schema compiles to. */
     static Result<std::string> json_schema_to_gbnf(std::string_view schema);
+
+    /** Compute the masks for `model`'s vocabulary ahead of use (sibyl_grammar_prepare); at load time. */
+    Error prepare(const Model& model, GrammarScope scope = GrammarScope::answer);
 
     const sibyl_grammar* get() const noexcept { return handle_.get(); }
     explicit operator bool() const noexcept { return handle_ != nullptr; }
@@ -1508,6 +1513,11 @@ public:
 private:
     std::unique_ptr<sibyl_model, Deleter> handle_;
 };
+
+inline Error Grammar::prepare(const Model& model, GrammarScope scope) {
+    return Error::from_status(
+        sibyl_grammar_prepare(handle_.get(), model.get(), static_cast<sibyl_grammar_scope>(scope)));
+}
 
 }  // namespace sdk_v0
 }  // namespace sibyl
