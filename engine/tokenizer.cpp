@@ -305,13 +305,13 @@ struct Tokenizer::Impl {
   AddedTrie normalized_trie;  // normalized=true, matched in what is left (the normalizer is identity)
   std::unordered_map<std::string, int32_t> added_ids;
   std::vector<std::string> bytes;  // by id: what the token decodes to
-  std::vector<uint8_t> kinds;      // by id: kValid | kSpecial
+  std::vector<uint8_t> kinds;      // by id: kValid | kSpecial | kAdded
   // Rust-regex classes that `tokenizers` uses for single_word / lstrip / rstrip.
   std::unique_ptr<Regex> word_char, space_char;
   std::once_flag trie_once;
   TokenTrie trie;
 
-  static constexpr uint8_t kValid = 1, kSpecial = 2;
+  static constexpr uint8_t kValid = 1, kSpecial = 2, kAdded = 4;
 
   void read_pre_tokenizer(const json& p, bool& byte_level_seen, const std::string& source);
   void read_added_tokens(const json& list, const std::string& source);
@@ -420,7 +420,7 @@ void Tokenizer::Impl::build_tables() {
   for (int32_t id = 0; id <= model->max_id(); ++id)
     if (const std::string* t = model->token_of(id)) set(id, *t, kValid);
   // Added tokens take precedence when decoding, as in Hugging Face.
-  for (const AddedToken& a : added) set(a.id, a.content, a.special ? kValid | kSpecial : kValid);
+  for (const AddedToken& a : added) set(a.id, a.content, a.special ? kValid | kSpecial | kAdded : kValid | kAdded);
 }
 
 // Hugging Face's AddedVocabulary::find_matches on one sentence: leftmost-longest matches,
@@ -599,8 +599,12 @@ int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->kinds
 
 std::string Tokenizer::token_bytes(int32_t id) const { return bytes_of(id); }
 
+bool Tokenizer::is_added(int32_t id) const { return is_valid(id) && (impl_->kinds[id] & Impl::kAdded); }
+
 const TokenTrie& Tokenizer::text_trie() const {
   std::call_once(impl_->trie_once, [this] {
+    // Added tokens are left out even when not marked special (R1's <think>, V3's <｜User｜>):
+    // they are the format's markup, and every text has a spelling in the vocabulary's own tokens.
     std::vector<std::string> text(impl_->bytes.size());
     for (size_t id = 0; id < text.size(); ++id)
       if (impl_->kinds[id] == Impl::kValid) text[id] = impl_->bytes[id];

@@ -37,11 +37,13 @@ class Tokenizer {
   std::optional<int32_t> token_id(std::string_view token_content) const;
   bool is_special(int32_t id) const;  // an added token marked special
   bool is_valid(int32_t id) const;    // id names a token (vocab_size() may include holes)
+  bool is_added(int32_t id) const;    // an added token (tokenizer.json "added_tokens"), special or not
   int32_t vocab_size() const;         // largest id + 1
   // The raw bytes the token decodes to (possibly part of a UTF-8 character); Errc::invalid_token.
   std::string token_bytes(int32_t id) const;
-  // The text tokens (special ones left out) as a trie for constrained decoding; built on
-  // first use (tens of milliseconds for a 129k vocabulary) and kept. Thread-safe.
+  // The vocabulary's own tokens (added tokens left out, special or not: they are markup) as a
+  // trie for constrained decoding; built on first use (tens of milliseconds for a 129k
+  // vocabulary) and kept. Thread-safe.
   const TokenTrie& text_trie() const;
 
  private:

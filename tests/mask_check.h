@@ -24,7 +24,7 @@ inline void expect_exact_masks(const Tokenizer& tok, const std::shared_ptr<const
     size_t allowed = 0;
     for (int32_t id = 0; id < tok.vocab_size(); ++id) {
       bool expect = false;
-      if (tok.is_valid(id) && !tok.is_special(id)) {
+      if (tok.is_valid(id) && !tok.is_added(id)) {
         GrammarMatcher copy = m;
         expect = copy.accept(tok.token_bytes(id));
       }

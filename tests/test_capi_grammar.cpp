@@ -131,6 +131,24 @@ TEST_F(CapiGrammar, GbnfOverRawGeneration) {
   sibyl_grammar_destroy(digits);
 }
 
+TEST_F(CapiGrammar, AModelWithoutTokenizerRefusesGrammars) {
+  sibyl_model* bare = sibyl_capi_test::load_model(sibyl_test::tiny_v3_dir());  // weights only
+  ASSERT_NE(bare, nullptr);
+  sibyl_session* s = sibyl_capi_test::new_session(bare);
+  const int32_t prompt[] = {1, 2, 3};
+  sibyl_generate_options g = sibyl_capi_test::gen_options(4, true);
+  g.grammar = schema_;
+  size_t n = 0;
+  EXPECT_EQ(sibyl_session_generate(s, prompt, 3, &g, nullptr, nullptr, &n), SIBYL_ERR_UNSUPPORTED);
+  EXPECT_NE(std::string(sibyl_last_error_message()).find("tokenizer"), std::string::npos) << sibyl_last_error_message();
+  EXPECT_EQ(sibyl_grammar_prepare(schema_, bare, SIBYL_GRAMMAR_ANSWER), SIBYL_ERR_UNSUPPORTED);
+  g.grammar = nullptr;  // the session is still usable
+  EXPECT_EQ(sibyl_session_generate(s, prompt, 3, &g, nullptr, nullptr, &n), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_EQ(n, 4u);
+  sibyl_session_destroy(s);
+  sibyl_model_destroy(bare);
+}
+
 TEST_F(CapiGrammar, SchemaGbnfFollowsTheTwoCallRule) {
   size_t len = 0;
   EXPECT_EQ(sibyl_json_schema_to_gbnf(kSchema, nullptr, 0, &len), SIBYL_ERR_BUFFER_TOO_SMALL);
