@@ -3,20 +3,28 @@
 #include <array>
 
 namespace sibyl::engine {
-namespace {
 
-void append_utf8(uint32_t cp, std::string& out) {
+bool append_utf8(std::string& out, uint32_t cp) {
+  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
   if (cp < 0x80) {
     out += static_cast<char>(cp);
   } else if (cp < 0x800) {
     out += static_cast<char>(0xC0 | (cp >> 6));
     out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
+  } else if (cp < 0x10000) {
     out += static_cast<char>(0xE0 | (cp >> 12));
     out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
     out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
   }
+  return true;
 }
+
+namespace {
 
 // GPT-2's table: printable Latin-1 bytes stand for themselves; the other 68 bytes (controls,
 // space, DEL, NBSP, soft hyphen) take the code points from U+0100 up, in byte order, so that
@@ -31,7 +39,7 @@ struct Alphabet {
     for (uint32_t b = 0; b < 256; ++b) {
       bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
       uint32_t cp = printable ? b : next++;
-      append_utf8(cp, char_of[b]);
+      append_utf8(char_of[b], cp);
       byte_of[cp] = static_cast<int16_t>(b);
     }
   }

@@ -16,6 +16,9 @@ const std::string& byte_level_char(uint8_t b);
 // the byte alphabet (then `bytes` is unspecified).
 bool byte_level_to_bytes(std::string_view token, std::string& bytes);
 
+// Appends code point `cp` as UTF-8; false (nothing appended) for a surrogate or past U+10FFFF.
+bool append_utf8(std::string& out, uint32_t cp);
+
 // How the UTF-8 sequence starting at s[i] reads.
 struct Utf8Step {
   enum Kind { ok, invalid, truncated } kind;

@@ -61,6 +61,15 @@ Reply chat(Session& s, const std::string& question, const ChatParams& params) {
   return r;
 }
 
+// A fresh session's greedy reply to `question`, its answer under `grammar`.
+Reply chat_under(const std::shared_ptr<GrammarAutomaton>& grammar, const std::string& question) {
+  Session session(reasoner(), {});
+  ChatParams p;
+  p.max_new_tokens = 512;
+  p.grammar = grammar;
+  return chat(session, question, p);
+}
+
 bool sentence_of(const std::shared_ptr<const Grammar>& g, const std::string& text) {
   GrammarMatcher m(g);
   return m.accept(text) && m.can_end();
@@ -71,11 +80,7 @@ TEST(Constrained, GrammarAdmittingTheRepliesKeepsThemExactly) {
   const nlohmann::json& results = eval_results();
   for (size_t i = 0; i < results.size(); i += 5) {  // 32 problems, every task
     const nlohmann::json& r = results[i];
-    auto session = std::make_unique<Session>(reasoner(), SessionOptions{});
-    ChatParams p;
-    p.max_new_tokens = 512;
-    p.grammar = grammar.answer;
-    const Reply reply = chat(*session, r["question"].get<std::string>(), p);
+    const Reply reply = chat_under(grammar.answer, r["question"].get<std::string>());
     EXPECT_EQ(reply.generated, r["output_ids"].get<std::vector<int32_t>>()) << r["question"];
     EXPECT_EQ(reply.result.stop, StopReason::eos);
   }
@@ -90,11 +95,7 @@ TEST(Constrained, GrammarAsksForJsonAndGetsIt) {
   const nlohmann::json& results = eval_results();
   for (size_t i = 0; i < results.size(); i += 16) {
     const nlohmann::json& r = results[i];
-    auto session = std::make_unique<Session>(reasoner(), SessionOptions{});
-    ChatParams p;
-    p.max_new_tokens = 512;
-    p.grammar = grammar.answer;
-    const Reply reply = chat(*session, r["question"].get<std::string>(), p);
+    const Reply reply = chat_under(grammar.answer, r["question"].get<std::string>());
     EXPECT_EQ(reply.result.stop, StopReason::eos) << reply.answer;
     EXPECT_TRUE(sentence_of(g, reply.answer)) << reply.answer;
     const auto reference = r["output_ids"].get<std::vector<int32_t>>();

@@ -107,7 +107,8 @@ TEST(Grammar, ErrorsNameTheProblemAndWhere) {
   EXPECT_NE(error_of("root ::= " + std::string(100000, '(')).find("nest deeper"), std::string::npos);
 }
 
-// Every code point is matched by exactly the sequences of the ranges holding it.
+// Every code point is matched by exactly the sequences of the ranges holding it (the encoder
+// below is the test's own: utf8_sequences uses the engine's append_utf8).
 TEST(Grammar, Utf8SequencesCoverExactlyTheRange) {
   auto encode = [](uint32_t cp) {
     std::string s;

@@ -1,30 +1,12 @@
 #include "grammar/utf8_ranges.h"
 
+#include <algorithm>
+#include <string>
+
+#include "byte_level.h"
+
 namespace sibyl::engine {
 namespace {
-
-int encode(uint32_t cp, uint8_t out[4]) {
-  if (cp < 0x80) {
-    out[0] = static_cast<uint8_t>(cp);
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = static_cast<uint8_t>(0xC0 | (cp >> 6));
-    out[1] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = static_cast<uint8_t>(0xE0 | (cp >> 12));
-    out[1] = static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = static_cast<uint8_t>(0xF0 | (cp >> 18));
-  out[1] = static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = static_cast<uint8_t>(0x80 | (cp & 0x3F));
-  return 4;
-}
 
 // [first, last] within one encoded length: split until every continuation position spans
 // either a whole 64-value block or lies under one fixed prefix, so that position-wise byte
@@ -44,13 +26,14 @@ void split(uint32_t first, uint32_t last, std::vector<Utf8Sequence>& out) {
       return;
     }
   }
+  std::string a, b;  // first and last never are surrogates: same length, at most 4 bytes
+  append_utf8(a, first);
+  append_utf8(b, last);
   Utf8Sequence s;
-  uint8_t a[4], b[4];
-  s.length = encode(first, a);
-  encode(last, b);
+  s.length = static_cast<int>(std::min<size_t>(a.size(), 4));
   for (int k = 0; k < s.length; ++k) {
-    s.lo[k] = a[k];
-    s.hi[k] = b[k];
+    s.lo[k] = static_cast<uint8_t>(a[static_cast<size_t>(k)]);
+    s.hi[k] = static_cast<uint8_t>(b[static_cast<size_t>(k)]);
   }
   out.push_back(s);
 }
