@@ -9,6 +9,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "capi_request_util.h"
 #include "test_files.h"
@@ -87,6 +89,43 @@ TEST_F(CapiGrammar, SchemaShapesTheAnswerBlockingAndNonBlocking) {
   EXPECT_EQ(d.text[1], blocking.answer);
   sibyl_request_destroy(r);
   sibyl_session_destroy(other);
+}
+
+// One grammar, two models (each with its own scheduler thread), four threads chatting and one
+// preparing it at the same time: every answer equals the one computed alone.
+TEST_F(CapiGrammar, OneGrammarServesTwoModelsFromFourThreads) {
+  const char* questions[] = {"What is 6238 + 76?", "Which is bigger, 848 or 375?"};
+  sibyl_model* second = sibyl_capi_test::load_model(sibyl_test::reasoner_dir());
+  ASSERT_NE(second, nullptr);
+  auto answer = [&](sibyl_model* m, const char* q, std::string& out) {
+    sibyl_session* s = sibyl_capi_test::new_session(m);
+    const sibyl_chat_message msg{"user", q, std::strlen(q)};
+    sibyl_chat_options co;
+    sibyl_chat_options_init(&co);
+    co.max_new_tokens = 512;
+    co.grammar = schema_;
+    Text t;
+    const sibyl_status st = sibyl_session_chat(s, &msg, 1, &co, collect, &t, nullptr);
+    out = st == SIBYL_OK ? t.answer : std::string("error: ") + sibyl_last_error_message();
+    sibyl_session_destroy(s);
+  };
+  std::string alone[2];
+  {
+    sibyl_grammar* fresh = nullptr;  // the references come from a grammar of their own
+    ASSERT_EQ(sibyl_grammar_from_json_schema(kSchema, &fresh), SIBYL_OK);
+    std::swap(fresh, schema_);
+    for (int q = 0; q < 2; ++q) answer(model_, questions[q], alone[q]);
+    std::swap(fresh, schema_);
+    sibyl_grammar_destroy(fresh);
+  }
+  std::string got[4];
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] { answer(i % 2 ? second : model_, questions[i / 2], got[i]); });
+  threads.emplace_back([&] { EXPECT_EQ(sibyl_grammar_prepare(schema_, second, SIBYL_GRAMMAR_ANSWER), SIBYL_OK); });
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], alone[i / 2]) << i;
+  sibyl_model_destroy(second);
 }
 
 TEST_F(CapiGrammar, GbnfOverRawGeneration) {
