@@ -92,6 +92,34 @@ TEST(Grammar, LongRepetitionsKeepTheStateSmall) {
   EXPECT_TRUE(m.can_end());
 }
 
+// An automaton past its budget of states starts over; readers find their place again and
+// their masks stay those of an automaton without a budget.
+TEST(Grammar, AutomatonStartsOverPastItsBudget) {
+  const auto tok = Tokenizer::load(data_dir() + "/../../models/tiny-reasoner/tokenizer.json");
+  const auto g = parse_gbnf(kJson);
+  auto small = std::make_shared<GrammarAutomaton>(g, 64);
+  GrammarMatcher bounded(small), free(g), other(small);
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "[{\"k" + std::to_string(i) + "\": ";
+  text += "\"caf\xc3\xa9\"";
+  for (int i = 0; i < 40; ++i) text += "}]";
+  TokenMask a, b;
+  ASSERT_TRUE(other.accept("[1, "));
+  for (size_t at = 0; at < text.size(); at += 3) {
+    const std::string chunk = text.substr(at, 3);
+    ASSERT_TRUE(bounded.accept(chunk)) << at;
+    ASSERT_TRUE(free.accept(chunk));
+    bounded.fill_mask(tok->text_trie(), a);
+    free.fill_mask(tok->text_trie(), b);
+    ASSERT_EQ(a, b) << "after " << at + chunk.size() << " bytes";
+    EXPECT_EQ(bounded.can_end(), free.can_end());
+  }
+  EXPECT_TRUE(bounded.can_end());
+  EXPECT_GT(small->generation(), 3u);  // it did start over, more than once
+  EXPECT_TRUE(other.accept("2]"));     // a reader left behind finds its place too
+  EXPECT_TRUE(other.can_end());
+}
+
 TEST(Grammar, ErrorsNameTheProblemAndWhere) {
   EXPECT_NE(error_of("root ::= item\n").find("'item' is used but not defined"), std::string::npos);
   EXPECT_NE(error_of("start ::= \"a\"").find("no rule 'root'"), std::string::npos);

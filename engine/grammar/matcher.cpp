@@ -18,7 +18,8 @@ size_t GrammarAutomaton::KeyHash::operator()(const std::vector<uint32_t>& k) con
   return static_cast<size_t>(h ^ (h >> 29));
 }
 
-GrammarAutomaton::GrammarAutomaton(std::shared_ptr<const Grammar> grammar) : g_(std::move(grammar)) {
+GrammarAutomaton::GrammarAutomaton(std::shared_ptr<const Grammar> grammar, size_t max_states)
+    : g_(std::move(grammar)), max_states_(max_states) {
   const Grammar& g = *g_;
   element_rule_.assign(g.elements.size(), 0);
   for (uint32_t r = 0; r < g.rules.size(); ++r)
@@ -33,10 +34,29 @@ GrammarAutomaton::GrammarAutomaton(std::shared_ptr<const Grammar> grammar) : g_(
     for (size_t k = kChainClamp + 1; k <= chain.size(); ++k)
       shift_[chain[k - 1]] = static_cast<int64_t>(g.rules[chain[kChainClamp - 1]][0]) -
                              static_cast<int64_t>(g.rules[chain[k - 1]][0]);
+  build_start();
+}
+
+void GrammarAutomaton::build_start() {
   tops_.clear();
-  accepting_ = false;
+  accepting_ = cut_reached_ = false;
   for (uint32_t alt : g_->rules[g_->root]) expand(alt, kNone);
   start_ = intern_state();
+}
+
+void GrammarAutomaton::start_over_if_large() {
+  if (states_.size() <= max_states_) return;
+  frames_.clear();
+  frame_ids_.clear();
+  states_.clear();
+  heads_.clear();
+  state_ids_.clear();
+  next_.clear();
+  cut_of_.clear();
+  cut_reached_at_.clear();
+  memos_.clear();
+  build_start();
+  ++generation_;
 }
 
 uint32_t GrammarAutomaton::frame(uint32_t pos, uint32_t parent) {
@@ -208,6 +228,8 @@ const TokenMask& GrammarAutomaton::mask(uint32_t state, const TokenTrie& trie) {
 
 size_t GrammarAutomaton::prepare(const TokenTrie& trie, size_t max_states) {
   std::lock_guard lock(mutex_);
+  start_over_if_large();
+  max_states = std::min(max_states, max_states_ / 2);  // leave room: preparing must not start over
   walk_.resize(static_cast<size_t>(trie.max_depth) + 1);
   path_.resize(static_cast<size_t>(trie.max_depth) + 1);
   std::vector<uint32_t> queue{start_};
@@ -238,32 +260,49 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<GrammarAutomaton> automaton) : a_(std::move(automaton)) { reset(); }
 
-void GrammarMatcher::reset() { state_ = a_->start(); }
+uint32_t GrammarMatcher::current() const {
+  a_->start_over_if_large();
+  if (generation_ != a_->generation()) {  // read again from the start
+    uint32_t s = a_->start();
+    for (char c : read_) s = a_->next(s, static_cast<uint8_t>(c));  // was accepted: never dead
+    state_ = s;
+    generation_ = a_->generation();
+  }
+  return state_;
+}
+
+void GrammarMatcher::reset() {
+  auto lock = a_->lock();
+  read_.clear();
+  state_ = a_->start();
+  generation_ = a_->generation();
+}
 
 bool GrammarMatcher::accept(std::string_view bytes) {
   auto lock = a_->lock();
-  uint32_t s = state_;
+  uint32_t s = current();
   for (char c : bytes) {
     s = a_->next(s, static_cast<uint8_t>(c));
     if (s == GrammarAutomaton::kDead) return false;
   }
   state_ = s;
+  read_.append(bytes);
   return true;
 }
 
 bool GrammarMatcher::can_end() const {
   auto lock = a_->lock();
-  return a_->accepting(state_);
+  return a_->accepting(current());
 }
 
 bool GrammarMatcher::finished() const {
   auto lock = a_->lock();
-  return a_->finished(state_);
+  return a_->finished(current());
 }
 
 void GrammarMatcher::fill_mask(const TokenTrie& trie, TokenMask& allowed) const {
   auto lock = a_->lock();
-  allowed = a_->mask(state_, trie);
+  allowed = a_->mask(current(), trie);
 }
 
 }  // namespace sibyl::engine

@@ -27,6 +27,8 @@ namespace sibyl::engine {
 
 // How many states GrammarAutomaton::prepare explores by default.
 constexpr size_t kPrepareStates = 4096;
+// States an automaton holds before it starts over (each costs about 1 KiB of transitions).
+constexpr size_t kMaxAutomatonStates = 16384;
 
 // Bit `id` set: token id may come next.
 using TokenMask = std::vector<uint64_t>;
@@ -38,8 +40,14 @@ class GrammarAutomaton {
  public:
   static constexpr uint32_t kDead = UINT32_MAX;
 
-  explicit GrammarAutomaton(std::shared_ptr<const Grammar> grammar);
+  explicit GrammarAutomaton(std::shared_ptr<const Grammar> grammar, size_t max_states = kMaxAutomatonStates);
   const Grammar& grammar() const { return *g_; }
+
+  // Past its budget of states (a grammar with deep recursion, used for long), the automaton
+  // forgets everything and starts over; readers notice the new generation and read their
+  // bytes again. Call with the lock held, before touching any state.
+  void start_over_if_large();
+  uint64_t generation() const { return generation_; }
 
   // The states below are only valid while `lock()` is held.
   std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mutex_); }
@@ -88,6 +96,7 @@ class GrammarAutomaton {
     size_t operator()(const std::vector<uint32_t>& k) const;
   };
 
+  void build_start();
   uint32_t frame(uint32_t pos, uint32_t parent);
   // Adds the stack tops reached from frame (pos, parent) before the next byte to `tops_`.
   void expand(uint32_t pos, uint32_t parent);
@@ -104,6 +113,8 @@ class GrammarAutomaton {
   void forget_masks_if_large(const TokenTrie& trie);
 
   std::shared_ptr<const Grammar> g_;
+  size_t max_states_;
+  uint64_t generation_ = 0;
   std::mutex mutex_;
   std::vector<Frame> frames_;
   std::unordered_map<uint64_t, uint32_t> frame_ids_;
@@ -126,7 +137,8 @@ class GrammarAutomaton {
   std::string path_;
 };
 
-// One reader's position in a grammar: small, copyable.
+// One reader's position in a grammar: copyable (it keeps the bytes it read, to find its
+// place again when the automaton starts over).
 class GrammarMatcher {
  public:
   explicit GrammarMatcher(std::shared_ptr<const Grammar> grammar);
@@ -142,8 +154,12 @@ class GrammarMatcher {
   void reset();
 
  private:
+  uint32_t current() const;  // the state of the bytes read (automaton locked)
+
   std::shared_ptr<GrammarAutomaton> a_;
-  uint32_t state_ = 0;
+  mutable uint32_t state_ = 0;
+  mutable uint64_t generation_ = 0;
+  std::string read_;
 };
 
 }  // namespace sibyl::engine
