@@ -56,6 +56,8 @@ class ChatFormat {
   // True when the generation prompt ends with "<think>\n" (R1 style): the model's first
   // output is reasoning, closed by think_close().
   bool prompt_opens_thinking() const;
+  // Whether the template renders tool calls and tool outputs (the DeepSeek ones do).
+  bool supports_tools() const { return kind_ != Kind::tiny_reasoner; }
   std::string think_open() const { return "<think>"; }
   std::string think_close() const { return "</think>"; }
   std::string bos_token() const { return bos_; }

@@ -32,7 +32,8 @@ class ChatJob final : public Job {
     // The format's own way out of the think block: what the model writes before its answer.
     close_block_ = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
     // Message content is plain text unless trusted: player text cannot forge control tokens.
-    const RenderedChat rendered = format.render_marked(messages, /*add_generation_prompt=*/true);
+    const RenderedChat rendered = format.render_marked(
+        p_.tools ? with_tool_definitions(messages, *p_.tools, format) : messages, /*add_generation_prompt=*/true);
     prompt_ = tokenizer.encode(rendered.text, rendered.plain);
     if (opens_thinking && !p_.thinking) prompt_.insert(prompt_.end(), close_block_.begin(), close_block_.end());
     if (prompt_.empty()) fail(Errc::invalid_argument, "the conversation renders to an empty prompt");
@@ -41,13 +42,26 @@ class ChatJob final : public Job {
     printable_.resize(static_cast<size_t>(s.vocab_size()));
     for (int32_t id = 0; id < static_cast<int32_t>(printable_.size()); ++id) printable_[id] = tokenizer.is_valid(id);
     p_.sampler.allowed = &printable_;
+    if (p_.tools) set_up_tools();
     if (p_.grammar) {
-      std::vector<int32_t> markers;
+      std::vector<SpecialToken> markers;
       if (p_.grammar_whole)
         for (int32_t id : {think_open_, think_close_})
-          if (id >= 0) markers.push_back(id);
+          if (id >= 0) markers.push_back({id, std::string(tokenizer.token_bytes(id))});
+      if (p_.tools) markers = tools_.specials();
       grammar_.emplace(p_.grammar, tokenizer, s.eos_tokens(), s.vocab_size(), std::move(markers));
     }
+    // What free text may not hold: the reasoning cannot end the reply before a constrained
+    // answer, nor make tool calls; a free answer starts calls only with <｜tool▁calls▁begin｜>.
+    std::vector<int32_t> reasoning_bans, answer_bans;
+    if (grammar_) reasoning_bans = s.eos_tokens();
+    if (p_.tools)
+      for (int m = 0; m < ToolTokens::count; ++m) {
+        reasoning_bans.push_back(tools_.id[m]);
+        if (m != ToolTokens::calls_begin || p_.tools->choice() == ToolChoice::none) answer_bans.push_back(tools_.id[m]);
+      }
+    if (!reasoning_bans.empty()) reasoning_mask_ = all_tokens_but(s.vocab_size(), reasoning_bans);
+    if (!answer_bans.empty()) answer_mask_ = all_tokens_but(s.vocab_size(), answer_bans);
   }
 
   void start() override {
@@ -92,9 +106,9 @@ class ChatJob final : public Job {
       fail(Errc::context_full,
            "the session reached its max_context of " + std::to_string(s.max_context()) + " tokens during the reply");
     const bool constrained = grammar_ && (p_.grammar_whole || channel_ == Channel::answer);
-    if (grammar_) build_constraint(constrained);
+    choose_mask(constrained);
     const int32_t token = s.sample_logits(p_.sampler);
-    if (grammar_) follow_grammar(token, constrained);
+    follow_mask(token, constrained);
     ++generated_;
     ++stats.generated;
     if (stats.first_token_us == 0) stats.first_token_us = now_us();
@@ -106,6 +120,7 @@ class ChatJob final : public Job {
     request().push(std::move(e));
     const auto& eos = s.eos_tokens();
     if (std::find(eos.begin(), eos.end(), token) != eos.end()) return stop_after(StopReason::eos);
+    if (p_.tools && (reader_ || token == tools_.id[ToolTokens::calls_begin])) return read_tool_call(token);
     if (token == think_close_ || token == think_open_) {  // markers switch channels, never print
       if (writer_.write(channel_, decoder_.finish())) return stop_after(stop_for_writer());
       channel_ = token == think_close_ ? Channel::answer : Channel::reasoning;
@@ -133,25 +148,68 @@ class ChatJob final : public Job {
     return writer_.hit_stop_string() ? StopReason::stop_string : StopReason::callback;
   }
 
-  // The grammar's mask (constrained), or everything but end-of-sequence (the reasoning
-  // before a constrained answer).
-  void build_constraint(bool constrained) {
-    if (constrained) {
-      p_.sampler.constraint = &grammar_->mask();
-      return;
-    }
-    if (free_mask_.empty()) free_mask_ = all_tokens_but(session().vocab_size(), session().eos_tokens());
-    p_.sampler.constraint = &free_mask_;
+  // The grammar's mask (constrained), or the bans of free text (none: every token).
+  void choose_mask(bool constrained) {
+    const TokenMask& free = channel_ == Channel::reasoning ? reasoning_mask_ : answer_mask_;
+    p_.sampler.constraint = constrained ? &grammar_->mask() : free.empty() ? nullptr : &free;
   }
 
-  void follow_grammar(int32_t token, bool constrained) {
+  void follow_mask(int32_t token, bool constrained) {
     if (constrained) {
       grammar_->follow(token);
       return;
     }
-    const auto& eos = session().eos_tokens();
-    if (std::find(eos.begin(), eos.end(), token) != eos.end())
-      fail(Errc::invalid_argument, "no token but end-of-sequence can be chosen while reasoning");
+    if (p_.sampler.constraint && !mask_has(*p_.sampler.constraint, token))  // everything allowed was banned
+      fail(Errc::invalid_argument, "no token the reply may hold here can be chosen (all of them are banned by the "
+                                   "logit bias or unprintable)");
+  }
+
+  // The tool-call format of the chosen tool choice: an answer of calls only, or either an
+  // answer or calls (the grammar's answer, or free text until a call starts).
+  void set_up_tools() {
+    tools_ = ToolTokens::of(tok_);
+    const ToolChoice choice = p_.tools->choice();
+    if (p_.grammar && (p_.grammar_whole || choice == ToolChoice::required))
+      fail(Errc::invalid_argument, p_.grammar_whole ? "a grammar on the whole output cannot go with tools; use the "
+                                                      "answer scope"
+                                                    : "with tool choice \"required\" the answer is tool calls: "
+                                                      "leave the grammar out");
+    const Grammar& section = *p_.tools->section();
+    if (choice == ToolChoice::required) {
+      p_.grammar = std::make_shared<GrammarAutomaton>(after_whitespace(section, 3));
+    } else if (choice == ToolChoice::automatic && p_.grammar) {
+      GrammarBuilder b;  // answer ::= the grammar's answer | up to 3 blanks, then calls
+      const uint32_t text = b.import(p_.grammar->grammar(), "answer-");
+      const uint32_t calls = b.import(*after_whitespace(section, 3), "calls-");
+      const uint32_t root = b.add_rule("answer-or-calls");
+      b.add_alternative(root, {{GrammarElement::rule, text}});
+      b.add_alternative(root, {{GrammarElement::rule, calls}});
+      p_.grammar = std::make_shared<GrammarAutomaton>(b.finish(root));
+    } else if (choice == ToolChoice::automatic) {
+      section_ = std::make_shared<GrammarAutomaton>(p_.tools->section());
+    }
+  }
+
+  // A token of a section of calls: never text; a finished call is an event.
+  std::optional<StopReason> read_tool_call(int32_t token) {
+    if (!reader_) {
+      if (writer_.write(channel_, decoder_.finish())) return stop_after(stop_for_writer());
+      reader_.emplace(tools_);
+      if (section_) {  // a free answer started calls: the section's grammar from here on
+        grammar_.emplace(section_, tok_, session().eos_tokens(), session().vocab_size(), tools_.specials());
+        if (!grammar_->read(std::string(1, static_cast<char>(ToolTokens::kFirstByte + ToolTokens::calls_begin))))
+          fail(Errc::internal, "the tool-call grammar does not start with <｜tool▁calls▁begin｜>");
+      }
+    }
+    std::optional<ToolCallOut> call = reader_->read(token, tok_.token_bytes(token));
+    if (!call) return std::nullopt;
+    ++stats.tool_calls;
+    Event e;
+    e.kind = EventKind::tool_call;
+    e.name = std::move(call->name);
+    e.text = std::move(call->arguments);
+    request().push(std::move(e));
+    return std::nullopt;
   }
 
   const Tokenizer& tok_;
@@ -160,7 +218,10 @@ class ChatJob final : public Job {
   int32_t think_open_ = -1, think_close_ = -1;
   std::vector<bool> printable_;
   std::optional<TokenConstraint> grammar_;
-  TokenMask free_mask_;
+  TokenMask reasoning_mask_, answer_mask_;  // bans of free text (empty: none)
+  ToolTokens tools_;
+  std::shared_ptr<GrammarAutomaton> section_;  // automatic tool choice without a grammar
+  std::optional<ToolCallReader> reader_;       // inside a section of calls
   Channel channel_ = Channel::answer;
   int64_t generated_ = 0;
   bool stopping_ = false;
@@ -194,16 +255,18 @@ ChatResult chat_result(const RequestStats& stats, StopReason stop) {
   r.reused_tokens = stats.reused_tokens;
   r.reasoning_tokens = stats.reasoning_tokens;
   r.answer_tokens = stats.answer_tokens;
+  r.tool_calls = stats.tool_calls;
   return r;
 }
 
 ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatFormat& format,
                     const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink,
-                    ChatResult* partial) {
+                    ChatResult* partial, const ToolCallSink& on_call) {
   std::shared_ptr<Model> model = session.model();
   auto request = std::make_shared<Request>(/*hold=*/true);
   auto job = make_chat_job(session, nullptr, request, tokenizer, format, messages, params);
   const Event end = run_blocking(model->scheduler(), std::move(job), request, params.cancel, [&](const Event& e) {
+    if (e.kind == EventKind::tool_call) return on_call && on_call(e.name, e.text);
     return e.kind == EventKind::text && sink && sink(e.channel, e.text);
   });
   ChatResult result = chat_result(request->stats(), end.stop);

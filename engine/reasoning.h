@@ -17,6 +17,7 @@
 #include "sampler.h"
 #include "session.h"
 #include "tokenizer.h"
+#include "tool_calls.h"
 
 namespace sibyl::engine {
 
@@ -35,6 +36,12 @@ struct ChatParams {
   // as their text ("</think>").
   std::shared_ptr<GrammarAutomaton> grammar;
   bool grammar_whole = false;
+  // Tools the model may call: their definitions join the system prompt; a call's section is
+  // constrained to the call format and each tool's schema and reported as tool_call events
+  // (never as text). The reasoning cannot make calls. With ToolChoice::required the answer is
+  // calls only (no grammar then); with automatic and a grammar, the answer is either.
+  // Answer-scope grammars only.
+  std::shared_ptr<const ToolSet> tools;
 };
 
 struct ChatResult {
@@ -43,10 +50,13 @@ struct ChatResult {
   int64_t reused_tokens = 0;     // cached tokens the prompt shared with the session
   int64_t reasoning_tokens = 0;  // generated inside the think block (forced ones excluded)
   int64_t answer_tokens = 0;     // generated after it (end-of-sequence included)
+  int64_t tool_calls = 0;        // calls the reply made
 };
 
 // Receives each piece of text; returning true stops generation.
 using TextSink = std::function<bool(Channel channel, std::string_view piece)>;
+// Receives each tool call (name, arguments JSON); returning true stops generation.
+using ToolCallSink = std::function<bool(std::string_view name, std::string_view arguments)>;
 
 // The chat as a job; the tokenizer and format belong to the session's model.
 std::unique_ptr<Job> make_chat_job(Session& session, std::shared_ptr<void> keep, std::shared_ptr<Request> request,
@@ -59,6 +69,6 @@ ChatResult chat_result(const RequestStats& stats, StopReason stop);
 // throws after `partial` (when given) has been filled with what the chat did.
 ChatResult run_chat(Session& session, const Tokenizer& tokenizer, const ChatFormat& format,
                     const std::vector<ChatMessage>& messages, const ChatParams& params, const TextSink& sink,
-                    ChatResult* partial = nullptr);
+                    ChatResult* partial = nullptr, const ToolCallSink& on_call = {});
 
 }  // namespace sibyl::engine

@@ -605,9 +605,15 @@ const TokenTrie& Tokenizer::text_trie() const {
   std::call_once(impl_->trie_once, [this] {
     // Added tokens are left out even when not marked special (R1's <think>, V3's <｜User｜>):
     // they are the format's markup, and every text has a spelling in the vocabulary's own tokens.
+    // Bytes F8-FF never occur in UTF-8 text; grammars use them for markers that only a
+    // special token may read (grammar/markers.h), so no text token holding one is kept.
     std::vector<std::string> text(impl_->bytes.size());
-    for (size_t id = 0; id < text.size(); ++id)
-      if (impl_->kinds[id] == Impl::kValid) text[id] = impl_->bytes[id];
+    for (size_t id = 0; id < text.size(); ++id) {
+      const std::string& b = impl_->bytes[id];
+      if (impl_->kinds[id] == Impl::kValid &&
+          std::none_of(b.begin(), b.end(), [](char c) { return static_cast<unsigned char>(c) >= 0xF8; }))
+        text[id] = b;
+    }
     impl_->trie = TokenTrie::build(text);
   });
   return impl_->trie;

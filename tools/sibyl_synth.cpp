@@ -18,10 +18,13 @@
 
 static const char* kUsage =
     "usage: sibyl-synth OUTPUT.sibyl [--config config.json] [--layers N] [--quant bf16|q8_0|q4_k] [--seed S]\n"
+    "                   [--tokenizer DIR]\n"
     "Random weights at the shapes of --config (a Hugging Face config.json; default: DeepSeek-V2-Lite).\n"
     "--layers   keep only the first N layers (default: all)\n"
     "--quant    bf16 (default); q8_0; q4_k = routed experts Q4_K, other matrices Q8_0\n"
-    "           (rows that are not whole blocks fall back as in sibyl-convert: Q4_K->Q5_0->Q8_0->BF16)\n";
+    "           (rows that are not whole blocks fall back as in sibyl-convert: Q4_K->Q5_0->Q8_0->BF16)\n"
+    "--tokenizer  a directory with tokenizer.json and tokenizer_config.json to pack (text and chat work);\n"
+    "           its vocabulary must fit the config's vocab_size\n";
 
 namespace {
 
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  sibyl::cli::Args args(argc - 1, argv + 1, {"--config", "--layers", "--quant", "--seed"}, kUsage);
+  sibyl::cli::Args args(argc - 1, argv + 1, {"--config", "--layers", "--quant", "--seed", "--tokenizer"}, kUsage);
   const std::string output = argv[1], quant = args.get("--quant", "bf16");
   if (quant != "bf16" && quant != "q8_0" && quant != "q4_k") args.die("--quant must be bf16, q8_0 or q4_k");
   try {
@@ -103,6 +106,11 @@ int main(int argc, char** argv) {
 
     PackMetadata meta;
     meta.config = c;
+    if (args.has("--tokenizer")) {
+      const std::string dir = args.get("--tokenizer");
+      meta.tokenizer_json = read_text_file(dir + "/tokenizer.json");
+      meta.tokenizer_config_json = read_text_file(dir + "/tokenizer_config.json");
+    }
     meta.source = "sibyl-synth: random weights, " + quant + (args.has("--config") ? ", " + args.get("--config") : ", DeepSeek-V2-Lite shapes");
     PackWriter writer(output, meta);
     Rng rng{0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(args.get_int("--seed", 1))};

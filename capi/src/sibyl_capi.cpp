@@ -159,6 +159,53 @@ std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* 
   return out;
 }
 
+// The conversation and tools chat options describe: the history's calls joined to their
+// messages, the tools compiled. `o` is read with read_options.
+struct ChatInput {
+  std::vector<sibyl::engine::ChatMessage> messages;
+  std::shared_ptr<const sibyl::engine::ToolSet> tools;
+};
+
+ChatInput chat_input(const sibyl_chat_message* messages, size_t n, const sibyl_chat_options& o) {
+  ChatInput in{chat_messages(messages, n), nullptr};
+  if (o.trusted)
+    for (size_t i = 0; i < n; ++i) in.messages[i].trusted = o.trusted[i] != 0;
+  require_array(o.tool_calls, o.n_tool_calls, "tool_calls", "n_tool_calls");
+  for (size_t i = 0; i < o.n_tool_calls; ++i) {
+    const sibyl_tool_call& c = o.tool_calls[i];
+    const std::string at = "tool_calls[" + std::to_string(i) + "]";
+    if (c.message >= n || in.messages[c.message].role != "assistant")
+      fail(Errc::invalid_argument, at + ".message " + std::to_string(c.message) + " is not an assistant message");
+    if (!c.name || !c.arguments) fail(Errc::invalid_argument, at + ": name and arguments are required");
+    in.messages[c.message].tool_calls.push_back({"function", c.name, c.arguments});
+  }
+  require_array(o.tools, o.n_tools, "tools", "n_tools");
+  if (o.tool_choice != SIBYL_TOOL_CHOICE_AUTO && o.tool_choice != SIBYL_TOOL_CHOICE_NONE &&
+      o.tool_choice != SIBYL_TOOL_CHOICE_REQUIRED)
+    fail(Errc::invalid_argument, "tool_choice " + std::to_string(o.tool_choice) + " is not a sibyl_tool_choice");
+  if (o.n_tools == 0) {
+    if (o.tool_choice != SIBYL_TOOL_CHOICE_AUTO || o.tool_name)
+      fail(Errc::invalid_argument, "tool_choice and tool_name need tools");
+    return in;
+  }
+  std::vector<sibyl::engine::ToolSpec> specs;
+  for (size_t i = 0; i < o.n_tools; ++i) {
+    const sibyl_tool& t = o.tools[i];
+    if (!t.name) fail(Errc::invalid_argument, "tools[" + std::to_string(i) + "].name is NULL");
+    specs.push_back({t.name, t.description ? t.description : "", t.parameters ? t.parameters : ""});
+  }
+  const auto choice = o.tool_choice == SIBYL_TOOL_CHOICE_NONE       ? sibyl::engine::ToolChoice::none
+                      : o.tool_choice == SIBYL_TOOL_CHOICE_REQUIRED ? sibyl::engine::ToolChoice::required
+                                                                    : sibyl::engine::ToolChoice::automatic;
+  in.tools = std::make_shared<const sibyl::engine::ToolSet>(std::move(specs), choice, o.tool_name ? o.tool_name : "");
+  return in;
+}
+
+sibyl_chat_options chat_options(const sibyl_chat_options* given) {
+  return read_options(given, sibyl_chat_options_init, "sibyl_chat_options",
+                      offsetof(sibyl_chat_options, trusted));  // 0.1's size
+}
+
 // `vocab`: the model's vocabulary size, to check logit_bias ids (-1: not known here).
 sibyl::engine::SamplerParams sampler_params(const sibyl_sampler_options* given, int64_t vocab) {
   sibyl_sampler_options o = read_options(given, sibyl_sampler_options_init, "sibyl_sampler_options",
@@ -210,6 +257,7 @@ void write_result(sibyl_chat_result* out, const sibyl::engine::RequestStats& st,
   r.generated_tokens = static_cast<uint32_t>(st.generated);
   r.drafted_tokens = static_cast<uint32_t>(st.drafted);
   r.accepted_drafts = static_cast<uint32_t>(st.draft_accepted);
+  r.tool_calls = static_cast<uint32_t>(st.tool_calls);
   r.first_token_us = st.first_token_us > 0 ? static_cast<uint64_t>(st.first_token_us - st.submit_us) : 0;
   r.total_us = st.done_us > 0 ? static_cast<uint64_t>(st.done_us - st.submit_us) : 0;
   const uint32_t size = out->struct_size;
@@ -217,16 +265,26 @@ void write_result(sibyl_chat_result* out, const sibyl::engine::RequestStats& st,
               std::min<size_t>(size, sizeof r) - sizeof(uint32_t));
 }
 
+constexpr size_t kEventV1 = offsetof(sibyl_event, name);
+
 void check_event_size(const sibyl_event* e) {
-  if (e->struct_size < sizeof(sibyl_event))
+  if (e->struct_size < kEventV1)
     fail(Errc::struct_size, "sibyl_event.struct_size is " + std::to_string(e->struct_size) +
                                 "; set it to sizeof(sibyl_event)");
 }
 
+void fill_c_event(const sibyl::engine::Event& e, sibyl_event& out);
+
+// Writes the fields within the caller's struct_size (0.3 callers have a smaller struct).
 void to_c_event(const sibyl::engine::Event& e, sibyl_event& out) {
+  sibyl_event full{};
+  fill_c_event(e, full);
   const uint32_t size = out.struct_size;
-  std::memset(&out, 0, sizeof out);
-  out.struct_size = size;
+  std::memcpy(reinterpret_cast<char*>(&out) + sizeof(uint32_t), reinterpret_cast<const char*>(&full) + sizeof(uint32_t),
+              std::min<size_t>(size, sizeof full) - sizeof(uint32_t));
+}
+
+void fill_c_event(const sibyl::engine::Event& e, sibyl_event& out) {
   out.token = -1;
   switch (e.kind) {
     case sibyl::engine::EventKind::token:
@@ -245,6 +303,13 @@ void to_c_event(const sibyl::engine::Event& e, sibyl_event& out) {
       out.status = static_cast<sibyl_status>(e.error);
       out.text = e.message.c_str();
       out.text_len = e.message.size();
+      break;
+    case sibyl::engine::EventKind::tool_call:
+      out.type = SIBYL_EVENT_TOOL_CALL;
+      out.name = e.name.c_str();
+      out.name_len = e.name.size();
+      out.text = e.text.c_str();
+      out.text_len = e.text.size();
       break;
   }
 }
@@ -272,16 +337,14 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
                                              std::shared_ptr<sibyl::engine::Request> request,
                                              const sibyl::engine::Model& model, const sibyl_chat_message* messages,
                                              size_t n_messages, const sibyl_chat_options* options) {
-  std::vector<sibyl::engine::ChatMessage> conversation = chat_messages(messages, n_messages);
+  const sibyl_chat_options o = chat_options(options);
+  ChatInput in = chat_input(messages, n_messages, o);
+  const std::vector<sibyl::engine::ChatMessage>& conversation = in.messages;
   if (conversation.empty()) fail(Errc::invalid_argument, "the conversation is empty: it must end with a user turn");
   const std::string& last = conversation.back().role;
   if (last != "user" && last != "tool")
     fail(Errc::invalid_argument, "the conversation ends with a \"" + last +
                                      "\" turn; a chat continues a conversation that ends with a user (or tool) turn");
-  sibyl_chat_options o = read_options(options, sibyl_chat_options_init, "sibyl_chat_options",
-                                      offsetof(sibyl_chat_options, trusted));  // 0.1's size
-  if (o.trusted)
-    for (size_t i = 0; i < n_messages; ++i) conversation[i].trusted = o.trusted[i] != 0;
   if (o.think_budget < -1) fail(Errc::invalid_argument, "think_budget must be -1 (unlimited) or >= 0");
   if (!o.stop_strings && o.n_stop_strings) fail(Errc::invalid_argument, "stop_strings is NULL");
   sibyl::engine::ChatParams p;
@@ -301,6 +364,7 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
     p.grammar_whole = o.grammar_scope == SIBYL_GRAMMAR_WHOLE;
     p.grammar = p.grammar_whole ? o.grammar->grammar->whole : o.grammar->grammar->answer;
   }
+  p.tools = std::move(in.tools);
   return sibyl::engine::make_chat_job(s, std::move(keep), std::move(request), model.tokenizer(),
                                       model.chat_format(), conversation, std::move(p));
 }
@@ -726,6 +790,19 @@ sibyl_status sibyl_model_render_chat(const sibyl_model* model, const sibyl_chat_
   });
 }
 
+sibyl_status sibyl_model_render_chat_ex(const sibyl_model* model, const sibyl_chat_message* messages,
+                                        size_t n_messages, const sibyl_chat_options* options,
+                                        int add_generation_prompt, char* out, size_t capacity, size_t* out_len) {
+  return guarded([&] {
+    require(model, "model");
+    require(out_len, "out_len");
+    const sibyl::engine::ChatFormat& format = model->model->chat_format();
+    ChatInput in = chat_input(messages, n_messages, chat_options(options));
+    if (in.tools) in.messages = sibyl::engine::with_tool_definitions(in.messages, *in.tools, format);
+    copy_text_out(format.render(in.messages, add_generation_prompt != 0), out, capacity, out_len);
+  });
+}
+
 sibyl_status sibyl_grammar_from_gbnf(const char* gbnf, const char* root, sibyl_grammar** out_grammar) {
   return guarded([&] {
     require(gbnf, "gbnf");
@@ -790,10 +867,14 @@ sibyl_status sibyl_session_chat(sibyl_session* session, const sibyl_chat_message
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
     auto job = chat_job(s, nullptr, request, *model, messages, n_messages, options);
+    const sibyl_tool_call_fn on_tool_call = chat_options(options).on_tool_call;
     submitted_request = request;
     const sibyl::engine::Event end = sibyl::engine::run_blocking(
         model->scheduler(), std::move(job), request, nullptr,
         [&](const sibyl::engine::Event& e) {
+          if (e.kind == sibyl::engine::EventKind::tool_call)
+            return on_tool_call &&
+                   on_tool_call(e.name.data(), e.name.size(), e.text.data(), e.text.size(), user_data) != 0;
           return e.kind == sibyl::engine::EventKind::text && on_text &&
                  on_text(static_cast<sibyl_channel>(e.channel), e.text.data(), e.text.size(), user_data) != 0;
         },

@@ -86,6 +86,28 @@ void GrammarBuilder::add_alternative(uint32_t rule, const std::vector<GrammarEle
   g_.elements.push_back(GrammarElement{});
 }
 
+uint32_t GrammarBuilder::import(const Grammar& g, const std::string& prefix) {
+  const uint32_t first = static_cast<uint32_t>(g_.rules.size());
+  for (const std::string& name : g.names) add_rule(prefix + name);
+  std::vector<uint32_t> sets(g.sets.size());
+  for (size_t i = 0; i < g.sets.size(); ++i) sets[i] = set_index(g.sets[i]);
+  for (size_t r = 0; r < g.rules.size(); ++r)
+    for (uint32_t e : g.rules[r]) {
+      std::vector<GrammarElement> sequence;
+      for (; g.elements[e].kind != GrammarElement::end; ++e) {
+        const GrammarElement& x = g.elements[e];
+        sequence.push_back({x.kind, x.kind == GrammarElement::bytes ? sets[x.index] : first + x.index});
+      }
+      add_alternative(first + static_cast<uint32_t>(r), sequence);
+    }
+  for (const std::vector<uint32_t>& chain : g.chains) {
+    std::vector<uint32_t> moved;
+    for (uint32_t r : chain) moved.push_back(first + r);
+    add_chain(std::move(moved));
+  }
+  return first + g.root;
+}
+
 std::shared_ptr<const Grammar> after_whitespace(const Grammar& grammar, int most) {
   auto g = std::make_shared<Grammar>(grammar);
   ByteSet space{};

@@ -50,6 +50,9 @@ class GrammarBuilder {
   // An alternative of `rule`: its elements without the closing `end` (none: the empty string).
   void add_alternative(uint32_t rule, const std::vector<GrammarElement>& sequence);
   void add_chain(std::vector<uint32_t> rules) { g_.chains.push_back(std::move(rules)); }
+  // Copies every rule of `g` in, named `prefix` + its name (grammars combined side by side);
+  // returns the rule `g.root` became.
+  uint32_t import(const Grammar& g, const std::string& prefix);
   // Errc::invalid_argument naming the rule when a rule has no alternative, or can reach
   // itself before reading a byte (left recursion, or a repetition of something that can be
   // empty): the matcher reads left to right and would never stop expanding it.

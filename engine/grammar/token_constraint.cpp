@@ -17,11 +17,11 @@ void set(TokenMask& m, int64_t vocab, int32_t id, bool on) {
 }  // namespace
 
 TokenConstraint::TokenConstraint(std::shared_ptr<GrammarAutomaton> grammar, const Tokenizer& tokenizer,
-                                 std::vector<int32_t> eos, int64_t vocab, std::vector<int32_t> text_specials)
+                                 std::vector<int32_t> eos, int64_t vocab, std::vector<SpecialToken> specials)
     : matcher_(std::move(grammar)),
       tokenizer_(tokenizer),
       eos_(std::move(eos)),
-      text_specials_(std::move(text_specials)),
+      specials_(std::move(specials)),
       vocab_(vocab) {}
 
 const TokenMask& TokenConstraint::mask() {
@@ -29,9 +29,9 @@ const TokenMask& TokenConstraint::mask() {
   mask_.resize(static_cast<size_t>((vocab_ + 63) / 64), 0);
   const bool can_end = matcher_.can_end();
   for (int32_t id : eos_) set(mask_, vocab_, id, can_end);
-  for (int32_t id : text_specials_) {
+  for (const SpecialToken& special : specials_) {
     GrammarMatcher copy = matcher_;
-    set(mask_, vocab_, id, copy.accept(tokenizer_.token_bytes(id)));
+    set(mask_, vocab_, special.id, copy.accept(special.bytes));
   }
   return mask_;
 }
@@ -41,7 +41,10 @@ void TokenConstraint::follow(int32_t token) {
     fail(Errc::invalid_argument,
          "no token the grammar allows here can be chosen (all of them are banned by the logit bias or unprintable)");
   if (std::find(eos_.begin(), eos_.end(), token) != eos_.end()) return;
-  if (!matcher_.accept(tokenizer_.token_bytes(token)))  // the mask said it could
+  std::string bytes = tokenizer_.token_bytes(token);
+  for (const SpecialToken& special : specials_)
+    if (special.id == token) bytes = special.bytes;
+  if (!matcher_.accept(bytes))  // the mask said it could
     fail(Errc::internal, "the grammar rejected token " + std::to_string(token) + ", which its mask allowed");
 }
 

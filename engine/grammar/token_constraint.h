@@ -3,6 +3,7 @@
 // as their text — and the grammar following each token chosen.
 #pragma once
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -11,12 +12,18 @@
 
 namespace sibyl::engine {
 
+// A special token the grammar reads, as the bytes it stands for there: its own text (the
+// think markers of a whole-output grammar) or a marker byte (grammar/markers.h).
+struct SpecialToken {
+  int32_t id;
+  std::string bytes;
+};
+
 class TokenConstraint {
  public:
-  // `eos`: the model's end-of-sequence ids; `text_specials`: special tokens read as their
-  // text (the think markers of a whole-output grammar). The tokenizer must outlive this.
+  // `eos`: the model's end-of-sequence ids. The tokenizer must outlive this.
   TokenConstraint(std::shared_ptr<GrammarAutomaton> grammar, const Tokenizer& tokenizer, std::vector<int32_t> eos,
-                  int64_t vocab, std::vector<int32_t> text_specials = {});
+                  int64_t vocab, std::vector<SpecialToken> specials = {});
 
   const TokenMask& mask();  // for what was read so far
   // Reads the chosen token. Errc::invalid_argument when the mask allowed it not: every token
@@ -27,7 +34,8 @@ class TokenConstraint {
  private:
   GrammarMatcher matcher_;
   const Tokenizer& tokenizer_;
-  std::vector<int32_t> eos_, text_specials_;
+  std::vector<int32_t> eos_;
+  std::vector<SpecialToken> specials_;
   int64_t vocab_;
   TokenMask mask_;
 };

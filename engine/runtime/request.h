@@ -18,13 +18,14 @@ namespace sibyl::engine {
 
 enum class Channel { reasoning = 0, answer = 1 };
 enum class StopReason { eos = 0, max_tokens = 1, stop_string = 2, callback = 3, cancelled = 4, error = 5 };
-enum class EventKind { token = 0, text = 1, done = 2 };
+enum class EventKind { token = 0, text = 1, done = 2, tool_call = 3 };
 
 struct Event {
   EventKind kind = EventKind::done;
   int32_t token = -1;                 // token: the sampled id
   Channel channel = Channel::answer;  // text
-  std::string text;                   // text: complete UTF-8 characters
+  std::string text;                   // text: complete UTF-8 characters; tool_call: the arguments (JSON)
+  std::string name;                   // tool_call: the tool
   StopReason stop = StopReason::eos;  // done
   int error = 0;                      // done: 0, or the Errc of the failure
   std::string message;                // done with an error: why
@@ -37,6 +38,7 @@ struct RequestStats {
   int64_t generated = 0;         // tokens sampled
   int64_t reasoning_tokens = 0;  // chat: generated inside the think block (forced ones excluded)
   int64_t answer_tokens = 0;     // chat: generated after it (end-of-sequence included)
+  int64_t tool_calls = 0;        // chat: calls made
   int64_t drafted = 0;           // MTP drafts verified (speculative decoding)
   int64_t draft_accepted = 0;    // of them, the ones that were the next token
   int64_t submit_us = 0, first_token_us = 0, done_us = 0;  // steady-clock microseconds

@@ -107,14 +107,14 @@ typedef struct sibyl_grammar sibyl_grammar;
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 6
+#define SIBYL_ABI_VERSION_MINOR 7
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
 
 /** The ABI version the library was built with (compare with SIBYL_ABI_VERSION). */
 SIBYL_API uint32_t sibyl_abi_version(void);
-/** Human-readable library version, e.g. "0.6.0" (the ABI version as text). Static storage. */
+/** Human-readable library version, e.g. "0.7.0" (the ABI version as text). Static storage. */
 SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
@@ -663,6 +663,40 @@ SIBYL_API sibyl_status sibyl_model_render_chat(SIBYL_NONNULL const sibyl_model* 
                                                int add_generation_prompt, SIBYL_NULLABLE char* out, size_t capacity,
                                                SIBYL_NONNULL size_t* out_len);
 
+/** A tool the model may call in a chat (since 0.7). */
+typedef struct sibyl_tool {
+    const char* name;        /* 1 to 64 of A-Z a-z 0-9 _ . - (NUL-terminated), unique in a chat */
+    const char* description; /* NUL-terminated; NULL = none */
+    const char* parameters;  /* JSON Schema of the arguments, NUL-terminated (the subset that
+                                sibyl_grammar_from_json_schema accepts); NULL = any JSON object */
+} sibyl_tool;
+
+/** A tool call an earlier assistant message made: the conversation's history (since 0.7). */
+typedef struct sibyl_tool_call {
+    size_t message;        /* index of the "assistant" message that made it (its content may be
+                              empty: the call was its whole reply) */
+    const char* name;      /* NUL-terminated */
+    const char* arguments; /* the JSON text of the arguments, NUL-terminated: pass back what the
+                              TOOL_CALL event gave, and the prompt reuses the cached call */
+} sibyl_tool_call;
+
+/** May the model call tools in this chat? (since 0.7) */
+typedef enum sibyl_tool_choice {
+    SIBYL_TOOL_CHOICE_AUTO = 0,     /* it answers in text, or calls tools (default) */
+    SIBYL_TOOL_CHOICE_NONE = 1,     /* it knows the tools but answers in text */
+    SIBYL_TOOL_CHOICE_REQUIRED = 2, /* its answer is tool calls: one call of `tool_name` when
+                                       that is set, else one or more calls of any tool */
+    SIBYL_TOOL_CHOICE_MAX_ENUM = 0x7fffffff
+} sibyl_tool_choice;
+
+/**
+ * Receives a tool call of a sibyl_session_chat reply (since 0.7): the tool's name and
+ * its arguments, a JSON text valid against the tool's parameters, exactly as the model
+ * wrote them; valid only during the call. Return 0 to continue, non-zero to stop.
+ */
+typedef int (*sibyl_tool_call_fn)(const char* name, size_t name_len, const char* arguments, size_t arguments_len,
+                                  void* user_data);
+
 /* ---------------------------------------------------------------- reasoning chat */
 
 /** Which stream a piece of generated text belongs to. */
@@ -712,9 +746,44 @@ typedef struct sibyl_chat_options {
     const sibyl_grammar* grammar; /* NULL (default): free text. Else the reply follows it (see
                                      sibyl_grammar_scope and the structured output section) */
     sibyl_grammar_scope grammar_scope; /* default SIBYL_GRAMMAR_ANSWER */
+    /* since 0.7 (see the tool calls section): */
+    const sibyl_tool* tools;      /* NULL (default): no tools. Else their definitions join the system
+                                     prompt and the model may call them (templates without tool
+                                     calls: SIBYL_ERR_UNSUPPORTED) */
+    size_t n_tools;
+    sibyl_tool_choice tool_choice; /* default SIBYL_TOOL_CHOICE_AUTO */
+    const char* tool_name;        /* with SIBYL_TOOL_CHOICE_REQUIRED: the one tool to call; NULL: any */
+    const sibyl_tool_call* tool_calls; /* the calls earlier assistant messages made, in order */
+    size_t n_tool_calls;
+    sibyl_tool_call_fn on_tool_call; /* sibyl_session_chat: receives each call, with the chat's
+                                        user_data (requests report SIBYL_EVENT_TOOL_CALL instead) */
 } sibyl_chat_options;
 
 SIBYL_API void sibyl_chat_options_init(SIBYL_NULLABLE sibyl_chat_options* options);
+
+/*
+ * Tool calls (since 0.7). A chat with `tools` adds their definitions to the system prompt
+ * (the DeepSeek templates render calls and outputs but no definitions; the format is in
+ * docs/STRUCTURED_OUTPUT.md). When the model starts a call (<｜tool▁calls▁begin｜>, in the
+ * answer: the reasoning cannot call), the rest of its reply is constrained to the template's
+ * call format, each call's arguments to its tool's JSON Schema, and ends after the calls.
+ * Calls never appear as text: sibyl_session_chat hands them to `on_tool_call`, requests as
+ * SIBYL_EVENT_TOOL_CALL events, and the result counts them. To continue, append an
+ * "assistant" message (content: the reply's answer text, often empty) with its calls in
+ * `tool_calls`, then one "tool" message per call with the output, and chat again: the
+ * prompt reuses the cached reply.
+ */
+
+/**
+ * sibyl_model_render_chat with what chat options add to a prompt (since 0.7): the tool
+ * definitions of `options->tools` and the calls of `options->tool_calls`. Other options
+ * are ignored; `options` NULL renders as sibyl_model_render_chat. Thread-safe.
+ */
+SIBYL_API sibyl_status sibyl_model_render_chat_ex(SIBYL_NONNULL const sibyl_model* model,
+                                                  SIBYL_NONNULL const sibyl_chat_message* messages, size_t n_messages,
+                                                  SIBYL_NULLABLE const sibyl_chat_options* options,
+                                                  int add_generation_prompt, SIBYL_NULLABLE char* out,
+                                                  size_t capacity, SIBYL_NONNULL size_t* out_len);
 
 /**
  * What a chat call or request did. Output struct: set struct_size =
@@ -736,6 +805,9 @@ typedef struct sibyl_chat_result {
     /* since 0.5: */
     uint32_t drafted_tokens;   /* MTP drafts verified (speculative decoding) */
     uint32_t accepted_drafts;  /* of them, those that were the next token */
+    /* since 0.7: */
+    uint32_t tool_calls;       /* tool calls the reply made */
+    uint32_t reserved2;
 } sibyl_chat_result;
 
 /**
@@ -774,10 +846,14 @@ typedef enum sibyl_event_type {
     SIBYL_EVENT_TOKEN = 1, /* a sampled token (`token`) */
     SIBYL_EVENT_TEXT = 2,  /* chat: a piece of text on `channel` (complete UTF-8 characters) */
     SIBYL_EVENT_DONE = 3,  /* the end: `stop_reason`, and `status` (SIBYL_OK or the error) */
+    SIBYL_EVENT_TOOL_CALL = 4, /* since 0.7: a tool call, `name` and `text` (its arguments, JSON) */
     SIBYL_EVENT_MAX_ENUM = 0x7fffffff
 } sibyl_event_type;
 
-/** One event of a request. Set struct_size = sizeof(sibyl_event) before polling. */
+/**
+ * One event of a request. Set struct_size = sizeof(sibyl_event) before polling; the 0.3
+ * size (up to `status`) is accepted too, without `name`.
+ */
 typedef struct sibyl_event {
     uint32_t struct_size;
     sibyl_event_type type;
@@ -789,6 +865,9 @@ typedef struct sibyl_event {
     size_t text_len;
     sibyl_stop_reason stop_reason; /* DONE */
     sibyl_status status;           /* DONE */
+    /* since 0.7: */
+    const char* name;              /* TOOL_CALL: the tool (`name_len` bytes, NUL-terminated); valid as `text` */
+    size_t name_len;
 } sibyl_event;
 
 /**

@@ -1,0 +1,338 @@
+// Tool calls through the C ABI on a DeepSeek-V3-template model (random weights at V3's
+// vocabulary with the real V3 tokenizer and template, written by sibyl-synth before these
+// tests run; SIBYL_TOOL_MODEL names another): a conversation with tools, calls and outputs renders as the
+// template does (reference from Jinja), forced and automatic calls parse to schema-valid
+// arguments through the blocking and non-blocking APIs, a tool result continues the chat on
+// the cached prefix, and templates or tools that cannot work are clear errors.
+#include <sibyl/sibyl.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "capi_request_util.h"
+#include "test_files.h"
+
+namespace {
+
+using json = nlohmann::ordered_json;  // keeps the schemas' key order
+
+struct ToolDefs {  // the reference's tools as sibyl_tool, with the strings they point to
+  explicit ToolDefs(const json& tools) {
+    for (const json& t : tools) {
+      names.push_back(t["name"]), descriptions.push_back(t["description"]), schemas.push_back(t["parameters"].dump());
+    }
+    for (size_t i = 0; i < names.size(); ++i)
+      list.push_back({names[i].c_str(), descriptions[i].empty() ? nullptr : descriptions[i].c_str(), schemas[i].c_str()});
+  }
+  std::vector<std::string> names, descriptions, schemas;
+  std::vector<sibyl_tool> list;
+};
+
+struct Conversation {  // messages and their tool calls as the C ABI takes them
+  std::vector<std::string> roles, contents, call_names, call_args;
+  std::vector<size_t> call_message;
+  void add(std::string role, std::string content) { roles.push_back(std::move(role)), contents.push_back(std::move(content)); }
+  void call(std::string name, std::string args) {
+    call_message.push_back(roles.size() - 1), call_names.push_back(std::move(name)), call_args.push_back(std::move(args));
+  }
+  std::vector<sibyl_chat_message> messages() const {
+    std::vector<sibyl_chat_message> m;
+    for (size_t i = 0; i < roles.size(); ++i) m.push_back({roles[i].c_str(), contents[i].data(), contents[i].size()});
+    return m;
+  }
+  std::vector<sibyl_tool_call> calls() const {
+    std::vector<sibyl_tool_call> c;
+    for (size_t i = 0; i < call_names.size(); ++i) c.push_back({call_message[i], call_names[i].c_str(), call_args[i].c_str()});
+    return c;
+  }
+};
+
+struct Calls {
+  std::vector<std::pair<std::string, std::string>> made;  // name, arguments
+  std::string answer;
+};
+
+int on_call(const char* name, size_t name_len, const char* args, size_t args_len, void* user_data) {
+  static_cast<Calls*>(user_data)->made.emplace_back(std::string(name, name_len), std::string(args, args_len));
+  return 0;
+}
+
+int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_data) {
+  if (channel == SIBYL_CHANNEL_ANSWER) static_cast<Calls*>(user_data)->answer.append(piece, len);
+  return 0;
+}
+
+// The reference's get_weather arguments: an object with a known city and, maybe, 1-7 days.
+void expect_weather_arguments(const std::string& text) {
+  const json args = json::parse(text, nullptr, false);
+  ASSERT_TRUE(args.is_object()) << text;
+  ASSERT_TRUE(args.contains("city")) << text;
+  EXPECT_TRUE(args["city"] == "Lisbon" || args["city"] == "Porto" || args["city"] == "Faro") << text;
+  for (const auto& [key, value] : args.items()) {
+    EXPECT_TRUE(key == "city" || key == "days") << text;
+    if (key == "days") {
+      EXPECT_TRUE(value.is_number_integer() && value >= 1 && value <= 7) << text;
+    }
+  }
+}
+
+class CapiTools : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* path = std::getenv("SIBYL_TOOL_MODEL");
+    model_ = sibyl_capi_test::load_model(path ? path : SIBYL_TOOL_MODEL_DEFAULT);
+    ASSERT_NE(model_, nullptr) << "run through ctest: its tool_v3_model test writes the model first";
+    session_ = sibyl_capi_test::new_session(model_);
+    reference_ = json::parse(sibyl_test::read_file(sibyl_test::test_data_dir() / "tool-v3" / "render_reference.json"));
+    tools_ = std::make_unique<ToolDefs>(reference_["tools"]);
+    sibyl_chat_options_init(&options_);
+    options_.tools = tools_->list.data();
+    options_.n_tools = tools_->list.size();
+    options_.max_new_tokens = 200;
+  }
+  void TearDown() override {
+    sibyl_session_destroy(session_);
+    sibyl_model_destroy(model_);
+  }
+  std::string render(const Conversation& c, const sibyl_chat_options& o) {
+    const auto m = c.messages();
+    const auto calls = c.calls();
+    sibyl_chat_options with = o;
+    with.tool_calls = calls.data();
+    with.n_tool_calls = calls.size();
+    size_t n = 0;
+    EXPECT_EQ(sibyl_model_render_chat_ex(model_, m.data(), m.size(), &with, 1, nullptr, 0, &n), SIBYL_ERR_BUFFER_TOO_SMALL);
+    std::string text(n, '\0');
+    EXPECT_EQ(sibyl_model_render_chat_ex(model_, m.data(), m.size(), &with, 1, text.data(), n, &n), SIBYL_OK)
+        << sibyl_last_error_message();
+    return text;
+  }
+  sibyl_status chat(const Conversation& c, sibyl_chat_options o, Calls& out, sibyl_chat_result& r) {
+    const auto m = c.messages();
+    const auto calls = c.calls();
+    o.tool_calls = calls.data();
+    o.n_tool_calls = calls.size();
+    o.on_tool_call = on_call;
+    r.struct_size = sizeof r;
+    return sibyl_session_chat(session_, m.data(), m.size(), &o, on_text, &out, &r);
+  }
+  size_t count_tokens(const std::string& text) {
+    size_t n = 0;
+    sibyl_model_tokenize(model_, text.data(), text.size(), nullptr, 0, &n);
+    return n;
+  }
+
+  sibyl_model* model_ = nullptr;
+  sibyl_session* session_ = nullptr;
+  json reference_;
+  std::unique_ptr<ToolDefs> tools_;
+  sibyl_chat_options options_{};
+};
+
+Conversation reference_conversation(const json& messages) {
+  Conversation c;
+  for (const json& m : messages) {
+    c.add(m["role"], m["content"].is_null() ? "" : m["content"].get<std::string>());
+    if (m.contains("tool_calls"))
+      for (const json& call : m["tool_calls"]) c.call(call["function"]["name"], call["function"]["arguments"]);
+  }
+  return c;
+}
+
+TEST_F(CapiTools, ConversationWithToolsRendersAsTheTemplate) {
+  EXPECT_EQ(render(reference_conversation(reference_["messages"]), options_), reference_["rendered"].get<std::string>());
+}
+
+TEST_F(CapiTools, ForcedCallParsesToTheToolAndValidArgumentsThenAToolResultContinues) {
+  Conversation c;
+  c.add("user", "Is it raining in Faro?");
+  sibyl_chat_options o = options_;
+  o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;
+  o.tool_name = "get_weather";
+  Calls first;
+  sibyl_chat_result r{};
+  ASSERT_EQ(chat(c, o, first, r), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_EQ(r.stop_reason, SIBYL_STOP_EOS);  // after the calls only the end can come
+  ASSERT_EQ(first.made.size(), 1u);
+  EXPECT_EQ(r.tool_calls, 1u);
+  EXPECT_EQ(first.made[0].first, "get_weather");
+  expect_weather_arguments(first.made[0].second);
+  EXPECT_EQ(first.answer.find("tool"), std::string::npos) << "calls are never text: " << first.answer;
+  const size_t first_prompt = count_tokens(render(c, o));
+
+  // The call and its output continue the conversation on the cached prompt and call.
+  c.add("assistant", "");
+  c.call(first.made[0].first, first.made[0].second);
+  c.add("tool", "{\"rain\": false}");
+  sibyl_chat_options next = options_;
+  next.tool_choice = SIBYL_TOOL_CHOICE_NONE;
+  next.max_new_tokens = 6;
+  Calls second;
+  ASSERT_EQ(chat(c, next, second, r), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_TRUE(second.made.empty());
+  EXPECT_EQ(r.tool_calls, 0u);
+  EXPECT_GE(r.reused_tokens, first_prompt);
+  EXPECT_EQ(r.reused_tokens + r.prompt_tokens, count_tokens(render(c, next)));
+}
+
+TEST_F(CapiTools, RequestsReportCallsAsEventsWithNameAndArguments) {
+  Conversation c;
+  c.add("user", "Weather?");
+  sibyl_chat_options o = options_;
+  o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;  // any tool, one call or more
+  o.max_new_tokens = 400;
+  const auto m = c.messages();
+  sibyl_request* request = nullptr;
+  ASSERT_EQ(sibyl_session_submit_chat(session_, m.data(), m.size(), &o, nullptr, &request), SIBYL_OK)
+      << sibyl_last_error_message();
+  std::vector<std::pair<std::string, std::string>> calls;
+  for (;;) {
+    ASSERT_EQ(sibyl_request_wait(request, -1, nullptr), SIBYL_OK);
+    sibyl_event e;
+    e.struct_size = sizeof e;
+    ASSERT_EQ(sibyl_request_poll(request, &e), SIBYL_OK);
+    if (e.type == SIBYL_EVENT_TOOL_CALL) calls.emplace_back(std::string(e.name, e.name_len), std::string(e.text, e.text_len));
+    if (e.type == SIBYL_EVENT_DONE) {
+      EXPECT_EQ(e.status, SIBYL_OK) << e.text;
+      break;
+    }
+  }
+  sibyl_chat_result r;
+  r.struct_size = sizeof r;
+  ASSERT_EQ(sibyl_request_result(request, &r), SIBYL_OK);
+  sibyl_request_destroy(request);
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(r.tool_calls, calls.size());
+  for (const auto& [name, args] : calls) {
+    if (name == "get_weather") {
+      expect_weather_arguments(args);
+    } else {
+      ASSERT_EQ(name, "give_item");
+      const json a = json::parse(args, nullptr, false);
+      ASSERT_TRUE(a.is_object() && a.contains("item") && a["item"].is_string()) << args;
+      EXPECT_LE(a["item"].get<std::string>().size(), 20u * 4);  // up to 20 characters
+    }
+  }
+}
+
+// Automatic choice: the model calls when it writes <｜tool▁calls▁begin｜> (pushed here by a
+// logit bias on a random model); "none" bans it.
+TEST_F(CapiTools, AutomaticCallsStartAtTheMarkerAndNoneBansThem) {
+  int32_t begin = -1;
+  size_t n = 0;
+  const std::string marker = "<｜tool▁calls▁begin｜>";
+  ASSERT_EQ(sibyl_model_tokenize(model_, marker.data(), marker.size(), &begin, 1, &n), SIBYL_OK);
+  ASSERT_EQ(n, 1u);
+  sibyl_logit_bias bias{begin, 50.0f};
+  sibyl_sampler_options so;
+  sibyl_sampler_options_init(&so);
+  so.logit_bias = &bias;
+  so.n_logit_bias = 1;
+  Conversation c;
+  c.add("user", "Hello");
+  sibyl_chat_options o = options_;
+  o.sampler = &so;
+  o.max_new_tokens = 400;
+  Calls calls;
+  sibyl_chat_result r{};
+  ASSERT_EQ(chat(c, o, calls, r), SIBYL_OK) << sibyl_last_error_message();
+  ASSERT_GE(calls.made.size(), 1u);
+  EXPECT_EQ(r.stop_reason, SIBYL_STOP_EOS);
+
+  o.tool_choice = SIBYL_TOOL_CHOICE_NONE;
+  o.max_new_tokens = 12;
+  Calls none;
+  ASSERT_EQ(chat(c, o, none, r), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_TRUE(none.made.empty());
+  EXPECT_EQ(r.tool_calls, 0u);
+
+  // With a grammar, the answer is the grammar's or calls.
+  sibyl_grammar* g = nullptr;
+  ASSERT_EQ(sibyl_grammar_from_gbnf("root ::= \"yes\" | \"no\"", nullptr, &g), SIBYL_OK);
+  o.tool_choice = SIBYL_TOOL_CHOICE_AUTO;
+  o.grammar = g;
+  o.max_new_tokens = 400;
+  Calls either;
+  ASSERT_EQ(chat(c, o, either, r), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_GE(either.made.size(), 1u);  // the bias picks the calls
+  bias.bias = -INFINITY;
+  Calls text;
+  ASSERT_EQ(chat(c, o, text, r), SIBYL_OK) << sibyl_last_error_message();
+  EXPECT_TRUE(text.made.empty());
+  EXPECT_TRUE(text.answer == "yes" || text.answer == "no") << text.answer;
+  sibyl_grammar_destroy(g);
+}
+
+TEST_F(CapiTools, BadToolsAndChoicesAreInvalidArguments) {
+  Conversation c;
+  c.add("user", "Hi");
+  const auto m = c.messages();
+  auto expect_invalid = [&](sibyl_chat_options o, const char* needle) {
+    sibyl_request* request = nullptr;
+    EXPECT_EQ(sibyl_session_submit_chat(session_, m.data(), m.size(), &o, nullptr, &request),
+              SIBYL_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(sibyl_last_error_message()).find(needle), std::string::npos) << sibyl_last_error_message();
+    EXPECT_EQ(request, nullptr);
+  };
+  sibyl_tool bad[2] = {{"get weather", nullptr, nullptr}, {"x", nullptr, nullptr}};
+  sibyl_chat_options o = options_;
+  o.tools = bad;
+  o.n_tools = 1;
+  expect_invalid(o, "tool 0 (\"get weather\")");
+  sibyl_tool twice[2] = {{"x", nullptr, nullptr}, {"x", nullptr, nullptr}};
+  o.tools = twice;
+  o.n_tools = 2;
+  expect_invalid(o, "used by an earlier tool");
+  sibyl_tool schema[1] = {{"x", nullptr, "{\"type\": \"object\", \"patternProperties\": {}}"}};
+  o.tools = schema;
+  o.n_tools = 1;
+  expect_invalid(o, "tool 0 (\"x\"): parameters");
+  o = options_;
+  o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;
+  o.tool_name = "cast_spell";
+  expect_invalid(o, "\"cast_spell\" is not among the tools");
+  o.tool_choice = static_cast<sibyl_tool_choice>(7);
+  expect_invalid(o, "tool_choice 7");
+  o = options_;
+  o.n_tools = 0;
+  o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;
+  expect_invalid(o, "need tools");
+  o = options_;
+  sibyl_tool_call call{0, "get_weather", "{}"};  // message 0 is the user's
+  o.tool_calls = &call;
+  o.n_tool_calls = 1;
+  expect_invalid(o, "not an assistant message");
+  sibyl_grammar* g = nullptr;
+  ASSERT_EQ(sibyl_grammar_from_gbnf("root ::= \"a\"", nullptr, &g), SIBYL_OK);
+  o = options_;
+  o.grammar = g;
+  o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;
+  expect_invalid(o, "leave the grammar out");
+  sibyl_grammar_destroy(g);
+}
+
+TEST(CapiToolsTemplate, ATemplateWithoutToolCallsRefusesTools) {
+  sibyl_model* model = sibyl_capi_test::load_model(sibyl_test::reasoner_dir());
+  ASSERT_NE(model, nullptr);
+  sibyl_session* session = sibyl_capi_test::new_session(model);
+  const sibyl_chat_message msg{"user", "Hi", 2};
+  sibyl_tool tool{"wave", "Wave at the player.", nullptr};
+  sibyl_chat_options o;
+  sibyl_chat_options_init(&o);
+  o.tools = &tool;
+  o.n_tools = 1;
+  EXPECT_EQ(sibyl_session_chat(session, &msg, 1, &o, nullptr, nullptr, nullptr), SIBYL_ERR_UNSUPPORTED);
+  EXPECT_NE(std::string(sibyl_last_error_message()).find("has no tool calls"), std::string::npos)
+      << sibyl_last_error_message();
+  size_t n = 0;
+  EXPECT_EQ(sibyl_model_render_chat_ex(model, &msg, 1, &o, 1, nullptr, 0, &n), SIBYL_ERR_UNSUPPORTED);
+  sibyl_session_destroy(session);
+  sibyl_model_destroy(model);
+}
+
+}  // namespace
