@@ -694,11 +694,11 @@ TEST_F(CapiRequests, ModelInfoAcceptsTheVersion01Size) {
     }
 }
 
-TEST(CapiVersion, AbiIsZeroPointFive) {
+TEST(CapiVersion, AbiIsZeroPointSeven) {
     EXPECT_EQ(sibyl_abi_version(), static_cast<uint32_t>(SIBYL_ABI_VERSION));
     EXPECT_EQ(sibyl_abi_version() / 10000, 0u);
     EXPECT_EQ(sibyl_abi_version() / 100 % 100, 7u);
-    EXPECT_EQ(SIBYL_ABI_VERSION_MINOR, 6);
+    EXPECT_EQ(SIBYL_ABI_VERSION_MINOR, 7);
     EXPECT_STREQ(sibyl_version_string(), "0.7.0");
     EXPECT_STREQ(sibyl_status_string(SIBYL_ERR_BUSY), "the session is busy with another call or request");
 }

@@ -3,11 +3,13 @@
 // tests run; SIBYL_TOOL_MODEL names another): a conversation with tools, calls and outputs renders as the
 // template does (reference from Jinja), forced and automatic calls parse to schema-valid
 // arguments through the blocking and non-blocking APIs, a tool result continues the chat on
-// the cached prefix, and templates or tools that cannot work are clear errors.
-#include <sibyl/sibyl.h>
+// the cached prefix, and templates or tools that cannot work are clear errors; the same
+// through the C++ SDK (built as C++17 here).
+#include <sibyl/sibyl.hpp>
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -316,6 +318,34 @@ TEST_F(CapiTools, BadToolsAndChoicesAreInvalidArguments) {
   sibyl_grammar_destroy(g);
 }
 
+// Callers built against 0.6 (chat options without tools) and 0.3 (events without `name`).
+TEST_F(CapiTools, OlderOptionAndEventStructsAreRead) {
+  Conversation c;
+  c.add("user", "Hello");
+  const auto m = c.messages();
+  sibyl_chat_options o;
+  sibyl_chat_options_init(&o);
+  o.struct_size = offsetof(sibyl_chat_options, tools);
+  o.max_new_tokens = 3;
+  sibyl_request* request = nullptr;
+  ASSERT_EQ(sibyl_session_submit_chat(session_, m.data(), m.size(), &o, nullptr, &request), SIBYL_OK)
+      << sibyl_last_error_message();
+  constexpr size_t kV03 = offsetof(sibyl_event, name);
+  alignas(sibyl_event) unsigned char buf[sizeof(sibyl_event) + 16];
+  auto* e = reinterpret_cast<sibyl_event*>(buf);
+  for (bool done = false; !done;) {
+    ASSERT_EQ(sibyl_request_wait(request, -1, nullptr), SIBYL_OK);
+    std::memset(buf, 0xAB, sizeof buf);
+    e->struct_size = static_cast<uint32_t>(kV03);
+    ASSERT_EQ(sibyl_request_poll(request, e), SIBYL_OK) << sibyl_last_error_message();
+    done = e->type == SIBYL_EVENT_DONE;
+    for (size_t i = kV03; i < sizeof buf; ++i) ASSERT_EQ(buf[i], 0xAB) << "poll wrote byte " << i;
+  }
+  e->struct_size = static_cast<uint32_t>(kV03 - 4);
+  EXPECT_EQ(sibyl_request_poll(request, e), SIBYL_ERR_STRUCT_SIZE);
+  sibyl_request_destroy(request);
+}
+
 TEST(CapiToolsTemplate, ATemplateWithoutToolCallsRefusesTools) {
   sibyl_model* model = sibyl_capi_test::load_model(sibyl_test::reasoner_dir());
   ASSERT_NE(model, nullptr);
@@ -333,6 +363,64 @@ TEST(CapiToolsTemplate, ATemplateWithoutToolCallsRefusesTools) {
   EXPECT_EQ(sibyl_model_render_chat_ex(model, &msg, 1, &o, 1, nullptr, 0, &n), SIBYL_ERR_UNSUPPORTED);
   sibyl_session_destroy(session);
   sibyl_model_destroy(model);
+}
+
+// The SDK: tools in ChatOptions, calls in ChatReply and in history messages, ToolCall events.
+TEST(SdkTools, CallsRoundTripThroughTheSdk) {
+  const char* path = std::getenv("SIBYL_TOOL_MODEL");
+  sibyl::ModelOptions mo;
+  mo.backend = sibyl::Backend::Cpu;
+  auto model = sibyl::Model::load(path ? path : SIBYL_TOOL_MODEL_DEFAULT, mo);
+  ASSERT_TRUE(model) << model.error().message;
+  auto session = model->create_session();
+  ASSERT_TRUE(session);
+  sibyl::ChatOptions o;
+  o.max_new_tokens = 200;
+  o.tools = {{"get_weather", "Current weather in a city.",
+              R"({"type": "object", "properties": {"city": {"type": "string", "enum": ["Lisbon", "Porto"]}},
+                  "required": ["city"], "additionalProperties": false})"}};
+  o.tool_choice = sibyl::ToolChoice::Required;
+  o.tool_name = "get_weather";
+  std::vector<sibyl::ChatMessage> messages = {{"user", "Rain in Porto?"}};
+  auto reply = session->chat(messages, o);
+  ASSERT_TRUE(reply) << reply.error().message;
+  ASSERT_EQ(reply->tool_calls.size(), 1u);
+  EXPECT_EQ(reply->tool_calls[0].name, "get_weather");
+  const json args = json::parse(reply->tool_calls[0].arguments, nullptr, false);
+  ASSERT_TRUE(args.is_object() && args.contains("city")) << reply->tool_calls[0].arguments;
+  EXPECT_TRUE(args["city"] == "Lisbon" || args["city"] == "Porto");
+
+  // The history call renders as the C ABI renders it, and the non-blocking request reports
+  // the same call as an event (greedy: the same reply on a fresh session).
+  sibyl::ChatMessage answered{"assistant", ""};
+  answered.tool_calls = reply->tool_calls;
+  std::vector<sibyl::ChatMessage> next = messages;
+  next.push_back(answered);
+  next.push_back({"tool", R"({"rain": true})"});
+  auto text = model->render_chat(next, true, o);
+  ASSERT_TRUE(text) << text.error().message;
+  EXPECT_NE(text->find("<｜tool▁sep｜>get_weather\n```json\n" + reply->tool_calls[0].arguments + "\n```"),
+            std::string::npos);
+  EXPECT_NE(text->find("### get_weather"), std::string::npos);
+
+  auto fresh = model->create_session();
+  ASSERT_TRUE(fresh);
+  auto request = fresh->submit_chat(messages, o);
+  ASSERT_TRUE(request) << request.error().message;
+  std::vector<sibyl::Event> calls;
+  for (;;) {
+    ASSERT_TRUE(request->wait());
+    auto e = request->poll();
+    ASSERT_TRUE(e);
+    if (e->type == sibyl::EventType::ToolCall) calls.push_back(*e);
+    if (e->is_done()) break;
+  }
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].name, reply->tool_calls[0].name);
+  EXPECT_EQ(calls[0].text, reply->tool_calls[0].arguments);
+  auto result = request->result();
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->tool_calls, 1u);
 }
 
 }  // namespace

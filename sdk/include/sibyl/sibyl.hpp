@@ -492,6 +492,26 @@ enum class Channel : int {
     Answer = SIBYL_CHANNEL_ANSWER,        // the reply after it
 };
 
+/** A tool the model may call (since 0.7; sibyl_tool). */
+struct Tool {
+    std::string name;         // 1 to 64 of A-Z a-z 0-9 _ . -
+    std::string description;  // may be empty
+    std::string parameters;   // JSON Schema of the arguments; empty: any JSON object
+};
+
+/** A tool call: made by a reply, or an earlier assistant message's in a conversation. */
+struct ToolCall {
+    std::string name;
+    std::string arguments;  // JSON text, as the model wrote it
+};
+
+/** May the model call tools (sibyl_tool_choice)? */
+enum class ToolChoice : int32_t {
+    Auto = SIBYL_TOOL_CHOICE_AUTO,         // it answers in text or calls tools
+    None = SIBYL_TOOL_CHOICE_NONE,         // it answers in text
+    Required = SIBYL_TOOL_CHOICE_REQUIRED, // it calls: ChatOptions::tool_name once, or any tools
+};
+
 /** One message of a conversation: role "system", "user", "assistant" or "tool". */
 struct ChatMessage {
     std::string role;
@@ -499,6 +519,9 @@ struct ChatMessage {
     // since 0.5: false (default) keeps the content plain text (control-token text stays text);
     // true lets control-token text in it become those tokens (content the application wrote).
     bool trusted = false;
+    // since 0.7: an assistant message's tool calls (pass back ChatReply::tool_calls; the
+    // content is then the reply's answer, often empty), each answered by a "tool" message.
+    std::vector<ToolCall> tool_calls = {};
 };
 
 /** How Session::chat runs. Defaults equal sibyl_chat_options_init (greedy). */
@@ -513,6 +536,11 @@ struct ChatOptions {
     // submitted request keeps what it needs).
     const Grammar* grammar = nullptr;
     GrammarScope grammar_scope = GrammarScope::answer;
+    // since 0.7: tools the model may call (their definitions join the system prompt; see
+    // sibyl.h's tool calls section), whether it may, and the one it must call (Required).
+    std::vector<Tool> tools;
+    ToolChoice tool_choice = ToolChoice::Auto;
+    std::string tool_name;
 };
 
 /** What Session::chat produced: both channels in full, and why it stopped. */
@@ -528,6 +556,8 @@ struct ChatReply {
     uint32_t generated_tokens = 0;  // tokens sampled
     uint64_t first_token_us = 0;    // start -> first sampled token, microseconds (0: none)
     uint64_t total_us = 0;          // start -> end, microseconds
+    // since 0.7: the calls the reply made (never part of `answer`)
+    std::vector<ToolCall> tool_calls = {};
 };
 
 /**
@@ -543,6 +573,7 @@ struct RequestResult {
     uint32_t generated_tokens = 0;  // tokens sampled (generate requests: all of them)
     uint64_t first_token_us = 0;    // submit -> first sampled token, microseconds (0: none)
     uint64_t total_us = 0;          // submit -> end, microseconds
+    uint32_t tool_calls = 0;        // chat: tool calls made (since 0.7)
 };
 
 /** Which kind an Event is. Values equal sibyl_event_type. */
@@ -551,6 +582,7 @@ enum class EventType : int {
     Token = SIBYL_EVENT_TOKEN,  // a sampled token (`token`)
     Text = SIBYL_EVENT_TEXT,    // chat: a piece of text on `channel` (complete UTF-8 characters)
     Done = SIBYL_EVENT_DONE,    // the end: `stop_reason` and `status` (`text`: the error message)
+    ToolCall = SIBYL_EVENT_TOOL_CALL,  // since 0.7: a tool call, `name` and `text` (its arguments)
 };
 
 /**
@@ -565,6 +597,7 @@ struct Event {
     std::string text;                               // Text: the piece; Done with an error: the message
     sibyl_stop_reason stop_reason = SIBYL_STOP_EOS; // Done
     Status status = SIBYL_OK;                       // Done: SIBYL_OK or the request's error
+    std::string name;                               // ToolCall: the tool
 
     bool has_value() const noexcept { return type != EventType::None; }
     explicit operator bool() const noexcept { return has_value(); }
@@ -593,6 +626,11 @@ struct Event {
                 e.type = EventType::Done;
                 e.stop_reason = c.stop_reason;
                 e.status = c.status;
+                if (c.text) e.text.assign(c.text, c.text_len);
+                break;
+            case SIBYL_EVENT_TOOL_CALL:
+                e.type = EventType::ToolCall;
+                if (c.name) e.name.assign(c.name, c.name_len);
                 if (c.text) e.text.assign(c.text, c.text_len);
                 break;
             default:  // SIBYL_EVENT_NONE (or a type this header does not know: treated as none)
@@ -761,6 +799,23 @@ struct TextCallback {
         }
     }
 
+    // The reply's tool calls arrive with the same user_data (sibyl_chat_options.on_tool_call).
+    static int tool_call(const char* name, size_t name_len, const char* args, size_t args_len,
+                         void* user_data) noexcept {
+        auto* self = static_cast<TextCallback*>(user_data);
+#if SIBYL_HPP_EXCEPTIONS
+        try {
+            self->reply->tool_calls.push_back({std::string(name, name_len), std::string(args, args_len)});
+        } catch (...) {
+            self->exception = std::current_exception();
+            return 1;
+        }
+#else
+        self->reply->tool_calls.push_back({std::string(name, name_len), std::string(args, args_len)});
+#endif
+        return 0;
+    }
+
     static int trampoline(sibyl_channel channel, const char* piece, size_t len, void* user_data) noexcept {
         auto* self = static_cast<TextCallback*>(user_data);
 #if SIBYL_HPP_EXCEPTIONS
@@ -803,6 +858,8 @@ Result<std::vector<T>> fill_buffer(Call&& call) {
 struct ChatOptionsC {
     std::vector<const char*> stops;
     std::vector<int32_t> trusted;
+    std::vector<sibyl_tool> tools;
+    std::vector<sibyl_tool_call> calls;
     sibyl_sampler_options sampler;
     sibyl_chat_options c;
 
@@ -821,6 +878,17 @@ struct ChatOptionsC {
         c.trusted = trusted.data();
         c.grammar = options.grammar ? options.grammar->get() : nullptr;
         c.grammar_scope = static_cast<sibyl_grammar_scope>(options.grammar_scope);
+        for (const Tool& t : options.tools)
+            tools.push_back({t.name.c_str(), t.description.c_str(), t.parameters.empty() ? nullptr : t.parameters.c_str()});
+        c.tools = tools.data();
+        c.n_tools = tools.size();
+        c.tool_choice = static_cast<sibyl_tool_choice>(options.tool_choice);
+        c.tool_name = options.tool_name.empty() ? nullptr : options.tool_name.c_str();
+        for (size_t i = 0; i < messages.size(); ++i)
+            for (const ToolCall& call : messages[i].tool_calls)
+                calls.push_back({i, call.name.c_str(), call.arguments.c_str()});
+        c.tool_calls = calls.data();
+        c.n_tool_calls = calls.size();
     }
     ChatOptionsC(const ChatOptionsC&) = delete;
     ChatOptionsC& operator=(const ChatOptionsC&) = delete;
@@ -836,6 +904,7 @@ inline RequestResult request_result(const sibyl_chat_result& r) noexcept {
     out.generated_tokens = r.generated_tokens;
     out.first_token_us = r.first_token_us;
     out.total_us = r.total_us;
+    out.tool_calls = r.tool_calls;
     return out;
 }
 
@@ -1267,7 +1336,8 @@ public:
         ChatReply reply;
         detail::TextCallback<Fn> bridge{&on_text, &reply};
         const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
-        const detail::ChatOptionsC c(options, messages);
+        detail::ChatOptionsC c(options, messages);
+        c.c.on_tool_call = &detail::TextCallback<Fn>::tool_call;
         sibyl_chat_result result{};
         result.struct_size = sizeof result;
         Status st = sibyl_session_chat(handle_.get(), c_msgs.data(), c_msgs.size(), &c.c,
@@ -1470,12 +1540,17 @@ public:
         return std::string(bytes->data(), bytes->size());
     }
 
-    /** The prompt text of a conversation under the model's chat template. */
-    Result<std::string> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const {
+    /**
+     * The prompt text of a conversation under the model's chat template, with its tool
+     * calls, and the definitions of `options.tools` (other options do not change it).
+     */
+    Result<std::string> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true,
+                                    const ChatOptions& options = {}) const {
         const std::vector<sibyl_chat_message> c_msgs = detail::c_messages(messages);
+        const detail::ChatOptionsC c(options, messages);
         auto bytes = detail::fill_buffer<char>([&](char* out, size_t capacity, size_t* n) {
-            return sibyl_model_render_chat(handle_.get(), c_msgs.data(), c_msgs.size(), add_generation_prompt ? 1 : 0,
-                                           out, capacity, n);
+            return sibyl_model_render_chat_ex(handle_.get(), c_msgs.data(), c_msgs.size(), &c.c,
+                                              add_generation_prompt ? 1 : 0, out, capacity, n);
         });
         if (!bytes) return bytes.error();
         return std::string(bytes->data(), bytes->size());
