@@ -37,7 +37,7 @@ const TokenMask& TokenConstraint::mask() {
 }
 
 void TokenConstraint::follow(int32_t token) {
-  if (token < 0 || token >= vocab_ || !mask_has(mask_, token))
+  if (token < 0 || token >= vocab_ || static_cast<size_t>(token) >= mask_.size() * 64 || !mask_has(mask_, token))
     fail(Errc::invalid_argument,
          "no token the grammar allows here can be chosen (all of them are banned by the logit bias or unprintable)");
   if (std::find(eos_.begin(), eos_.end(), token) != eos_.end()) return;
