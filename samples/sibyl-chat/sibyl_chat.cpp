@@ -1,6 +1,7 @@
 // sibyl-chat: a terminal chat with a reasoning model, written against the C ABI only.
 // The model's thinking streams dimmed (or hidden), the answer in plain text, and a
-// final line reports speed. One-shot with --prompt, interactive otherwise.
+// final line reports speed. One-shot with --prompt, interactive otherwise. With --tools the
+// model may call tools: each call prints as a JSON line, and interactively you type its output.
 #include <sibyl/sibyl.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,10 @@ static const char* kUsage =
     "  --json-schema FILE   the answer is JSON following this JSON Schema\n"
     "  --grammar FILE       the answer follows this GBNF grammar (start rule: root)\n"
     "  --grammar-scope S    answer (default): the reasoning stays free; whole: every generated token\n"
+    "  --tools FILE         tools the model may call: a JSON list of {name, description, parameters}\n"
+    "                       (or OpenAI's {type: function, function: {...}}); a call prints as one line\n"
+    "                       {\"tool_call\": {\"name\": ..., \"arguments\": {...}}}; interactively you then type its output\n"
+    "  --tool-choice C      auto (default), none, required, or a tool's name (that one tool is called)\n"
     SIBYL_CLI_MODEL_FLAGS_HELP
     "Interactive commands: /reset (new conversation), /quit.\n";
 
@@ -40,6 +46,7 @@ struct Stream {
   size_t pieces = 0;
   std::chrono::steady_clock::time_point start, first;
   std::string answer;  // kept for the conversation history
+  std::vector<std::pair<std::string, std::string>> calls;  // this reply's tool calls
 };
 
 int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_data) {
@@ -60,6 +67,19 @@ int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_dat
   return 0;
 }
 
+
+int on_tool_call(const char* name, size_t name_len, const char* args, size_t args_len, void* user_data) {
+  auto* s = static_cast<Stream*>(user_data);
+  if (s->in_reasoning) std::fputs(s->tty ? "\x1b[0m\n\n" : "\n\n", stdout);
+  s->in_reasoning = false;
+  s->calls.emplace_back(std::string(name, name_len), std::string(args, args_len));
+  // The arguments are JSON the schema accepted: written as they are, inside one line.
+  std::string line = "{\"tool_call\": {\"name\": " + nlohmann::json(s->calls.back().first).dump() + ", \"arguments\": ";
+  for (char c : s->calls.back().second) line += c == '\n' ? ' ' : c;
+  std::printf("%s}}\n", line.c_str());
+  std::fflush(stdout);
+  return 0;
+}
 
 bool read_file(const std::string& path, std::string& out) {
   std::ifstream f(path, std::ios::binary);
@@ -82,17 +102,47 @@ sibyl_grammar* grammar_from_flags(const sibyl::cli::Args& args) {
   return g;
 }
 
+// The tools of --tools FILE, with the strings they point to.
+struct Tools {
+  std::vector<std::string> names, descriptions, parameters;
+  std::vector<sibyl_tool> list;
+};
+
+void load_tools(const sibyl::cli::Args& args, Tools& tools) {
+  if (!args.has("--tools")) return;
+  const std::string path = args.get("--tools");
+  std::string text;
+  if (!read_file(path, text)) args.die("cannot read --tools " + path);
+  const nlohmann::ordered_json j = nlohmann::ordered_json::parse(text, nullptr, false);
+  if (!j.is_array() || j.empty()) args.die(path + ": --tools wants a non-empty JSON list of tools");
+  for (const auto& entry : j) {
+    const auto& t = entry.contains("function") ? entry["function"] : entry;
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string())
+      args.die(path + ": every tool needs a \"name\" (a string)");
+    tools.names.push_back(t["name"]);
+    tools.descriptions.push_back(t.contains("description") && t["description"].is_string() ? t["description"] : "");
+    tools.parameters.push_back(t.contains("parameters") ? t["parameters"].dump() : "");
+  }
+  for (size_t i = 0; i < tools.names.size(); ++i)
+    tools.list.push_back({tools.names[i].c_str(), tools.descriptions[i].c_str(),
+                          tools.parameters[i].empty() ? nullptr : tools.parameters[i].c_str()});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv,
                         sibyl::cli::with_model_flags({"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
-                         "--top-k", "--top-p", "--json-schema", "--grammar", "--grammar-scope"}),
+                         "--top-k", "--top-p", "--json-schema", "--grammar", "--grammar-scope", "--tools", "--tool-choice"}),
                         kUsage, sibyl::cli::with_model_switches({"--no-think", "--hide-reasoning"}));
   const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
   const std::string scope = args.get("--grammar-scope", "answer");
   if (scope != "answer" && scope != "whole") args.die("--grammar-scope must be answer or whole");
   sibyl_grammar* grammar = grammar_from_flags(args);
+  Tools tools;
+  load_tools(args, tools);
+  const std::string tool_choice = args.get("--tool-choice", "auto");
+  if (args.has("--tool-choice") && !args.has("--tools")) args.die("--tool-choice needs --tools");
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(model_dir.c_str(), &mo, &model) != SIBYL_OK) {
@@ -123,25 +173,49 @@ int main(int argc, char** argv) {
   co.seed = static_cast<uint64_t>(args.get_int("--seed", 0));
   co.grammar = grammar;
   co.grammar_scope = scope == "whole" ? SIBYL_GRAMMAR_WHOLE : SIBYL_GRAMMAR_ANSWER;
+  co.tools = tools.list.data();
+  co.n_tools = tools.list.size();
+  co.tool_choice = tool_choice == "auto" ? SIBYL_TOOL_CHOICE_AUTO
+                   : tool_choice == "none" ? SIBYL_TOOL_CHOICE_NONE
+                                           : SIBYL_TOOL_CHOICE_REQUIRED;
+  if (tool_choice != "auto" && tool_choice != "none" && tool_choice != "required") co.tool_name = tool_choice.c_str();
+  co.on_tool_call = on_tool_call;
 
   Stream stream;
   stream.show_reasoning = args.get_int("--hide-reasoning", 0) == 0;
   stream.tty = isatty(STDOUT_FILENO) != 0;
   std::vector<std::string> roles, contents;  // the conversation so far
+  std::vector<size_t> call_message;          // its tool calls: the assistant message, name, arguments
+  std::vector<std::string> call_names, call_args;
   if (args.has("--system")) {
     roles.push_back("system");
     contents.push_back(args.get("--system"));
   }
+  auto forget_from = [&](size_t n_messages) {  // drops messages [n_messages, ...) and their calls
+    roles.resize(n_messages);
+    contents.resize(n_messages);
+    while (!call_message.empty() && call_message.back() >= n_messages) {
+      call_message.pop_back();
+      call_names.pop_back();
+      call_args.pop_back();
+    }
+  };
 
-  auto reply = [&](const std::string& user) -> bool {
-    roles.push_back("user");
-    contents.push_back(user);
+  auto reply = [&](const std::string& role, const std::string& content) -> bool {
+    roles.push_back(role);
+    contents.push_back(content);
     std::vector<sibyl_chat_message> messages;
     for (size_t i = 0; i < roles.size(); ++i)
       messages.push_back({roles[i].c_str(), contents[i].data(), contents[i].size()});
+    std::vector<sibyl_tool_call> calls;
+    for (size_t i = 0; i < call_message.size(); ++i)
+      calls.push_back({call_message[i], call_names[i].c_str(), call_args[i].c_str()});
+    co.tool_calls = calls.data();
+    co.n_tool_calls = calls.size();
     stream.start = std::chrono::steady_clock::now();
     stream.pieces = 0;
     stream.answer.clear();
+    stream.calls.clear();
     stream.in_reasoning = stream.any_answer = false;
     sibyl_chat_result result;
     result.struct_size = sizeof result;
@@ -155,6 +229,11 @@ int main(int argc, char** argv) {
     }
     roles.push_back("assistant");
     contents.push_back(stream.answer);
+    for (const auto& [name, arguments] : stream.calls) {
+      call_message.push_back(roles.size() - 1);
+      call_names.push_back(name);
+      call_args.push_back(arguments);
+    }
     auto end = std::chrono::steady_clock::now();
     double total = std::chrono::duration<double>(end - stream.start).count();
     double ttft = std::chrono::duration<double>((stream.pieces ? stream.first : end) - stream.start).count();
@@ -165,23 +244,47 @@ int main(int argc, char** argv) {
     return true;
   };
 
+  // Interactive: the outputs of the reply's tool calls, one line each, then the model goes on.
+  auto answer_tool_calls = [&]() -> bool {
+    while (!stream.calls.empty()) {
+      const auto calls = stream.calls;
+      const size_t before = roles.size();
+      std::string output;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        std::printf("output of %s> ", calls[i].first.c_str());
+        std::fflush(stdout);
+        if (!std::getline(std::cin, output)) return false;
+        if (i + 1 < calls.size()) {
+          roles.push_back("tool");
+          contents.push_back(output);
+        }
+      }
+      if (!reply("tool", output)) {
+        forget_from(before);
+        return true;
+      }
+    }
+    return true;
+  };
+
   int rc = 0;
   if (args.has("--prompt")) {
-    rc = reply(args.get("--prompt")) ? 0 : 1;
+    rc = reply("user", args.get("--prompt")) ? 0 : 1;
   } else {
     std::string line;
     while ((std::fputs("> ", stdout), std::fflush(stdout), std::getline(std::cin, line))) {
       if (line == "/quit") break;
       if (line == "/reset") {
-        roles.resize(args.has("--system") ? 1 : 0);
-        contents.resize(roles.size());
+        forget_from(args.has("--system") ? 1 : 0);
         continue;
       }
       if (line.empty()) continue;
-      if (!reply(line)) {  // drop the failed turn and go on
-        roles.pop_back();
-        contents.pop_back();
+      const size_t before = roles.size();
+      if (!reply("user", line)) {  // drop the failed turn and go on
+        forget_from(before);
+        continue;
       }
+      if (!answer_tool_calls()) break;
     }
   }
   sibyl_session_destroy(session);
