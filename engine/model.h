@@ -15,6 +15,7 @@
 #include "runtime/step_plan.h"
 #include "rope.h"
 #include "tokenizer.h"
+#include "tool_calls.h"
 #include "weights.h"
 
 namespace sibyl::engine {
@@ -78,6 +79,8 @@ class Model {
   // missing or unrecognised when the model has none.
   const Tokenizer& tokenizer() const;
   const ChatFormat& chat_format() const;
+  // The tool sets chats offered lately, compiled (see ToolSetCache).
+  ToolSetCache& tool_sets() const { return tool_sets_; }
 
   // Identifies the weights (config, tensor names/types/shapes, sample bytes): session
   // states only load into the model they were saved from.
@@ -120,6 +123,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<ChatFormat> chat_format_;
   std::string text_unavailable_;  // why tokenizer_/chat_format_ are missing
+  mutable ToolSetCache tool_sets_;
   std::shared_ptr<SharedKvPages> kv_;
   std::unique_ptr<class Scheduler> scheduler_;
   std::list<std::unique_ptr<StepPlan>> plans_;  // most recently used first

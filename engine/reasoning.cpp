@@ -176,7 +176,7 @@ class ChatJob final : public Job {
                                                       "leave the grammar out");
     const Grammar& section = *p_.tools->section();
     if (choice == ToolChoice::required) {
-      p_.grammar = std::make_shared<GrammarAutomaton>(after_whitespace(section, 3));
+      p_.grammar = p_.tools->answer_automaton();
     } else if (choice == ToolChoice::automatic && p_.grammar) {
       GrammarBuilder b;  // answer ::= the grammar's answer | up to 3 blanks, then calls
       const uint32_t text = b.import(p_.grammar->grammar(), "answer-");
@@ -186,7 +186,7 @@ class ChatJob final : public Job {
       b.add_alternative(root, {{GrammarElement::rule, calls}});
       p_.grammar = std::make_shared<GrammarAutomaton>(b.finish(root));
     } else if (choice == ToolChoice::automatic) {
-      section_ = std::make_shared<GrammarAutomaton>(p_.tools->section());
+      section_ = p_.tools->section_automaton();
     }
   }
 

@@ -117,6 +117,28 @@ ToolSet::ToolSet(std::vector<ToolSpec> tools, ToolChoice choice, std::string for
   const uint32_t section = b.add_rule("tool-calls");
   b.add_alternative(section, seq);
   section_ = b.finish(section);
+  section_automaton_ = std::make_shared<GrammarAutomaton>(section_);
+  answer_automaton_ = std::make_shared<GrammarAutomaton>(after_whitespace(*section_, 3));
+}
+
+std::shared_ptr<const ToolSet> ToolSetCache::get(std::vector<ToolSpec> tools, ToolChoice choice, std::string forced) {
+  std::string key = std::to_string(static_cast<int>(choice)) + '\0' + forced;
+  for (const ToolSpec& t : tools)  // NUL separates: C strings hold none
+    for (const std::string* part : {&t.name, &t.description, &t.parameters}) (key += '\0') += *part;
+  {
+    std::lock_guard lock(mutex_);
+    for (size_t i = 0; i < kept_.size(); ++i)
+      if (kept_[i].first == key) {
+        std::rotate(kept_.begin() + static_cast<std::ptrdiff_t>(i), kept_.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                    kept_.end());
+        return kept_.back().second;
+      }
+  }
+  auto set = std::make_shared<const ToolSet>(std::move(tools), choice, std::move(forced));  // may throw
+  std::lock_guard lock(mutex_);
+  if (kept_.size() == kKept) kept_.erase(kept_.begin());
+  kept_.emplace_back(std::move(key), set);
+  return set;
 }
 
 // Independent of the tool choice, so that turns with different choices share the prompt's

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -64,12 +65,29 @@ class ToolSet {
   std::string definitions() const;
   // The section of calls, from <｜tool▁calls▁begin｜> to <｜tool▁calls▁end｜>.
   const std::shared_ptr<const Grammar>& section() const { return section_; }
+  // Its automata, shared by every chat with this set (masks computed once): the section, and
+  // the section after up to 3 blanks (the answer when calls are required).
+  const std::shared_ptr<GrammarAutomaton>& section_automaton() const { return section_automaton_; }
+  const std::shared_ptr<GrammarAutomaton>& answer_automaton() const { return answer_automaton_; }
 
  private:
   std::vector<ToolSpec> tools_;
   ToolChoice choice_;
   std::string forced_;
   std::shared_ptr<const Grammar> section_;
+  std::shared_ptr<GrammarAutomaton> section_automaton_, answer_automaton_;
+};
+
+// Tool sets by content: chats that offer the same tools (an NPC's every turn) share one
+// compiled set and its masks. Keeps the most recently used kKept. Thread-safe.
+class ToolSetCache {
+ public:
+  static constexpr size_t kKept = 16;
+  std::shared_ptr<const ToolSet> get(std::vector<ToolSpec> tools, ToolChoice choice, std::string forced);
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<std::string, std::shared_ptr<const ToolSet>>> kept_;  // most recent last
 };
 
 // The conversation with the tool definitions appended as a trusted system message (the

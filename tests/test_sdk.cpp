@@ -565,6 +565,7 @@ struct Drained {
                 done = e;
                 break;
             case sibyl::EventType::None: ADD_FAILURE() << "an Event of type None was delivered"; break;
+            case sibyl::EventType::ToolCall: ADD_FAILURE() << "a tool call without tools"; break;
         }
     }
 };

@@ -180,6 +180,19 @@ TEST(ToolCalls, BadToolSetsAreErrorsNamingTheTool) {
   expect_error({{"a", "", ""}}, ToolChoice::required, "b", "\"b\" is not among the tools");
 }
 
+TEST(ToolCalls, TheCacheSharesSetsByContentAndKeepsTheLatest) {
+  ToolSetCache cache;
+  const auto a = cache.get(npc_tools(), ToolChoice::automatic, "");
+  EXPECT_EQ(cache.get(npc_tools(), ToolChoice::automatic, ""), a);  // same automata: warm masks
+  EXPECT_NE(cache.get(npc_tools(), ToolChoice::required, ""), a);
+  std::vector<ToolSpec> other = npc_tools();
+  other[2].description = "Wave twice.";
+  EXPECT_NE(cache.get(other, ToolChoice::automatic, ""), a);
+  for (size_t i = 0; i < ToolSetCache::kKept; ++i) cache.get({{std::to_string(i) + "t", "", ""}}, ToolChoice::automatic, "");
+  EXPECT_NE(cache.get(npc_tools(), ToolChoice::automatic, ""), a);  // evicted, compiled again
+  EXPECT_THROW(cache.get({{"bad name", "", ""}}, ToolChoice::automatic, ""), Failure);
+}
+
 TEST(ToolCalls, TheTinyReasonerFormatRefusesTools) {
   const ChatFormat tiny = ChatFormat::load(data_dir() + "/../../models/tiny-reasoner/tokenizer_config.json");
   try {

@@ -166,7 +166,8 @@ struct ChatInput {
   std::shared_ptr<const sibyl::engine::ToolSet> tools;
 };
 
-ChatInput chat_input(const sibyl_chat_message* messages, size_t n, const sibyl_chat_options& o) {
+ChatInput chat_input(const sibyl_chat_message* messages, size_t n, const sibyl_chat_options& o,
+                     const sibyl::engine::Model& model) {
   ChatInput in{chat_messages(messages, n), nullptr};
   if (o.trusted)
     for (size_t i = 0; i < n; ++i) in.messages[i].trusted = o.trusted[i] != 0;
@@ -197,7 +198,7 @@ ChatInput chat_input(const sibyl_chat_message* messages, size_t n, const sibyl_c
   const auto choice = o.tool_choice == SIBYL_TOOL_CHOICE_NONE       ? sibyl::engine::ToolChoice::none
                       : o.tool_choice == SIBYL_TOOL_CHOICE_REQUIRED ? sibyl::engine::ToolChoice::required
                                                                     : sibyl::engine::ToolChoice::automatic;
-  in.tools = std::make_shared<const sibyl::engine::ToolSet>(std::move(specs), choice, o.tool_name ? o.tool_name : "");
+  in.tools = model.tool_sets().get(std::move(specs), choice, o.tool_name ? o.tool_name : "");
   return in;
 }
 
@@ -338,7 +339,7 @@ std::unique_ptr<sibyl::engine::Job> chat_job(sibyl::engine::Session& s, std::sha
                                              const sibyl::engine::Model& model, const sibyl_chat_message* messages,
                                              size_t n_messages, const sibyl_chat_options* options) {
   const sibyl_chat_options o = chat_options(options);
-  ChatInput in = chat_input(messages, n_messages, o);
+  ChatInput in = chat_input(messages, n_messages, o, model);
   const std::vector<sibyl::engine::ChatMessage>& conversation = in.messages;
   if (conversation.empty()) fail(Errc::invalid_argument, "the conversation is empty: it must end with a user turn");
   const std::string& last = conversation.back().role;
@@ -797,7 +798,7 @@ sibyl_status sibyl_model_render_chat_ex(const sibyl_model* model, const sibyl_ch
     require(model, "model");
     require(out_len, "out_len");
     const sibyl::engine::ChatFormat& format = model->model->chat_format();
-    ChatInput in = chat_input(messages, n_messages, chat_options(options));
+    ChatInput in = chat_input(messages, n_messages, chat_options(options), *model->model);
     if (in.tools) in.messages = sibyl::engine::with_tool_definitions(in.messages, *in.tools, format);
     copy_text_out(format.render(in.messages, add_generation_prompt != 0), out, capacity, out_len);
   });
