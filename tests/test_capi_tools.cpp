@@ -365,6 +365,60 @@ TEST(CapiToolsTemplate, ATemplateWithoutToolCallsRefusesTools) {
   sibyl_model_destroy(model);
 }
 
+// R1's format (the V3 vocabulary with R1's <think> tokens and template): the reasoning comes
+// first and cannot call — even pushed toward the call marker — then the answer calls.
+TEST(CapiToolsR1, TheReasoningCannotCallTheAnswerDoes) {
+  sibyl_model* model = sibyl_capi_test::load_model(SIBYL_TOOL_R1_MODEL_DEFAULT);
+  ASSERT_NE(model, nullptr) << "run through ctest: its tool_r1_model test writes the model first";
+  sibyl_session* session = sibyl_capi_test::new_session(model);
+  int32_t begin = -1;
+  size_t n = 0;
+  const std::string marker = "<｜tool▁calls▁begin｜>";
+  ASSERT_EQ(sibyl_model_tokenize(model, marker.data(), marker.size(), &begin, 1, &n), SIBYL_OK);
+  sibyl_logit_bias bias{begin, 50.0f};
+  sibyl_sampler_options so;
+  sibyl_sampler_options_init(&so);
+  so.logit_bias = &bias;
+  so.n_logit_bias = 1;
+  sibyl_tool tool{"give_item", "Give an item.",
+                  R"({"type":"object","properties":{"item":{"enum":["sword","bread"]}},"required":["item"]})"};
+  for (sibyl_tool_choice choice : {SIBYL_TOOL_CHOICE_AUTO, SIBYL_TOOL_CHOICE_REQUIRED}) {
+    sibyl_chat_options o;
+    sibyl_chat_options_init(&o);
+    o.tools = &tool;
+    o.n_tools = 1;
+    o.tool_choice = choice;
+    o.think_budget = 5;  // a random model would think forever
+    o.max_new_tokens = 300;
+    o.sampler = &so;
+    o.on_tool_call = on_call;
+    const sibyl_chat_message msg{"user", "The sword, please.", 18};
+    struct Out : Calls {
+      std::string reasoning;
+    } out;
+    auto text = [](sibyl_channel c, const char* piece, size_t len, void* ud) {
+      auto* o = static_cast<Out*>(ud);
+      (c == SIBYL_CHANNEL_REASONING ? o->reasoning : o->answer).append(piece, len);
+      return 0;
+    };
+    sibyl_chat_result r;
+    r.struct_size = sizeof r;
+    ASSERT_EQ(sibyl_session_chat(session, &msg, 1, &o, text, &out, &r), SIBYL_OK) << sibyl_last_error_message();
+    EXPECT_EQ(r.reasoning_tokens, 5u);  // the bias never made the reasoning call
+    EXPECT_EQ(out.reasoning.find("tool"), std::string::npos) << out.reasoning;
+    ASSERT_GE(out.made.size(), 1u);
+    EXPECT_EQ(r.tool_calls, out.made.size());
+    EXPECT_EQ(r.stop_reason, SIBYL_STOP_EOS);
+    for (const auto& [name, args] : out.made) {
+      EXPECT_EQ(name, "give_item");
+      const json a = json::parse(args, nullptr, false);
+      EXPECT_TRUE(a.is_object() && (a["item"] == "sword" || a["item"] == "bread")) << args;
+    }
+  }
+  sibyl_session_destroy(session);
+  sibyl_model_destroy(model);
+}
+
 // The SDK: tools in ChatOptions, calls in ChatReply and in history messages, ToolCall events.
 TEST(SdkTools, CallsRoundTripThroughTheSdk) {
   const char* path = std::getenv("SIBYL_TOOL_MODEL");

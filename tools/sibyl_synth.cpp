@@ -7,6 +7,9 @@
 #include <cstring>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "chat_format.h"
 #include "cli_args.h"
 #include "config.h"
 #include "convert.h"
@@ -18,13 +21,16 @@
 
 static const char* kUsage =
     "usage: sibyl-synth OUTPUT.sibyl [--config config.json] [--layers N] [--quant bf16|q8_0|q4_k] [--seed S]\n"
-    "                   [--tokenizer DIR]\n"
+    "                   [--tokenizer DIR [--chat-template NAME]]\n"
     "Random weights at the shapes of --config (a Hugging Face config.json; default: DeepSeek-V2-Lite).\n"
     "--layers   keep only the first N layers (default: all)\n"
     "--quant    bf16 (default); q8_0; q4_k = routed experts Q4_K, other matrices Q8_0\n"
     "           (rows that are not whole blocks fall back as in sibyl-convert: Q4_K->Q5_0->Q8_0->BF16)\n"
     "--tokenizer  a directory with tokenizer.json and tokenizer_config.json to pack (text and chat work);\n"
-    "           its vocabulary must fit the config's vocab_size\n";
+    "           its vocabulary must fit the config's vocab_size\n"
+    "--chat-template  deepseek-v3, deepseek-r1 or tiny-reasoner: pack that template instead of DIR's;\n"
+    "           deepseek-r1 on a vocabulary without <think> renames its placeholder tokens 128798 and\n"
+    "           128799 to <think> and </think>, as DeepSeek-R1's tokenizer does\n";
 
 namespace {
 
@@ -84,6 +90,30 @@ void random_tensor(Rng& rng, sibyl::engine::DType t, int64_t rows, int64_t cols,
   }
 }
 
+// The pack's tokenizer with the known chat template `name` (for R1: <think> tokens, as R1 has).
+void with_template(const std::string& name, sibyl::engine::PackMetadata& meta, const sibyl::cli::Args& args) {
+  using nlohmann::ordered_json;
+  const std::string_view text = sibyl::engine::ChatFormat::known_template(name);
+  if (text.empty()) args.die("--chat-template must be deepseek-v3, deepseek-r1 or tiny-reasoner");
+  ordered_json config = ordered_json::parse(meta.tokenizer_config_json);
+  config["chat_template"] = std::string(text);
+  meta.tokenizer_config_json = config.dump(2);
+  if (name != "deepseek-r1") return;
+  ordered_json tok = ordered_json::parse(meta.tokenizer_json);
+  bool has_think = false;
+  for (const auto& t : tok["added_tokens"]) has_think |= t["content"] == "<think>";
+  if (has_think) return;
+  int renamed = 0;
+  for (auto& t : tok["added_tokens"])
+    if ((t["id"] == 128798 || t["id"] == 128799) && t["content"].get<std::string>().starts_with("<｜place▁holder")) {
+      t["content"] = t["id"] == 128798 ? "<think>" : "</think>";
+      t["special"] = false;
+      ++renamed;
+    }
+  if (renamed != 2) args.die("--chat-template deepseek-r1: the vocabulary has neither <think> nor DeepSeek's placeholders");
+  meta.tokenizer_json = tok.dump();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -92,7 +122,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  sibyl::cli::Args args(argc - 1, argv + 1, {"--config", "--layers", "--quant", "--seed", "--tokenizer"}, kUsage);
+  sibyl::cli::Args args(argc - 1, argv + 1, {"--config", "--layers", "--quant", "--seed", "--tokenizer", "--chat-template"}, kUsage);
   const std::string output = argv[1], quant = args.get("--quant", "bf16");
   if (quant != "bf16" && quant != "q8_0" && quant != "q4_k") args.die("--quant must be bf16, q8_0 or q4_k");
   try {
@@ -110,6 +140,9 @@ int main(int argc, char** argv) {
       const std::string dir = args.get("--tokenizer");
       meta.tokenizer_json = read_text_file(dir + "/tokenizer.json");
       meta.tokenizer_config_json = read_text_file(dir + "/tokenizer_config.json");
+      if (args.has("--chat-template")) with_template(args.get("--chat-template"), meta, args);
+    } else if (args.has("--chat-template")) {
+      args.die("--chat-template needs --tokenizer");
     }
     meta.source = "sibyl-synth: random weights, " + quant + (args.has("--config") ? ", " + args.get("--config") : ", DeepSeek-V2-Lite shapes");
     PackWriter writer(output, meta);
