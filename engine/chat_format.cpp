@@ -510,7 +510,10 @@ void render_v3(Out& out, const std::vector<ChatMessage>& messages, bool generati
           out.append(kCallsEnd).append(kEnd);
         }
       }
-    } else if (is(m, "assistant")) {  // with content, V3 writes no tool calls
+    } else if (is(m, "assistant")) {
+      if (!m.tool_calls.empty())  // the template would drop them without a word
+        fail(Errc::invalid_argument, "an assistant message with content and tool calls: the DeepSeek-V3 template "
+                                     "drops such calls; give the calls with empty content");
       out.append(is_tool ? kOutputsEnd : kAssistant).content(m, m.content).append(kEnd);
       is_tool = false;
     } else if (is(m, "tool")) {

@@ -58,6 +58,9 @@ class ChatFormat {
   bool prompt_opens_thinking() const;
   // Whether the template renders tool calls and tool outputs (the DeepSeek ones do).
   bool supports_tools() const { return kind_ != Kind::tiny_reasoner; }
+  // Whether an assistant message may hold text and tool calls (R1); DeepSeek-V3's template
+  // drops the calls of a message with content, so there a reply's calls come first or not at all.
+  bool text_before_tool_calls() const { return kind_ == Kind::deepseek_r1; }
   std::string think_open() const { return "<think>"; }
   std::string think_close() const { return "</think>"; }
   std::string bos_token() const { return bos_; }

@@ -17,6 +17,12 @@ int32_t marker_id(const Tokenizer& tokenizer, const std::string& text) {
   return id ? *id : -1;
 }
 
+bool has_text(std::string_view piece) {
+  return piece.find_first_not_of(" \t\r\n") != std::string_view::npos;
+}
+
+void ban(TokenMask& mask, int32_t id) { mask[static_cast<size_t>(id) >> 6] &= ~(uint64_t{1} << (id & 63)); }
+
 class ChatJob final : public Job {
  public:
   ChatJob(Session& s, std::shared_ptr<void> keep, std::shared_ptr<Request> r, const Tokenizer& tokenizer,
@@ -28,6 +34,7 @@ class ChatJob final : public Job {
         writer_(sink_, p_.stop_strings) {
     think_open_ = marker_id(tokenizer, format.think_open());
     think_close_ = marker_id(tokenizer, format.think_close());
+    calls_after_text_ = format.text_before_tool_calls();
     const bool opens_thinking = format.prompt_opens_thinking() && think_close_ >= 0;
     // The format's own way out of the think block: what the model writes before its answer.
     close_block_ = tokenizer.encode(std::string("\n").append(format.think_close()).append("\n\n"));
@@ -127,7 +134,10 @@ class ChatJob final : public Job {
       return std::nullopt;
     }
     if (tok_.is_special(token)) return std::nullopt;  // other control tokens are not text
-    if (writer_.write(channel_, decoder_.push(token))) return stop_after(stop_for_writer());
+    const std::string piece = decoder_.push(token);
+    if (channel_ == Channel::answer && !calls_after_text_ && !answer_mask_.empty() && has_text(piece))
+      ban(answer_mask_, tools_.id[ToolTokens::calls_begin]);  // V3: calls come first or not at all
+    if (writer_.write(channel_, piece)) return stop_after(stop_for_writer());
     return std::nullopt;
   }
 
@@ -192,8 +202,8 @@ class ChatJob final : public Job {
 
   // A token of a section of calls: never text; a finished call is an event.
   std::optional<StopReason> read_tool_call(int32_t token) {
-    if (!reader_) {
-      if (writer_.write(channel_, decoder_.finish())) return stop_after(stop_for_writer());
+    if (!reader_) {  // the answer's text so far is final (held-back stop-string text included)
+      if (writer_.write(channel_, decoder_.finish()) || writer_.finish()) return stop_after(stop_for_writer());
       reader_.emplace(tools_);
       if (section_) {  // a free answer started calls: the section's grammar from here on
         grammar_.emplace(section_, tok_, session().eos_tokens(), session().vocab_size(), tools_.specials());
@@ -219,6 +229,7 @@ class ChatJob final : public Job {
   std::vector<bool> printable_;
   std::optional<TokenConstraint> grammar_;
   TokenMask reasoning_mask_, answer_mask_;  // bans of free text (empty: none)
+  bool calls_after_text_ = true;            // the format keeps calls that follow answer text
   ToolTokens tools_;
   std::shared_ptr<GrammarAutomaton> section_;  // automatic tool choice without a grammar
   std::optional<ToolCallReader> reader_;       // inside a section of calls

@@ -606,7 +606,7 @@ const TokenTrie& Tokenizer::text_trie() const {
     // Added tokens are left out even when not marked special (R1's <think>, V3's <｜User｜>):
     // they are the format's markup, and every text has a spelling in the vocabulary's own tokens.
     // Bytes F8-FF never occur in UTF-8 text; grammars use them for markers that only a
-    // special token may read (grammar/markers.h), so no text token holding one is kept.
+    // special token may read (tool_calls.h), so no text token holding one is kept.
     std::vector<std::string> text(impl_->bytes.size());
     for (size_t id = 0; id < text.size(); ++id) {
       const std::string& b = impl_->bytes[id];

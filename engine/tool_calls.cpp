@@ -88,6 +88,9 @@ ToolSet::ToolSet(std::vector<ToolSpec> tools, ToolChoice choice, std::string for
     } catch (const Failure& e) {
       fail(Errc::invalid_argument, where + ": parameters: " + e.what());
     }
+    const auto root = nlohmann::json::parse(t.parameters.empty() ? std::string_view("{}") : t.parameters);
+    if (root.contains("type") && root["type"] != "object")
+      fail(Errc::invalid_argument, where + ": parameters must describe a JSON object (\"type\": \"object\")");
     if (!forced_.empty() && t.name != forced_) continue;
     // tool-call ::= <call_begin> "function" <sep> NAME "\n```json\n" ARGS "\n```" <call_end>
     std::vector<GrammarElement> seq;
@@ -118,7 +121,8 @@ ToolSet::ToolSet(std::vector<ToolSpec> tools, ToolChoice choice, std::string for
   b.add_alternative(section, seq);
   section_ = b.finish(section);
   section_automaton_ = std::make_shared<GrammarAutomaton>(section_);
-  answer_automaton_ = std::make_shared<GrammarAutomaton>(after_whitespace(*section_, 3));
+  if (choice_ == ToolChoice::required)
+    answer_automaton_ = std::make_shared<GrammarAutomaton>(after_whitespace(*section_, 3));
 }
 
 std::shared_ptr<const ToolSet> ToolSetCache::get(std::vector<ToolSpec> tools, ToolChoice choice, std::string forced) {
@@ -136,6 +140,8 @@ std::shared_ptr<const ToolSet> ToolSetCache::get(std::vector<ToolSpec> tools, To
   }
   auto set = std::make_shared<const ToolSet>(std::move(tools), choice, std::move(forced));  // may throw
   std::lock_guard lock(mutex_);
+  for (const auto& [k, kept] : kept_)  // another thread compiled it meanwhile: share that one
+    if (k == key) return kept;
   if (kept_.size() == kKept) kept_.erase(kept_.begin());
   kept_.emplace_back(std::move(key), set);
   return set;

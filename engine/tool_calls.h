@@ -66,7 +66,7 @@ class ToolSet {
   // The section of calls, from <｜tool▁calls▁begin｜> to <｜tool▁calls▁end｜>.
   const std::shared_ptr<const Grammar>& section() const { return section_; }
   // Its automata, shared by every chat with this set (masks computed once): the section, and
-  // the section after up to 3 blanks (the answer when calls are required).
+  // (choice required only) the section after up to 3 blanks, the answer.
   const std::shared_ptr<GrammarAutomaton>& section_automaton() const { return section_automaton_; }
   const std::shared_ptr<GrammarAutomaton>& answer_automaton() const { return answer_automaton_; }
 
@@ -82,7 +82,7 @@ class ToolSet {
 // compiled set and its masks. Keeps the most recently used kKept. Thread-safe.
 class ToolSetCache {
  public:
-  static constexpr size_t kKept = 16;
+  static constexpr size_t kKept = 8;  // each set's masks may grow to 64 MB
   std::shared_ptr<const ToolSet> get(std::vector<ToolSpec> tools, ToolChoice choice, std::string forced);
 
  private:

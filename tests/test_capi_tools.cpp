@@ -54,13 +54,19 @@ struct Conversation {  // messages and their tool calls as the C ABI takes them
   }
 };
 
+struct Calls;
+int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_data);
+
 struct Calls {
   std::vector<std::pair<std::string, std::string>> made;  // name, arguments
   std::string answer;
+  std::string answer_before_calls;  // the answer text when the first call arrived
 };
 
 int on_call(const char* name, size_t name_len, const char* args, size_t args_len, void* user_data) {
-  static_cast<Calls*>(user_data)->made.emplace_back(std::string(name, name_len), std::string(args, args_len));
+  auto* calls = static_cast<Calls*>(user_data);
+  if (calls->made.empty()) calls->answer_before_calls = calls->answer;
+  calls->made.emplace_back(std::string(name, name_len), std::string(args, args_len));
   return 0;
 }
 
@@ -68,6 +74,37 @@ int on_text(sibyl_channel channel, const char* piece, size_t len, void* user_dat
   if (channel == SIBYL_CHANNEL_ANSWER) static_cast<Calls*>(user_data)->answer.append(piece, len);
   return 0;
 }
+
+bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// Sampled chats pushed a little toward the call marker: how many called after answer text.
+int calls_after_text(sibyl_session* session, const sibyl_tool& tool, int32_t marker, int32_t think_budget) {
+  sibyl_logit_bias bias{marker, 8.0f};
+  sibyl_sampler_options so;
+  sibyl_sampler_options_init(&so);
+  so.temperature = 1.0f;
+  so.logit_bias = &bias;
+  so.n_logit_bias = 1;
+  sibyl_chat_options o;
+  sibyl_chat_options_init(&o);
+  o.tools = &tool;
+  o.n_tools = 1;
+  o.think_budget = think_budget;
+  o.max_new_tokens = 60;
+  o.sampler = &so;
+  o.reseed = 1;
+  o.on_tool_call = on_call;
+  const sibyl_chat_message msg{"user", "Hello", 5};
+  int after_text = 0;
+  for (uint64_t seed = 1; seed <= 16; ++seed) {
+    o.seed = seed;
+    Calls c;
+    EXPECT_EQ(sibyl_session_chat(session, &msg, 1, &o, on_text, &c, nullptr), SIBYL_OK) << sibyl_last_error_message();
+    if (!c.made.empty() && !blank(c.answer_before_calls)) ++after_text;
+  }
+  return after_text;
+}
+
 
 // The reference's get_weather arguments: an object with a known city and, maybe, 1-7 days.
 void expect_weather_arguments(const std::string& text) {
@@ -316,6 +353,47 @@ TEST_F(CapiTools, BadToolsAndChoicesAreInvalidArguments) {
   o.tool_choice = SIBYL_TOOL_CHOICE_REQUIRED;
   expect_invalid(o, "leave the grammar out");
   sibyl_grammar_destroy(g);
+}
+
+// V3's template drops the calls of an assistant message with content: its replies call before
+// any answer text or not at all, and such a history is refused; R1 keeps text before calls.
+TEST_F(CapiTools, OnV3CallsComeBeforeAnyAnswerText) {
+  int32_t marker = -1;
+  size_t n = 0;
+  const std::string text = "<｜tool▁calls▁begin｜>";
+  ASSERT_EQ(sibyl_model_tokenize(model_, text.data(), text.size(), &marker, 1, &n), SIBYL_OK);
+  EXPECT_EQ(calls_after_text(session_, tools_->list[0], marker, -1), 0);
+
+  sibyl_model* r1 = sibyl_capi_test::load_model(SIBYL_TOOL_R1_MODEL_DEFAULT);
+  ASSERT_NE(r1, nullptr);
+  sibyl_session* s = sibyl_capi_test::new_session(r1);
+  EXPECT_GT(calls_after_text(s, tools_->list[0], marker, 3), 0);
+  sibyl_session_destroy(s);
+  sibyl_model_destroy(r1);
+
+  Conversation c;
+  c.add("user", "Hi");
+  c.add("assistant", "Let me check.");
+  c.call("get_weather", "{\"city\": \"Faro\"}");
+  c.add("tool", "{}");
+  const auto m = c.messages();
+  const auto calls = c.calls();
+  sibyl_chat_options o = options_;
+  o.tool_calls = calls.data();
+  o.n_tool_calls = calls.size();
+  EXPECT_EQ(sibyl_model_render_chat_ex(model_, m.data(), m.size(), &o, 1, nullptr, 0, &n), SIBYL_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sibyl_last_error_message()).find("drops such calls"), std::string::npos)
+      << sibyl_last_error_message();
+}
+
+TEST_F(CapiTools, ABlockingChatWithToolsNeedsOnToolCall) {
+  const sibyl_chat_message msg{"user", "Hi", 2};
+  EXPECT_EQ(sibyl_session_chat(session_, &msg, 1, &options_, nullptr, nullptr, nullptr), SIBYL_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(sibyl_last_error_message()).find("on_tool_call"), std::string::npos);
+  sibyl_chat_options o = options_;
+  o.tool_choice = SIBYL_TOOL_CHOICE_NONE;
+  o.max_new_tokens = 2;
+  EXPECT_EQ(sibyl_session_chat(session_, &msg, 1, &o, nullptr, nullptr, nullptr), SIBYL_OK) << sibyl_last_error_message();
 }
 
 // Callers built against 0.6 (chat options without tools) and 0.3 (events without `name`).

@@ -176,6 +176,7 @@ TEST(ToolCalls, BadToolSetsAreErrorsNamingTheTool) {
   expect_error({{"a", "", ""}, {"a", "", ""}}, ToolChoice::automatic, "", "tool 1 (\"a\"): the name is used");
   expect_error({{"a", "", "{"}}, ToolChoice::automatic, "", "tool 0 (\"a\"): parameters");
   expect_error({{"a", "", R"({"type":"string","format":"date"})"}}, ToolChoice::automatic, "", "format");
+  expect_error({{"a", "", R"({"type":"string"})"}}, ToolChoice::automatic, "", "must describe a JSON object");
   expect_error({{"a", "", ""}}, ToolChoice::automatic, "a", "goes with the choice \"required\"");
   expect_error({{"a", "", ""}}, ToolChoice::required, "b", "\"b\" is not among the tools");
 }

@@ -868,7 +868,11 @@ sibyl_status sibyl_session_chat(sibyl_session* session, const sibyl_chat_message
     std::shared_ptr<sibyl::engine::Model> model = s.model();
     auto request = std::make_shared<sibyl::engine::Request>(/*hold=*/true);
     auto job = chat_job(s, nullptr, request, *model, messages, n_messages, options);
-    const sibyl_tool_call_fn on_tool_call = chat_options(options).on_tool_call;
+    const sibyl_chat_options o = chat_options(options);
+    if (o.n_tools && o.tool_choice != SIBYL_TOOL_CHOICE_NONE && !o.on_tool_call)
+      fail(Errc::invalid_argument, "tools without on_tool_call: the model's calls would be lost (set on_tool_call, "
+                                   "or tool_choice SIBYL_TOOL_CHOICE_NONE)");
+    const sibyl_tool_call_fn on_tool_call = o.on_tool_call;
     submitted_request = request;
     const sibyl::engine::Event end = sibyl::engine::run_blocking(
         model->scheduler(), std::move(job), request, nullptr,

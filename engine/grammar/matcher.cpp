@@ -290,6 +290,14 @@ bool GrammarMatcher::accept(std::string_view bytes) {
   return true;
 }
 
+bool GrammarMatcher::can_accept(std::string_view bytes) const {
+  auto lock = a_->lock();
+  uint32_t s = current();
+  for (char c : bytes)
+    if ((s = a_->next(s, static_cast<uint8_t>(c))) == GrammarAutomaton::kDead) return false;
+  return true;
+}
+
 bool GrammarMatcher::can_end() const {
   auto lock = a_->lock();
   return a_->accepting(current());

@@ -146,6 +146,7 @@ class GrammarMatcher {
 
   // Reads `bytes`; false, with the state unchanged, when the grammar rejects them.
   bool accept(std::string_view bytes);
+  bool can_accept(std::string_view bytes) const;  // accept() would succeed (nothing is read)
   bool can_end() const;    // the bytes read form a whole sentence of the grammar
   bool finished() const;   // nothing more can be read
   // The trie's tokens whose bytes can come next; ids outside the trie (special tokens) are

@@ -29,10 +29,7 @@ const TokenMask& TokenConstraint::mask() {
   mask_.resize(static_cast<size_t>((vocab_ + 63) / 64), 0);
   const bool can_end = matcher_.can_end();
   for (int32_t id : eos_) set(mask_, vocab_, id, can_end);
-  for (const SpecialToken& special : specials_) {
-    GrammarMatcher copy = matcher_;
-    set(mask_, vocab_, special.id, copy.accept(special.bytes));
-  }
+  for (const SpecialToken& special : specials_) set(mask_, vocab_, special.id, matcher_.can_accept(special.bytes));
   return mask_;
 }
 

@@ -13,7 +13,7 @@
 namespace sibyl::engine {
 
 // A special token the grammar reads, as the bytes it stands for there: its own text (the
-// think markers of a whole-output grammar) or a marker byte (grammar/markers.h).
+// think markers of a whole-output grammar) or a marker byte (tool_calls.h).
 struct SpecialToken {
   int32_t id;
   std::string bytes;

@@ -259,7 +259,15 @@ int main(int argc, char** argv) {
           contents.push_back(output);
         }
       }
-      if (!reply("tool", output)) {
+      // The outputs answered the calls: the model goes on in words or calls again, as it likes.
+      const sibyl_tool_choice choice = co.tool_choice;
+      const char* name = co.tool_name;
+      co.tool_choice = SIBYL_TOOL_CHOICE_AUTO;
+      co.tool_name = nullptr;
+      const bool ok = reply("tool", output);
+      co.tool_choice = choice;
+      co.tool_name = name;
+      if (!ok) {
         forget_from(before);
         return true;
       }

@@ -67,8 +67,11 @@ int main(int argc, char** argv) {
     sibyl_chat_result result;
     result.struct_size = sizeof result;
     int rc = 0;
-    if (sibyl_session_chat(npc, messages, 2, &options, NULL, &calls, &result) != SIBYL_OK || calls.n == 0) {
-        fprintf(stderr, "error: %s\n", calls.n ? sibyl_last_error_message() : "no tool call");
+    if (sibyl_session_chat(npc, messages, 2, &options, NULL, &calls, &result) != SIBYL_OK) {
+        fprintf(stderr, "error: %s\n", sibyl_last_error_message());
+        rc = 1;
+    } else if (calls.n == 0) {
+        fprintf(stderr, "no tool call (the reply ran out of tokens)\n");
         rc = 1;
     } else {
         /* The call and its output continue the conversation: the prompt reuses the session's cache. */
