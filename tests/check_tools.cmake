@@ -109,6 +109,18 @@ file(READ ${WORK}/tool_text.txt want)
 if(NOT rc EQUAL 0 OR NOT text STREQUAL want)
   message(FATAL_ERROR "sibyl-tokenize --decode gave '${text}', expected '${want}'")
 endif()
+# --text: plain lines, the same ids; a line that is not JSON says where and what was expected.
+file(WRITE ${WORK}/tool_plain.txt "What is 2 + 2?\n")
+execute_process(COMMAND ${TOKENIZE} --model ${DATA}/../../models/tiny-reasoner --text INPUT_FILE ${WORK}/tool_plain.txt
+                OUTPUT_VARIABLE plain_ids RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT plain_ids MATCHES "^\\[295, ?260, ?223, ?20, ?287, ?223, ?20, ?33\\]\n$")
+  message(FATAL_ERROR "sibyl-tokenize --text: rc=${rc} '${plain_ids}' ${err}")
+endif()
+execute_process(COMMAND ${TOKENIZE} --model ${DATA}/../../models/tiny-reasoner INPUT_FILE ${WORK}/tool_plain.txt
+                OUTPUT_QUIET RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "line 1: not JSON [(]at byte 1[)]; expected a JSON string such as \"Hello\" [(]--text")
+  message(FATAL_ERROR "sibyl-tokenize on a plain line: rc=${rc} '${err}'")
+endif()
 
 # sibyl-chat one-shot on the embedded model (its default): reasoning, then the right answer.
 execute_process(COMMAND ${CHAT} --prompt "What is 347 + 589?" OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
@@ -147,6 +159,15 @@ execute_process(COMMAND ${CHAT} --hide-reasoning INPUT_FILE ${WORK}/chat_input.t
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0 OR NOT out MATCHES "> 12 [+] 30 = 42[.]" OR NOT err MATCHES "prompt [0-9]+ [(][+][1-9][0-9]* cached[)]")
   message(FATAL_ERROR "sibyl-chat interactive: rc=${rc} '${out}' ${err}")
+endif()
+
+# Commands are never sent to the model: /help lists them, an unknown one is an error, //x sends /x.
+file(WRITE ${WORK}/chat_commands.txt "/help\n/weather\n//What is 12 + 30?\n/quit\n")
+execute_process(COMMAND ${CHAT} --hide-reasoning --max-new 64 INPUT_FILE ${WORK}/chat_commands.txt
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "/reset: start a new conversation" OR NOT err MATCHES "unknown command /weather"
+   OR NOT err MATCHES "prompt [0-9]+ [(][+]0 cached[)]")
+  message(FATAL_ERROR "sibyl-chat commands: rc=${rc} '${out}' ${err}")
 endif()
 
 # sibyl-convert: the tiny-reasoner to a Q8_0 pack (progress, summary, verified checksum; its MTP layer

@@ -1,5 +1,7 @@
 // sibyl-convert: a Hugging Face directory (bf16/fp16/fp32/FP8), a GGUF file or a pack → a .sibyl
 // pack, with a type preset, per-tensor overrides, a progress bar and a size summary.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -22,12 +24,20 @@ static const char* kUsage =
 
 namespace {
 
+// A terminal gets a bar redrawn in place; a log file or pipe one line per quarter done.
 void draw_progress(const sibyl::engine::ConvertProgress& p, std::chrono::steady_clock::time_point start) {
+  static const bool tty = isatty(STDERR_FILENO) != 0;
+  static int quarters_shown = 0;
   const double frac = p.total_params ? static_cast<double>(p.done_params) / static_cast<double>(p.total_params) : 1;
   const int width = 30, filled = static_cast<int>(frac * width);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "\r[%.*s%*s] %5.1f%% %6.1fs  %-60.60s", filled, "==============================",
-               width - filled, "", 100.0 * frac, secs, p.tensor.c_str());
+  if (tty) {
+    std::fprintf(stderr, "\r[%.*s%*s] %5.1f%% %6.1fs  %-60.60s", filled, "==============================",
+                 width - filled, "", 100.0 * frac, secs, p.tensor.c_str());
+  } else if (static_cast<int>(frac * 4) > quarters_shown) {
+    quarters_shown = static_cast<int>(frac * 4);
+    std::fprintf(stderr, "%5.1f%% %6.1fs  %s\n", 100.0 * frac, secs, p.tensor.c_str());
+  }
   std::fflush(stderr);
 }
 
@@ -66,7 +76,7 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     if (!args.has("--quiet")) o.progress = [start](const auto& p) { draw_progress(p, start); };
     const auto report = sibyl::engine::convert_model(input, output, o);
-    if (!args.has("--quiet")) std::fputc('\n', stderr);
+    if (!args.has("--quiet") && isatty(STDERR_FILENO)) std::fputc('\n', stderr);
     print_summary(report);
     std::printf("wrote %s in %.1f s\n", output.c_str(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -2,9 +2,12 @@
 // The model's thinking streams dimmed (or hidden), the answer in plain text, and a
 // final line reports speed. One-shot with --prompt, interactive otherwise. With --tools the
 // model may call tools: each call prints as a JSON line, and interactively you type its output.
+#include <pthread.h>
 #include <sibyl/sibyl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -12,6 +15,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli_model.h"
@@ -34,7 +38,8 @@ static const char* kUsage =
     "                       {\"tool_call\": {\"name\": ..., \"arguments\": {...}}}; interactively you then type its output\n"
     "  --tool-choice C      auto (default), none, required, or a tool's name (that one tool is called)\n"
     SIBYL_CLI_MODEL_FLAGS_HELP
-    "Interactive commands: /reset (new conversation), /quit.\n";
+    "Interactive commands: /reset (new conversation), /quit, /help; a line starting with // sends\n"
+    "one / and the rest. Ctrl-C stops the reply being written (and, between replies, the program).\n";
 
 namespace {
 
@@ -102,6 +107,29 @@ sibyl_grammar* grammar_from_flags(const sibyl::cli::Args& args) {
   return g;
 }
 
+// Ctrl-C: while a reply runs it cancels the reply (sibyl_session_cancel, from a thread of its
+// own: a signal handler may not call into the library); between replies it ends the program.
+std::atomic<sibyl_session*> g_replying{nullptr};
+
+void watch_interrupts() {  // before any other thread starts, so that all of them block SIGINT
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    for (int sig = 0;;) {
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sibyl_session* s = g_replying.load()) {
+        sibyl_session_cancel(s);
+      } else {
+        std::fputs("\n", stdout);
+        std::fflush(stdout);
+        std::_Exit(130);
+      }
+    }
+  }).detach();
+}
+
 // The tools of --tools FILE, with the strings they point to.
 struct Tools {
   std::vector<std::string> names, descriptions, parameters;
@@ -143,6 +171,7 @@ int main(int argc, char** argv) {
   load_tools(args, tools);
   const std::string tool_choice = args.get("--tool-choice", "auto");
   if (args.has("--tool-choice") && !args.has("--tools")) args.die("--tool-choice needs --tools");
+  watch_interrupts();
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(model_dir.c_str(), &mo, &model) != SIBYL_OK) {
@@ -201,6 +230,7 @@ int main(int argc, char** argv) {
     }
   };
 
+  bool cancelled = false;  // the last reply was stopped by Ctrl-C (what it wrote is kept)
   auto reply = [&](const std::string& role, const std::string& content) -> bool {
     roles.push_back(role);
     contents.push_back(content);
@@ -219,7 +249,9 @@ int main(int argc, char** argv) {
     stream.in_reasoning = stream.any_answer = false;
     sibyl_chat_result result;
     result.struct_size = sizeof result;
+    g_replying = session;
     sibyl_status st = sibyl_session_chat(session, messages.data(), messages.size(), &co, on_text, &stream, &result);
+    g_replying = nullptr;
     if (stream.in_reasoning && stream.tty) std::fputs("\x1b[0m", stdout);
     std::fputs("\n", stdout);
     std::fflush(stdout);
@@ -238,9 +270,11 @@ int main(int argc, char** argv) {
     double total = std::chrono::duration<double>(end - stream.start).count();
     double ttft = std::chrono::duration<double>((stream.pieces ? stream.first : end) - stream.start).count();
     uint32_t generated = result.reasoning_tokens + result.answer_tokens;
-    std::fprintf(stderr, "[%u reasoning + %u answer tokens, %.1f tokens/s, first token after %.1f ms, prompt %u (+%u cached)]\n",
-                 result.reasoning_tokens, result.answer_tokens, total > 0 ? generated / total : 0.0, ttft * 1e3,
-                 result.prompt_tokens, result.reused_tokens);
+    std::fprintf(stderr, "[%s%u reasoning + %u answer tokens, %.1f tokens/s, first token after %.1f ms, prompt %u (+%u cached)]\n",
+                 result.stop_reason == SIBYL_STOP_CANCELLED ? "cancelled; " : "", result.reasoning_tokens,
+                 result.answer_tokens, total > 0 ? generated / total : 0.0, ttft * 1e3, result.prompt_tokens,
+                 result.reused_tokens);
+    cancelled = result.stop_reason == SIBYL_STOP_CANCELLED;
     return true;
   };
 
@@ -277,7 +311,7 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   if (args.has("--prompt")) {
-    rc = reply("user", args.get("--prompt")) ? 0 : 1;
+    rc = !reply("user", args.get("--prompt")) ? 1 : cancelled ? 130 : 0;
   } else {
     std::string line;
     while ((std::fputs("> ", stdout), std::fflush(stdout), std::getline(std::cin, line))) {
@@ -286,7 +320,18 @@ int main(int argc, char** argv) {
         forget_from(args.has("--system") ? 1 : 0);
         continue;
       }
+      if (line == "/help") {
+        std::fputs("/reset: start a new conversation; /quit: leave; //text: send \"/text\"; Ctrl-C: stop the reply\n",
+                   stdout);
+        continue;
+      }
       if (line.empty()) continue;
+      if (line.rfind("//", 0) == 0) {
+        line.erase(0, 1);
+      } else if (line[0] == '/') {  // never sent to the model by mistake
+        std::fprintf(stderr, "unknown command %s (/help lists them; //text sends \"/text\")\n", line.c_str());
+        continue;
+      }
       const size_t before = roles.size();
       if (!reply("user", line)) {  // drop the failed turn and go on
         forget_from(before);
