@@ -51,11 +51,11 @@ class ChatJob final : public Job {
     p_.sampler.allowed = &printable_;
     if (p_.tools) set_up_tools();
     if (p_.grammar) {
-      std::vector<SpecialToken> markers;
+      // Special tokens the grammar reads: tool-call markers, or a whole output's think markers.
+      std::vector<SpecialToken> markers = p_.tools ? tools_.specials() : std::vector<SpecialToken>{};
       if (p_.grammar_whole)
         for (int32_t id : {think_open_, think_close_})
           if (id >= 0) markers.push_back({id, std::string(tokenizer.token_bytes(id))});
-      if (p_.tools) markers = tools_.specials();
       grammar_.emplace(p_.grammar, tokenizer, s.eos_tokens(), s.vocab_size(), std::move(markers));
     }
     // What free text may not hold: the reasoning cannot end the reply before a constrained

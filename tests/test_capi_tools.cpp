@@ -160,6 +160,17 @@ class CapiTools : public ::testing::Test {
     r.struct_size = sizeof r;
     return sibyl_session_chat(session_, m.data(), m.size(), &o, on_text, &out, &r);
   }
+  // A chat that may make no call (SIBYL_TOOL_CHOICE_NONE); its result.
+  sibyl_chat_result chat_without_calls(const Conversation& c, sibyl_chat_options o, uint32_t max_new_tokens) {
+    o.tool_choice = SIBYL_TOOL_CHOICE_NONE;
+    o.max_new_tokens = max_new_tokens;
+    Calls calls;
+    sibyl_chat_result r{};
+    EXPECT_EQ(chat(c, o, calls, r), SIBYL_OK) << sibyl_last_error_message();
+    EXPECT_TRUE(calls.made.empty());
+    EXPECT_EQ(r.tool_calls, 0u);
+    return r;
+  }
   size_t count_tokens(const std::string& text) {
     size_t n = 0;
     sibyl_model_tokenize(model_, text.data(), text.size(), nullptr, 0, &n);
@@ -208,15 +219,9 @@ TEST_F(CapiTools, ForcedCallParsesToTheToolAndValidArgumentsThenAToolResultConti
   c.add("assistant", "");
   c.call(first.made[0].first, first.made[0].second);
   c.add("tool", "{\"rain\": false}");
-  sibyl_chat_options next = options_;
-  next.tool_choice = SIBYL_TOOL_CHOICE_NONE;
-  next.max_new_tokens = 6;
-  Calls second;
-  ASSERT_EQ(chat(c, next, second, r), SIBYL_OK) << sibyl_last_error_message();
-  EXPECT_TRUE(second.made.empty());
-  EXPECT_EQ(r.tool_calls, 0u);
+  r = chat_without_calls(c, options_, 6);
   EXPECT_GE(r.reused_tokens, first_prompt);
-  EXPECT_EQ(r.reused_tokens + r.prompt_tokens, count_tokens(render(c, next)));
+  EXPECT_EQ(r.reused_tokens + r.prompt_tokens, count_tokens(render(c, options_)));  // choices render alike
 }
 
 TEST_F(CapiTools, RequestsReportCallsAsEventsWithNameAndArguments) {
@@ -283,12 +288,7 @@ TEST_F(CapiTools, AutomaticCallsStartAtTheMarkerAndNoneBansThem) {
   ASSERT_GE(calls.made.size(), 1u);
   EXPECT_EQ(r.stop_reason, SIBYL_STOP_EOS);
 
-  o.tool_choice = SIBYL_TOOL_CHOICE_NONE;
-  o.max_new_tokens = 12;
-  Calls none;
-  ASSERT_EQ(chat(c, o, none, r), SIBYL_OK) << sibyl_last_error_message();
-  EXPECT_TRUE(none.made.empty());
-  EXPECT_EQ(r.tool_calls, 0u);
+  chat_without_calls(c, o, 12);
 
   // With a grammar, the answer is the grammar's or calls.
   sibyl_grammar* g = nullptr;
