@@ -694,12 +694,12 @@ TEST_F(CapiRequests, ModelInfoAcceptsTheVersion01Size) {
     }
 }
 
-TEST(CapiVersion, AbiIsZeroPointSeven) {
+TEST(CapiVersion, AbiIsZeroPointEight) {
     EXPECT_EQ(sibyl_abi_version(), static_cast<uint32_t>(SIBYL_ABI_VERSION));
     EXPECT_EQ(sibyl_abi_version() / 10000, 0u);
-    EXPECT_EQ(sibyl_abi_version() / 100 % 100, 7u);
-    EXPECT_EQ(SIBYL_ABI_VERSION_MINOR, 7);
-    EXPECT_STREQ(sibyl_version_string(), "0.7.0");
+    EXPECT_EQ(sibyl_abi_version() / 100 % 100, 8u);
+    EXPECT_EQ(SIBYL_ABI_VERSION_MINOR, 8);
+    EXPECT_STREQ(sibyl_version_string(), "0.8.0");
     EXPECT_STREQ(sibyl_status_string(SIBYL_ERR_BUSY), "the session is busy with another call or request");
 }
 

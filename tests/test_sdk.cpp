@@ -242,6 +242,40 @@ TEST(SdkLoad, MissingPathIsAnIoErrorNamingThePath) {
     EXPECT_EQ(loaded.error().status_name(), sibyl::status_string(SIBYL_ERR_IO));
 }
 
+// The default model (ABI 0.8): found in the source tree by a build-tree library, loaded with no path.
+TEST(SdkLoad, DefaultModelIsFoundAndLoads) {
+    unsetenv("SIBYL_DEFAULT_MODEL");
+    sibyl::Result<std::string> path = sibyl::Model::default_model_path();
+    ASSERT_TRUE(path.ok()) << path.error().message;
+    EXPECT_NE(path->find("tiny-reasoner"), std::string::npos) << *path;
+    size_t n = 0;
+    char small[4];
+    EXPECT_EQ(sibyl_default_model_path(small, sizeof small, &n), SIBYL_ERR_BUFFER_TOO_SMALL);
+    EXPECT_EQ(n, path->size());
+    EXPECT_EQ(sibyl_default_model_path(nullptr, 0, nullptr), SIBYL_ERR_INVALID_ARGUMENT);
+    sibyl::ModelOptions options;
+    options.backend = sibyl::Backend::Cpu;
+    sibyl::Result<sibyl::Model> model = sibyl::Model::load_default(options);
+    ASSERT_TRUE(model.ok()) << model.error().message;
+    EXPECT_GT(model->info()->n_parameters, 6000000u);  // the 6.8 M tiny-reasoner
+}
+
+// SIBYL_DEFAULT_MODEL names the default model; when it holds none, loading without a path is an
+// I/O error naming it, never another model.
+TEST(SdkLoad, DefaultModelFromTheEnvironment) {
+    setenv("SIBYL_DEFAULT_MODEL", tiny_v3_dir().c_str(), 1);
+    sibyl::Result<std::string> path = sibyl::Model::default_model_path();
+    ASSERT_TRUE(path.ok()) << path.error().message;
+    EXPECT_EQ(*path, tiny_v3_dir());
+    setenv("SIBYL_DEFAULT_MODEL", "/nonexistent/sibyl-default", 1);
+    EXPECT_EQ(sibyl::Model::default_model_path().error().code, SIBYL_ERR_IO);
+    sibyl::Result<sibyl::Model> model = sibyl::Model::load_default();
+    ASSERT_FALSE(model.ok());
+    EXPECT_EQ(model.error().code, SIBYL_ERR_IO);
+    EXPECT_NE(model.error().message.find("/nonexistent/sibyl-default"), std::string::npos) << model.error().message;
+    unsetenv("SIBYL_DEFAULT_MODEL");
+}
+
 TEST(SdkLoad, PathWithNulIsRejected) {
     const std::string path("tiny\0v3", 7);
     sibyl::Result<sibyl::Model> loaded = sibyl::Model::load(path);

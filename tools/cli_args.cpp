@@ -1,5 +1,7 @@
 #include "cli_args.h"
 
+#include "default_model.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
@@ -55,12 +57,14 @@ void Args::die(const std::string& message) const {
   std::exit(2);
 }
 
-std::string default_model_dir(const char* argv0) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::path installed = fs::path(argv0).parent_path() / ".." / "share" / "sibyl" / "models" / "tiny-reasoner";
-  if (fs::exists(installed / "config.json", ec)) return installed.string();
-  return SIBYL_DEFAULT_MODEL_DIR;
+std::string default_model_dir() {
+  std::string searched;
+  std::string dir = engine::find_default_model(searched);
+  if (dir.empty()) {
+    std::fprintf(stderr, "error: no default model found (searched %s); pass --model PATH\n", searched.c_str());
+    std::exit(2);
+  }
+  return dir;
 }
 
 bool parse_token_list(const std::string& text, std::vector<int32_t>& out) {

@@ -25,11 +25,11 @@ class Args {
   const char* usage_;
 };
 
-// The embedded default model: installed beside the binary (../share/sibyl/models/tiny-reasoner)
-// or, in a build tree, the source tree's models/tiny-reasoner.
-std::string default_model_dir(const char* argv0);
-inline std::string default_model_dir_or(const Args& args, const char* argv0) {
-  return args.has("--model") ? args.get("--model") : default_model_dir(argv0);
+// The embedded default model (engine/default_model.h: $SIBYL_DEFAULT_MODEL, the install layout
+// beside this program, the source tree); exits with status 2 naming the places tried when none.
+std::string default_model_dir();
+inline std::string default_model_dir_or(const Args& args) {
+  return args.has("--model") ? args.get("--model") : default_model_dir();
 }
 
 // Parses ids separated by commas and/or whitespace; false on a bad id.

@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
   sibyl_model* model = nullptr;
   const double rss_start = rss_mib();
   auto t_load = Clock::now();
-  check(sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model), "cannot load model");
+  check(sibyl_model_load(sibyl::cli::default_model_dir_or(args).c_str(), &mo, &model), "cannot load model");
   const double load_ms = ms_since(t_load), rss_loaded = rss_mib();
   sibyl_model_info info;
   info.struct_size = sizeof info;
@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
     sibyl_model_options with = mo;
     with.mtp = 1;
     sibyl_model* spec = nullptr;
-    check(sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &with, &spec), "cannot load model");
+    check(sibyl_model_load(sibyl::cli::default_model_dir_or(args).c_str(), &with, &spec), "cannot load model");
     sibyl_model_info si;
     si.struct_size = sizeof si;
     check(sibyl_model_get_info(spec, &si), "model info");
@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
                 "\"rss_first_token_mib\": %.1f, \"precision\": \"%s\", \"cpu_simd\": \"%s\", "
                 "\"decode_bytes_per_token\": %.0f, \"read_bandwidth_gb_s\": %.3f, "
                 "\"ceiling_tokens_per_s\": %.3f, \"ceiling_fraction\": %.4f",
-                sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
+                sibyl::cli::default_model_dir_or(args).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
                 n_prompt, median(pp), n_gen, gen_top, reps,
                 static_cast<unsigned long long>(info.kv_bytes_per_token), load_ms, first_token_ms, rss_start,
                 rss_loaded, rss_first_token, precision, info.cpu_simd, token_bytes, bandwidth / 1e9, ceiling,
@@ -297,7 +297,7 @@ int main(int argc, char** argv) {
     std::printf("}\n");
   } else {
     std::printf("model %s (%s, %.2f M parameters, %s backend), KV cache %.4f MiB/token\n",
-                sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
+                sibyl::cli::default_model_dir_or(args).c_str(), info.architecture, static_cast<double>(info.n_parameters) / 1e6,
                 info.backend, kv_mib);
     std::printf("load %.1f ms (RSS %.1f -> %.1f MiB); first token %.1f ms (RSS %.1f MiB)\n", load_ms, rss_start,
                 rss_loaded, first_token_ms, rss_first_token);

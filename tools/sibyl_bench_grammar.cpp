@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
     if (args.has("--model")) {
       model = Model::load(args.get("--model"), {});
     } else {
-      own_tokenizer = Tokenizer::load(args.get("--tokenizer", sibyl::cli::default_model_dir(argv[0])));
+      own_tokenizer = Tokenizer::load(args.get("--tokenizer", sibyl::cli::default_model_dir()));
     }
     const Tokenizer& tok = model ? model->tokenizer() : *own_tokenizer;
     const std::string cases_path = args.get("--cases", std::string(SIBYL_GRAMMAR_BENCH_CASES));

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
 
   sibyl_model_options mo = sibyl::cli::model_options(args, SIBYL_PRECISION_EXACT);  // the references are exact
   sibyl_model* model = nullptr;
-  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
+  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session_options opts;
   sibyl_session_options_init(&opts);
   opts.max_context = static_cast<uint32_t>(tokens.size());

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
 
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
-  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args, argv[0]).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
+  if (sibyl_model_load(sibyl::cli::default_model_dir_or(args).c_str(), &mo, &model) != SIBYL_OK) return fail("cannot load model");
   sibyl_session* session = nullptr;
   if (!batch && sibyl_session_create(model, nullptr, &session) != SIBYL_OK) {
     sibyl_model_destroy(model);

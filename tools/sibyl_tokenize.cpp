@@ -73,7 +73,7 @@ std::string decode_line(const sibyl::engine::Tokenizer& tok, const std::string& 
 
 int main(int argc, char** argv) {
   sibyl::cli::Args args(argc, argv, {"--model"}, kUsage, {"--decode", "--text", "--timing"});
-  const std::string model = sibyl::cli::default_model_dir_or(args, argv[0]);
+  const std::string model = sibyl::cli::default_model_dir_or(args);
   const bool decode = args.has("--decode"), text = args.has("--text"), timing = args.has("--timing");
   if (decode && text) args.die("--decode and --text exclude each other");
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cublas_loader.h"
 #include "failure.h"
 #include "kernels.h"
 #include "log.h"
@@ -20,7 +21,7 @@ void throw_cuda(cudaError_t err, const std::string& what) {
 
 void throw_cublas(cublasStatus_t st, const std::string& what) {
   fail(Errc::backend, "CUDA backend: " + what + ": cuBLAS status " + std::to_string(int(st)) + " (" +
-                          cublasGetStatusString(st) + ")");
+                          cublas().status_string(st) + ")");
 }
 
 namespace {
@@ -103,10 +104,10 @@ void Context::init(const BackendOptions& o) {
   check(err, "kernel setup");
 
   check(cudaStreamCreateWithFlags(&exec_.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  check_blas(cublasCreate(&exec_.blas), "cublasCreate");
-  check_blas(cublasSetStream(exec_.blas, exec_.stream), "cublasSetStream");
+  check_blas(cublas().create(&exec_.blas), "cublasCreate");
+  check_blas(cublas().set_stream(exec_.blas, exec_.stream), "cublasSetStream");
   // float32 path: no TF32 unless asked for; tf32 lets cuBLAS use the tensor cores for prefill GEMMs.
-  check_blas(cublasSetMathMode(exec_.blas, precision_ == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+  check_blas(cublas().set_math_mode(exec_.blas, precision_ == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
                                                                          : CUBLAS_DEFAULT_MATH),
              "cublasSetMathMode");
   // A fixed workspace keeps cuBLAS from allocating inside a graph capture.
@@ -114,7 +115,7 @@ void Context::init(const BackendOptions& o) {
   reserve_budget_locked(workspace_bytes_, "the cuBLAS workspace");
   check(cudaMalloc(&workspace_, workspace_bytes_), "cudaMalloc (cuBLAS workspace)");
   persistent_bytes_ += workspace_bytes_;
-  check_blas(cublasSetWorkspace(exec_.blas, workspace_, workspace_bytes_), "cublasSetWorkspace");
+  check_blas(cublas().set_workspace(exec_.blas, workspace_, workspace_bytes_), "cublasSetWorkspace");
 
   check(cudaHostAlloc(reinterpret_cast<void**>(&staging_), 2 * kStagingHalf, cudaHostAllocDefault), "cudaHostAlloc");
   check(cudaMalloc(reinterpret_cast<void**>(&fault_), sizeof(int32_t)), "cudaMalloc (fault word)");
@@ -160,7 +161,7 @@ Context::~Context() {
   arena_.reset();
   if (fault_) cudaFree(fault_);
   if (fault_host_) cudaFreeHost(fault_host_);
-  if (exec_.blas) cublasDestroy(exec_.blas);
+  if (exec_.blas) cublas().destroy(exec_.blas);
   if (workspace_) cudaFree(workspace_);
   for (cudaEvent_t e : half_done_)
     if (e) cudaEventDestroy(e);

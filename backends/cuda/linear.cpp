@@ -3,6 +3,7 @@
 // scratch a chunk at a time (at most kScratchBytes), used and released: never a persistent copy.
 #include <algorithm>
 
+#include "cublas_loader.h"
 #include "cuda_backend.h"
 
 namespace sibyl::backend::cuda {
@@ -25,9 +26,9 @@ void launch_gemm(const GemmParams& p, const Exec& ex) {
   const int m = narrow(p.m, "GEMM m"), n = narrow(p.n, "GEMM n"), k = narrow(p.k, "GEMM k");
   const int lda = narrow(p.lda, "lda"), ldb = narrow(p.ldb, "ldb"), ldc = narrow(p.ldc, "ldc");
   if (p.batch == 1) {
-    check_blas(cublasSgemm(ex.blas, ta, tb, m, n, k, &one, p.a, lda, p.b, ldb, &zero, p.c, ldc), "cublasSgemm");
+    check_blas(cublas().sgemm(ex.blas, ta, tb, m, n, k, &one, p.a, lda, p.b, ldb, &zero, p.c, ldc), "cublasSgemm");
   } else {
-    check_blas(cublasSgemmStridedBatched(ex.blas, ta, tb, m, n, k, &one, p.a, lda, p.stride_a, p.b, ldb, p.stride_b,
+    check_blas(cublas().sgemm_strided_batched(ex.blas, ta, tb, m, n, k, &one, p.a, lda, p.stride_a, p.b, ldb, p.stride_b,
                                          &zero, p.c, ldc, p.stride_c, narrow(p.batch, "GEMM batch")),
                "cublasSgemmStridedBatched");
   }

@@ -10,6 +10,7 @@
 #include <new>
 #include <string>
 
+#include "default_model.h"
 #include "failure.h"
 #include "grammar/compiled_grammar.h"
 #include "grammar/gbnf.h"
@@ -144,6 +145,13 @@ void copy_out(const T* data, size_t n, T* out, size_t capacity, size_t* out_n, c
 void copy_text_out(const std::string& text, char* out, size_t capacity, size_t* out_len) {
   copy_out(text.data(), text.size(), out, capacity, out_len, "text");
   if (out && capacity > text.size()) out[text.size()] = '\0';
+}
+
+std::string default_model_or_fail() {
+  std::string searched;
+  std::string dir = sibyl::engine::find_default_model(searched);
+  if (dir.empty()) fail(Errc::io, "no default model found (searched " + searched + ")");
+  return dir;
 }
 
 std::vector<sibyl::engine::ChatMessage> chat_messages(const sibyl_chat_message* messages, size_t n) {
@@ -457,10 +465,17 @@ void sibyl_model_options_init(sibyl_model_options* o) {
   o->mtp = 0;
 }
 
+sibyl_status sibyl_default_model_path(char* out, size_t capacity, size_t* out_len) {
+  return guarded([&] {
+    require(out_len, "out_len");
+    copy_text_out(default_model_or_fail(), out, capacity, out_len);
+  });
+}
+
 sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* options, sibyl_model** out_model) {
   return guarded([&] {
-    require(path, "path");
     require(out_model, "out_model");
+    const std::string model_path = path ? std::string(path) : default_model_or_fail();
     sibyl_model_options o = read_options(options, sibyl_model_options_init, "sibyl_model_options",
                                          offsetof(sibyl_model_options, device_index));  // 0.1's size
     if (o.backend < SIBYL_BACKEND_AUTO || o.backend > SIBYL_BACKEND_VULKAN)
@@ -510,7 +525,7 @@ sibyl_status sibyl_model_load(const char* path, const sibyl_model_options* optio
       lo.backend_options.vulkan_import = &vk;
     }
     auto m = std::make_unique<sibyl_model>();
-    m->model = sibyl::engine::Model::load(path, lo);
+    m->model = sibyl::engine::Model::load(model_path, lo);
     m->architecture = m->model->config().family == sibyl::engine::Family::deepseek_v2 ? "deepseek_v2" : "deepseek_v3";
     *out_model = m.release();
   });

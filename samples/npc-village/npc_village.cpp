@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
 
   // One model for the whole village. Default model options: one library worker thread at
   // nice 10 runs every submitted request, batched; --threads sets the backend's CPU threads.
-  const std::string model_path = sibyl::cli::default_model_dir_or(args, argv[0]);
+  const std::string model_path = sibyl::cli::default_model_dir_or(args);
   sibyl_model_options mo = sibyl::cli::model_options(args);
   sibyl_model* model = nullptr;
   if (sibyl_model_load(model_path.c_str(), &mo, &model) != SIBYL_OK) {

@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
                         sibyl::cli::with_model_flags({"--model", "--prompt", "--system", "--think-budget", "--max-new", "--seed", "--temperature",
                          "--top-k", "--top-p", "--json-schema", "--grammar", "--grammar-scope", "--tools", "--tool-choice"}),
                         kUsage, sibyl::cli::with_model_switches({"--no-think", "--hide-reasoning"}));
-  const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir(argv[0]));
+  const std::string model_dir = args.get("--model", sibyl::cli::default_model_dir());
   const std::string scope = args.get("--grammar-scope", "answer");
   if (scope != "answer" && scope != "whole") args.die("--grammar-scope must be answer or whole");
   sibyl_grammar* grammar = grammar_from_flags(args);

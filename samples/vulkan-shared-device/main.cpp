@@ -340,7 +340,7 @@ std::string text_of(sibyl_model* model, const std::vector<int32_t>& ids) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const char* model_path = argc > 1 ? argv[1] : SIBYL_DEFAULT_MODEL_DIR;
+  const char* model_path = argc > 1 ? argv[1] : nullptr;  // nullptr: the default model
   const uint32_t max_tokens = argc > 2 ? static_cast<uint32_t>(std::atoi(argv[2])) : 48;
   const char* question = "What is 6238 + 76?";
   const char* v = std::getenv("SIBYL_VULKAN_VALIDATION");

@@ -107,14 +107,14 @@ typedef struct sibyl_grammar sibyl_grammar;
 
 /** ABI version: major * 10000 + minor * 100 + patch. Minor versions only add. */
 #define SIBYL_ABI_VERSION_MAJOR 0
-#define SIBYL_ABI_VERSION_MINOR 7
+#define SIBYL_ABI_VERSION_MINOR 8
 #define SIBYL_ABI_VERSION_PATCH 0
 #define SIBYL_ABI_VERSION \
     (SIBYL_ABI_VERSION_MAJOR * 10000 + SIBYL_ABI_VERSION_MINOR * 100 + SIBYL_ABI_VERSION_PATCH)
 
 /** The ABI version the library was built with (compare with SIBYL_ABI_VERSION). */
 SIBYL_API uint32_t sibyl_abi_version(void);
-/** Human-readable library version, e.g. "0.7.0" (the ABI version as text). Static storage. */
+/** Human-readable library version, e.g. "0.8.0" (the ABI version as text). Static storage. */
 SIBYL_API const char* sibyl_version_string(void);
 
 /* ---------------------------------------------------------------- status */
@@ -258,7 +258,8 @@ typedef struct sibyl_model_options {
 SIBYL_API void sibyl_model_options_init(SIBYL_NULLABLE sibyl_model_options* options);
 
 /**
- * Load a model from `path`: a Hugging Face directory (config.json plus
+ * Load a model from `path` (NULL, since 0.8: the default model, see
+ * sibyl_default_model_path): a Hugging Face directory (config.json plus
  * model.safetensors or model.safetensors.index.json with its shards; bf16,
  * fp16 or fp32 weights, or DeepSeek's FP8 release format: float8_e4m3fn
  * weights with float32 per-block `weight_scale_inv`, kept as FP8 in memory),
@@ -272,9 +273,20 @@ SIBYL_API void sibyl_model_options_init(SIBYL_NULLABLE sibyl_model_options* opti
  * sibyl_model_destroy. `options` may be NULL (defaults); it is not retained.
  * Thread-safety: any thread; loads of different models may run concurrently.
  */
-SIBYL_API sibyl_status sibyl_model_load(SIBYL_NONNULL const char* path,
+SIBYL_API sibyl_status sibyl_model_load(SIBYL_NULLABLE const char* path,
                                         SIBYL_NULLABLE const sibyl_model_options* options,
                                         SIBYL_NONNULL sibyl_model** out_model);
+
+/**
+ * The directory of the default model (since 0.8): the embedded tiny-reasoner that
+ * `cmake --install` puts under <prefix>/share/sibyl/models. Searched in order:
+ * $SIBYL_DEFAULT_MODEL (when set, only there); <directory of libsibyl.so>/../share/sibyl/models/
+ * tiny-reasoner (for a program linking libsibyl.a: from its own directory, <prefix>/bin) — so a
+ * moved prefix keeps working; the source tree the library was built from. SIBYL_ERR_IO when none
+ * holds a model, the message naming the places searched. Text out as sibyl_model_render_chat.
+ */
+SIBYL_API sibyl_status sibyl_default_model_path(SIBYL_NULLABLE char* out, size_t capacity,
+                                                SIBYL_NONNULL size_t* out_len);
 
 /**
  * Destroy a model. NULL is a no-op. Sessions created from it stay valid handles
@@ -933,6 +945,8 @@ SIBYL_API sibyl_status sibyl_request_result(SIBYL_NONNULL sibyl_request* request
  * Destroy a request handle; a request still running is cancelled first. NULL is a no-op.
  * When it returns, the request's on_event callback is not running and is never called
  * again (so its user_data may be freed), unless it is called from inside that callback.
+ * The cancelled request's session stays in use (SIBYL_ERR_BUSY) until the scheduler retires
+ * the request at its next step; to reuse the session at once, cancel and wait for DONE first.
  */
 SIBYL_API void sibyl_request_destroy(SIBYL_NULLABLE sibyl_request* request);
 
@@ -954,6 +968,19 @@ typedef struct sibyl_step_report {
  */
 SIBYL_API sibyl_status sibyl_model_step(SIBYL_NONNULL sibyl_model* model, uint64_t budget_us,
                                         SIBYL_NULLABLE sibyl_step_report* out_report);
+
+/* ---------------------------------------------------------------- layout (since 0.8) */
+/* The layout of the public structs as this library was built, for FFI bindings (Python ctypes,
+   C#, LuaJIT) to check their own mirrors at load time. Thread-safe, no allocation. */
+
+/** sizeof the struct named `name` (e.g. "sibyl_event"); 0 for a name this library does not know. */
+SIBYL_API size_t sibyl_struct_size(SIBYL_NULLABLE const char* name);
+/** offsetof `field` in struct `name`; SIZE_MAX for an unknown struct or field. */
+SIBYL_API size_t sibyl_struct_offset(SIBYL_NULLABLE const char* name, SIBYL_NULLABLE const char* field);
+/** The name of public struct number `index` (0, 1, …); NULL past the last. Static storage. */
+SIBYL_API const char* sibyl_struct_name(size_t index);
+/** The name of field number `index` of struct `name`, in declaration order; NULL past the last. */
+SIBYL_API const char* sibyl_struct_field(SIBYL_NULLABLE const char* name, size_t index);
 
 #ifdef __cplusplus
 } /* extern "C" */

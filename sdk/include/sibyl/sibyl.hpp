@@ -1469,6 +1469,27 @@ public:
         return Model(handle);
     }
 
+    /** Load the default model (the embedded tiny-reasoner; where: default_model_path). Since 0.8. */
+    static Result<Model> load_default(const ModelOptions& options = {}) {
+        const sibyl_model_options c_options = options.to_c();
+        sibyl_model* handle = nullptr;
+        Status st = sibyl_model_load(nullptr, &c_options, &handle);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        return Model(handle);
+    }
+
+    /** The default model's directory (sibyl_default_model_path); SIBYL_ERR_IO when none is found. */
+    static Result<std::string> default_model_path() {
+        size_t n = 0;
+        Status st = sibyl_default_model_path(nullptr, 0, &n);
+        if (st != SIBYL_OK && st != SIBYL_ERR_BUFFER_TOO_SMALL) return Error::from_status(st);
+        std::string path(n + 1, '\0');
+        st = sibyl_default_model_path(&path[0], path.size(), &n);
+        if (st != SIBYL_OK) return Error::from_status(st);
+        path.resize(n);
+        return path;
+    }
+
     sibyl_model* get() const noexcept { return handle_.get(); }
     sibyl_model* release() noexcept { return handle_.release(); }
     explicit operator bool() const noexcept { return handle_ != nullptr; }
