@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "dtype.h"
+#include "engine/core/dtype.h"
 
 namespace sibyl::backend {
 

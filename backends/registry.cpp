@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <system_error>
 
-#include "backend.h"
-#include "failure.h"
-#include "log.h"
+#include "backends/backend.h"
+#include "engine/core/failure.h"
+#include "engine/core/log.h"
 
 namespace sibyl::backend {
 namespace {

@@ -1,5 +1,5 @@
 // Reading weights of every stored dtype from a buffer of 32-bit words, dequantising in
-// registers exactly as engine/quant.cpp does (the same float operations; `precise` keeps
+// registers exactly as engine/core/quant.cpp does (the same float operations; `precise` keeps
 // them unfused). No 16-bit storage needed. Before including, define
 //   WORD(i)  the uint word i of the weight buffer.
 // Buffers are bound with 16 spare bytes, so reading one word past a row's last byte is safe.

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "failure.h"
-#include "safetensors.h"
+#include "engine/core/failure.h"
+#include "engine/formats/safetensors.h"
 
 namespace sibyl::engine::test {
 
@@ -57,7 +57,7 @@ Errc error_of(F&& f, std::string* message = nullptr) {
 #include <map>
 #include <memory>
 
-#include "convert.h"
+#include "engine/formats/convert.h"
 #include "test_files.h"
 
 namespace sibyl::engine::test {

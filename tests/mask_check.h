@@ -6,8 +6,8 @@
 #include <random>
 #include <string>
 
-#include "grammar/matcher.h"
-#include "tokenizer.h"
+#include "engine/grammar/matcher.h"
+#include "engine/text/tokenizer.h"
 
 namespace sibyl::engine::test {
 

@@ -9,7 +9,7 @@
 #include <mutex>
 #include <vector>
 
-#include "session.h"
+#include "engine/model/session.h"
 
 namespace sibyl::engine::test {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "grammar/grammar.h"
+#include "engine/grammar/grammar.h"
 
 namespace sibyl::engine::test {
 

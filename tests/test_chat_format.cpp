@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "chat_format.h"
-#include "failure.h"
-#include "file_util.h"
+#include "engine/chat/chat_format.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
 
 namespace sibyl::engine::test {

@@ -3,11 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
-#include "failure.h"
+#include "engine/model/config.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "file_util.h"
-#include "rope.h"
+#include "engine/formats/file_util.h"
+#include "engine/model/rope.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -6,12 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "failure.h"
-#include "file_util.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "grammar/compiled_grammar.h"
-#include "grammar/gbnf.h"
-#include "reasoning.h"
+#include "engine/grammar/compiled_grammar.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/chat/reasoning.h"
 
 namespace sibyl::engine::test {
 namespace {

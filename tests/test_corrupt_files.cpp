@@ -7,11 +7,11 @@
 #include <fstream>
 #include <random>
 
-#include "config.h"
-#include "failure.h"
-#include "file_util.h"
+#include "engine/model/config.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "safetensors.h"
+#include "engine/formats/safetensors.h"
 
 namespace sibyl::engine::test {
 namespace {

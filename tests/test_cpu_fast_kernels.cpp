@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_backend.h"
-#include "cpu/fast_kernels.h"
-#include "cpu/simd.h"
-#include "quant.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/fast_kernels.h"
+#include "backends/cpu/simd.h"
+#include "engine/core/quant.h"
 
 namespace sibyl::backend::cpu {
 namespace {

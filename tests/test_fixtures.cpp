@@ -8,109 +8,43 @@
 #include <map>
 #include <memory>
 
-#include "fixture_util.h"
-#include "failure.h"
-#include "session.h"
+#include "engine/core/failure.h"
+#include "engine/model/session.h"
+#include "fixture_runner.h"
 
 namespace sibyl::engine::test {
 namespace {
 
 constexpr double kTolerance = 1e-4;
 
-struct Fixture {
-  std::shared_ptr<Model> model;
-  std::unique_ptr<SafetensorsFile> ref;
-  std::vector<int32_t> tokens(int seq) const { return i32_of(ref->at("seq" + std::to_string(seq) + ".tokens")); }
-  std::vector<float> logits(int seq) const { return f32_of(ref->at("seq" + std::to_string(seq) + ".logits")); }
-};
-
-// `name`: a fixture directory (reference inside it); a GGUF file beside its
-// `<name>.reference.safetensors` (the exact logits of its dequantized weights); or
-// "<fixture>.<preset>.sibyl": the fixture converted to a pack with that preset.
+// `name`: a fixture directory or a GGUF file (fixture_runner.h), or "<fixture>.<preset>.sibyl":
+// the fixture converted to a pack with that preset.
 const Fixture& fixture(const std::string& name) {
-  static std::map<std::string, Fixture> cache;
-  auto it = cache.find(name);
-  if (it == cache.end()) {
-    Fixture f;
-    std::string ref = name + "/reference.safetensors";
-    if (name.ends_with(".sibyl")) {
-      const size_t dot = name.find('.');
-      const std::string dir = name.substr(0, dot), preset = name.substr(dot + 1, name.size() - dot - 7);
-      f.model = Model::load(converted_pack(data_dir() + "/" + dir, preset), {});
-      ref = dir + "/reference.safetensors";
-    } else {
-      f.model = Model::load(data_dir() + "/" + name, {});
-      if (name.ends_with(".gguf")) ref = name.substr(0, name.size() - 5) + ".reference.safetensors";
-    }
-    f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + ref);
-    it = cache.emplace(name, std::move(f)).first;
-  }
-  return it->second;
+  if (!name.ends_with(".sibyl"))
+    return cached_fixture("cpu:" + name, name, [&] { return Model::load(data_dir() + "/" + name, {}); });
+  const size_t dot = name.find('.');
+  const std::string dir = name.substr(0, dot), preset = name.substr(dot + 1, name.size() - dot - 7);
+  return cached_fixture(
+      "cpu:" + name, name, [&] { return Model::load(converted_pack(data_dir() + "/" + dir, preset), {}); },
+      reference_of(dir));
 }
 
-// Ways to feed a sequence through a session; all must give the same logits.
-enum class Feed { prefill_expanded, prefill_absorbed, decode_absorbed, decode_expanded, chunks };
-
-std::vector<float> run(const Fixture& f, const std::vector<int32_t>& toks, Feed feed) {
-  Session s(f.model, {});
-  const int64_t n = static_cast<int64_t>(toks.size());
-  std::vector<float> all;
-  auto step = [&](int64_t begin, int64_t count, AttentionPath path) {
-    s.append(toks.data() + begin, count, LogitsMode::all, path);
-    all.insert(all.end(), s.logits().begin(), s.logits().end());
-  };
-  switch (feed) {
-    case Feed::prefill_expanded: step(0, n, AttentionPath::expanded); break;
-    case Feed::prefill_absorbed: step(0, n, AttentionPath::absorbed); break;
-    case Feed::decode_absorbed:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::absorbed);
-      break;
-    case Feed::decode_expanded:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::expanded);
-      break;
-    case Feed::chunks:  // uneven chunks exercise prefill on top of a filled cache
-      for (int64_t i = 0, c = 1; i < n; i += c, c = c * 2 + 1) step(i, std::min(c, n - i), AttentionPath::automatic);
-      break;
-  }
-  return all;
-}
-
-struct Case {
-  std::string fixture;
-  Feed feed;
-};
-
-class FixtureLogits : public ::testing::TestWithParam<Case> {};
+class FixtureLogits : public ::testing::TestWithParam<FixtureCase> {};
 
 TEST_P(FixtureLogits, MatchReferenceForEverySequence) {
   const Fixture& f = fixture(GetParam().fixture);
   for (int seq = 0; seq < 4; ++seq) {
-    double err = relative_error(run(f, f.tokens(seq), GetParam().feed), f.logits(seq));
+    double err = relative_error(run_feed(f, f.tokens(seq), GetParam().feed), f.logits(seq));
     EXPECT_LT(err, kTolerance) << GetParam().fixture << " seq" << seq;
   }
 }
 
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  static const char* feeds[] = {"PrefillExpanded", "PrefillAbsorbed", "DecodeAbsorbed", "DecodeExpanded", "Chunks"};
-  std::string n = info.param.fixture + "_" + feeds[static_cast<int>(info.param.feed)];
-  for (char& ch : n)
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return n;
-}
-
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  // Packs at bf16 (same values in the kernels' layout; the FP8 fixture stays FP8) and "keep".
-  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
-                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf", "tiny-v3.bf16.sibyl",
-                         "tiny-v2-lite.bf16.sibyl", "tiny-v2.bf16.sibyl", "tiny-v3-fp8.keep.sibyl", "tiny-v3-fp8.bf16.sibyl"})
-    for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
-                      Feed::chunks})
-      cases.push_back({fx, feed});
-  return cases;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureLogits, ::testing::ValuesIn(all_cases()), case_name);
+// Packs at bf16 (same values in the kernels' layout; the FP8 fixture stays FP8) and "keep".
+INSTANTIATE_TEST_SUITE_P(AllFixtures, FixtureLogits,
+                         ::testing::ValuesIn(fixture_cases({SIBYL_BACKEND_FIXTURES, "tiny-v3.bf16.sibyl",
+                                                            "tiny-v2-lite.bf16.sibyl", "tiny-v2.bf16.sibyl",
+                                                            "tiny-v3-fp8.keep.sibyl", "tiny-v3-fp8.bf16.sibyl"})),
+                         fixture_case_name);
 
 // The fast path (8-bit activations for quantized weights, bf16 ones for bf16 weights) is no
 // farther from the exact logits than llama.cpp's own quantized CPU path is on the same GGUF
@@ -147,7 +81,7 @@ TEST_P(FastPathLogits, AsCloseToExactAsLlamaCppOrTheStatedBound) {
   for (Feed feed : {Feed::prefill_absorbed, Feed::decode_absorbed, Feed::chunks}) {
     double mean = 0.0;
     for (int seq = 0; seq < 4; ++seq) {
-      const double err = relative_error(run(fast, exact.tokens(seq), feed), exact.logits(seq));
+      const double err = relative_error(run_feed(fast, exact.tokens(seq), feed), exact.logits(seq));
       EXPECT_GT(err, 0.0) << name << ": the fast path should round activations";
       mean += err / 4;
     }

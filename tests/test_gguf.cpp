@@ -16,10 +16,10 @@
 #include <set>
 #include <sstream>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "gguf.h"
-#include "safetensors.h"
+#include "engine/formats/gguf.h"
+#include "engine/formats/safetensors.h"
 
 namespace sibyl::engine::test {
 namespace {

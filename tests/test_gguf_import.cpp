@@ -7,12 +7,12 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "file_util.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "model.h"
-#include "model_source.h"
+#include "engine/model/model.h"
+#include "engine/formats/model_source.h"
 #include "mtp_logits.h"
-#include "session.h"
+#include "engine/model/session.h"
 #include "test_files.h"
 
 namespace sibyl::engine::test {

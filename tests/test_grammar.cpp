@@ -3,13 +3,13 @@
 // a copy of the matcher) on the tiny-reasoner's and DeepSeek-V3's vocabularies.
 #include <gtest/gtest.h>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "grammar/gbnf.h"
-#include "grammar/matcher.h"
-#include "grammar/utf8_ranges.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/grammar/matcher.h"
+#include "engine/grammar/utf8_ranges.h"
 #include "mask_check.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -11,11 +11,11 @@
 #include <regex>
 
 #include "fixture_util.h"
-#include "grammar/compiled_grammar.h"
-#include "grammar/gbnf.h"
-#include "grammar/json_schema.h"
-#include "grammar/token_constraint.h"
-#include "reasoning.h"
+#include "engine/grammar/compiled_grammar.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/grammar/json_schema.h"
+#include "engine/grammar/token_constraint.h"
+#include "engine/chat/reasoning.h"
 #include "sentence_generator.h"
 
 namespace sibyl::engine::test {

@@ -3,9 +3,9 @@
 // token masks of a schema grammar on the DeepSeek-V3 vocabulary.
 #include <gtest/gtest.h>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "grammar/json_schema.h"
+#include "engine/grammar/json_schema.h"
 #include "mask_check.h"
 
 namespace sibyl::engine::test {

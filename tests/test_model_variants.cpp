@@ -9,9 +9,9 @@
 #include <functional>
 #include <random>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "session.h"
+#include "engine/model/session.h"
 #include "test_files.h"
 
 namespace sibyl::engine::test {

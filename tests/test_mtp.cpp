@@ -7,10 +7,10 @@
 
 #include "fixture_util.h"
 #include "mtp_logits.h"
-#include "file_util.h"
-#include "runtime/job.h"
-#include "runtime/scheduler.h"
-#include "session.h"
+#include "engine/formats/file_util.h"
+#include "engine/runtime/job.h"
+#include "engine/runtime/scheduler.h"
+#include "engine/model/session.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -14,11 +14,11 @@
 #include <random>
 #include <set>
 
-#include "config.h"
-#include "failure.h"
-#include "file_util.h"
+#include "engine/model/config.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "pack.h"
+#include "engine/formats/pack.h"
 #include "test_files.h"
 
 namespace sibyl::engine::test {

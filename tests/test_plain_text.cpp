@@ -7,10 +7,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "chat_format.h"
-#include "file_util.h"
+#include "engine/chat/chat_format.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace sibyl::engine::test {
 namespace {

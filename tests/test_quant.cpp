@@ -1,4 +1,4 @@
-// ggml's block formats (engine/quant.h): the GGUF fixtures' Q8_0, Q5_0, Q4_K and Q6_K tensors
+// ggml's block formats (engine/core/quant.h): the GGUF fixtures' Q8_0, Q5_0, Q4_K and Q6_K tensors
 // decode to the bf16 checkpoint they were made from; our quantizers reproduce llama.cpp's bytes
 // (Q8_0, Q5_0) or beat its error (Q4_K, Q6_K) on the same weights; the f16/bf16 encoders round
 // to nearest even; edge blocks stay finite; and the CPU matmul reads quantized rows in place.
@@ -13,13 +13,13 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/cpu_backend.h"
-#include "cpu/kernels.h"
-#include "failure.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/kernels.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "gguf.h"
-#include "quant.h"
-#include "safetensors.h"
+#include "engine/formats/gguf.h"
+#include "engine/core/quant.h"
+#include "engine/formats/safetensors.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
-#include "channel_writer.h"
-#include "file_util.h"
+#include "engine/chat/channel_writer.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "reasoning.h"
+#include "engine/chat/reasoning.h"
 
 namespace sibyl::engine::test {
 namespace {

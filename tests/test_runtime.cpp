@@ -9,10 +9,10 @@
 #include <random>
 #include <thread>
 
-#include "file_util.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "reasoning.h"
-#include "runtime/blocking.h"
+#include "engine/chat/reasoning.h"
+#include "engine/runtime/blocking.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -5,7 +5,7 @@
 #include <limits>
 #include <map>
 
-#include "sampler.h"
+#include "engine/model/sampler.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "cpu/thread_pool.h"
+#include "backends/cpu/thread_pool.h"
 
 namespace sibyl::backend::cpu {
 namespace {

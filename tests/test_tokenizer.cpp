@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "byte_level.h"
-#include "failure.h"
-#include "file_util.h"
+#include "engine/text/byte_level.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
 #include "fixture_util.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 #include "fixture_util.h"
-#include "grammar/token_constraint.h"
+#include "engine/grammar/token_constraint.h"
 #include "sentence_generator.h"
-#include "tool_calls.h"
+#include "engine/chat/tool_calls.h"
 
 namespace sibyl::engine::test {
 namespace {

@@ -1,6 +1,6 @@
 #include "cli_args.h"
 
-#include "default_model.h"
+#include "engine/model/default_model.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -25,7 +25,7 @@ class Args {
   const char* usage_;
 };
 
-// The embedded default model (engine/default_model.h: $SIBYL_DEFAULT_MODEL, the install layout
+// The embedded default model (engine/model/default_model.h: $SIBYL_DEFAULT_MODEL, the install layout
 // beside this program, the source tree); exits with status 2 naming the places tried when none.
 std::string default_model_dir();
 inline std::string default_model_dir_or(const Args& args) {

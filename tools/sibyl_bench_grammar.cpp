@@ -16,15 +16,15 @@
 #include <vector>
 
 #include "cli_args.h"
-#include "failure.h"
-#include "file_util.h"
-#include "grammar/compiled_grammar.h"
-#include "grammar/gbnf.h"
-#include "grammar/json_schema.h"
-#include "grammar/token_constraint.h"
-#include "model.h"
-#include "session.h"
-#include "tokenizer.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
+#include "engine/grammar/compiled_grammar.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/grammar/json_schema.h"
+#include "engine/grammar/token_constraint.h"
+#include "engine/model/model.h"
+#include "engine/model/session.h"
+#include "engine/text/tokenizer.h"
 
 static const char* kUsage =
     "usage: sibyl-bench-grammar [--tokenizer PATH | --model DIR] [--cases FILE] [--passes N] [--json]\n"

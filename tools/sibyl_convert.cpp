@@ -7,9 +7,9 @@
 #include <string>
 
 #include "cli_args.h"
-#include "convert.h"
-#include "failure.h"
-#include "pack.h"
+#include "engine/formats/convert.h"
+#include "engine/core/failure.h"
+#include "engine/formats/pack.h"
 
 static const char* kUsage =
     "usage: sibyl-convert INPUT OUTPUT.sibyl [--quant PRESET] [--type GLOB=TYPE[,GLOB=TYPE...]]\n"

@@ -9,15 +9,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "chat_format.h"
+#include "engine/chat/chat_format.h"
 #include "cli_args.h"
-#include "config.h"
-#include "convert.h"
-#include "failure.h"
-#include "file_util.h"
-#include "pack.h"
-#include "quant.h"
-#include "weights.h"
+#include "engine/model/config.h"
+#include "engine/formats/convert.h"
+#include "engine/core/failure.h"
+#include "engine/formats/file_util.h"
+#include "engine/formats/pack.h"
+#include "engine/core/quant.h"
+#include "engine/model/weights.h"
 
 static const char* kUsage =
     "usage: sibyl-synth OUTPUT.sibyl [--config config.json] [--layers N] [--quant bf16|q8_0|q4_k] [--seed S]\n"

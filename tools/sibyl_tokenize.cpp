@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "cli_args.h"
-#include "tokenizer.h"
+#include "engine/text/tokenizer.h"
 
 static const char* kUsage =
     "usage: sibyl-tokenize [--model DIR] [--decode | --text] [--timing]\n"

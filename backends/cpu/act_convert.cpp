@@ -5,8 +5,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "fast_kernels.h"
-#include "quant.h"
+#include "backends/cpu/fast_kernels.h"
+#include "engine/core/quant.h"
 
 namespace sibyl::backend::cpu {
 namespace {

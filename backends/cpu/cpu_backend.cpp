@@ -1,14 +1,14 @@
 // The CPU backend: float32 arithmetic on the stored weights (bf16/fp16/fp32 are
 // converted row by row inside the kernels), parallel over a thread pool. Ops run
 // eagerly, so begin_step/end_step only bracket them.
-#include "cpu_backend.h"
+#include "backends/cpu/cpu_backend.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "failure.h"
-#include "simd.h"
+#include "engine/core/failure.h"
+#include "backends/cpu/simd.h"
 
 namespace sibyl::backend::cpu {
 

@@ -3,10 +3,10 @@
 #include <memory>
 #include <vector>
 
-#include "backend.h"
-#include "failure.h"
-#include "kernels.h"
-#include "thread_pool.h"
+#include "backends/backend.h"
+#include "engine/core/failure.h"
+#include "backends/cpu/kernels.h"
+#include "backends/cpu/thread_pool.h"
 
 namespace sibyl::backend::cpu {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu_backend.h"
+#include "backends/cpu/cpu_backend.h"
 
 namespace sibyl::backend::cpu {
 namespace {

@@ -5,9 +5,9 @@
 #include <numeric>
 #include <vector>
 
-#include "cpu_backend.h"
-#include "fast_jobs.h"
-#include "fast_kernels.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/fast_jobs.h"
+#include "backends/cpu/fast_kernels.h"
 
 namespace sibyl::backend::cpu {
 namespace {

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels.h"
+#include "backends/cpu/kernels.h"
 
 // GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
 #pragma GCC diagnostic ignored "-Wuninitialized"

@@ -7,8 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu_backend.h"
-#include "fast_kernels.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/fast_kernels.h"
 
 namespace sibyl::backend::cpu {
 

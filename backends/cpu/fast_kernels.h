@@ -10,8 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "dtype.h"
-#include "simd.h"
+#include "engine/core/dtype.h"
+#include "backends/cpu/simd.h"
 
 namespace sibyl::backend::cpu {
 

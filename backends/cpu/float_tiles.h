@@ -25,7 +25,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "fast_kernels.h"
+#include "backends/cpu/fast_kernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,9 +1,9 @@
-#include "kernels.h"
+#include "backends/cpu/kernels.h"
 
 #include <array>
 #include <cstring>
 
-#include "quant.h"
+#include "engine/core/quant.h"
 
 // GCC/Clang function multi-versioning: one clone per SIMD level, chosen at load time.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)

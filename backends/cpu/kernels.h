@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "dtype.h"
+#include "engine/core/dtype.h"
 
 namespace sibyl::backend::cpu {
 

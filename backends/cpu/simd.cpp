@@ -1,4 +1,4 @@
-#include "simd.h"
+#include "backends/cpu/simd.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>

@@ -1,4 +1,4 @@
-#include "thread_pool.h"
+#include "backends/cpu/thread_pool.h"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>

@@ -4,8 +4,8 @@
 // first). Below that level the activations stay float32 and each weight is widened in a
 // register (a bf16 is the top half of a float32: one shift), then fused-multiply-added by the
 // shared float tiles (float_tiles.h, which also states the determinism argument).
-#include "float_tiles.h"
-#include "quant.h"
+#include "backends/cpu/float_tiles.h"
+#include "engine/core/quant.h"
 
 namespace sibyl::backend::cpu {
 namespace {

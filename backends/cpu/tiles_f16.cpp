@@ -3,8 +3,8 @@
 // fused-multiply-added by the shared float tiles (float_tiles.h, which also states the
 // determinism argument). The exact path instead decodes every weight row to a float scratch
 // row first.
-#include "float_tiles.h"
-#include "quant.h"
+#include "backends/cpu/float_tiles.h"
+#include "engine/core/quant.h"
 
 namespace sibyl::backend::cpu {
 namespace {

@@ -10,8 +10,8 @@
 // come out as ±1.875 (×2^8), not NaN: checkpoints never store them.
 #include <array>
 
-#include "dtype.h"
-#include "float_tiles.h"
+#include "engine/core/dtype.h"
+#include "backends/cpu/float_tiles.h"
 
 namespace sibyl::backend::cpu {
 namespace {

@@ -18,8 +18,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "fast_kernels.h"
-#include "unaligned.h"
+#include "backends/cpu/fast_kernels.h"
+#include "engine/core/unaligned.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define SIBYL_KQUANT_X86 1
@@ -235,13 +235,13 @@ constexpr int kGroup = 32 / NX;  // blocks per group: 8 KiB of parked vectors
 
 namespace avx2 {
 #define SIBYL_KQ_TARGET SIBYL_AVX2
-#include "kquant_tiles.h"
+#include "backends/cpu/kquant_tiles.h"
 #undef SIBYL_KQ_TARGET
 }  // namespace avx2
 
 namespace vnni {
 #define SIBYL_KQ_TARGET SIBYL_VNNI
-#include "kquant_tiles.h"
+#include "backends/cpu/kquant_tiles.h"
 #undef SIBYL_KQ_TARGET
 }  // namespace vnni
 

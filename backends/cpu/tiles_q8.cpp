@@ -19,8 +19,8 @@
 #include <cstring>
 #include <utility>
 
-#include "fast_kernels.h"
-#include "unaligned.h"
+#include "backends/cpu/fast_kernels.h"
+#include "engine/core/unaligned.h"
 
 #if defined(__x86_64__)
 #define SIBYL_TILES_X86 1

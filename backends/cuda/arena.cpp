@@ -1,8 +1,8 @@
-#include "arena.h"
+#include "backends/cuda/arena.h"
 
 #include <iterator>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::cuda {
 

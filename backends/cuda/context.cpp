@@ -1,13 +1,13 @@
-#include "context.h"
+#include "backends/cuda/context.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
-#include "cublas_loader.h"
-#include "failure.h"
-#include "kernels.h"
-#include "log.h"
+#include "backends/cuda/cublas_loader.h"
+#include "engine/core/failure.h"
+#include "backends/cuda/kernels.h"
+#include "engine/core/log.h"
 
 namespace sibyl::backend::cuda {
 

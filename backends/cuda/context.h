@@ -31,9 +31,9 @@
 #include <utility>
 #include <vector>
 
-#include "arena.h"
-#include "backend.h"
-#include "cuda_common.h"
+#include "backends/cuda/arena.h"
+#include "backends/backend.h"
+#include "backends/cuda/cuda_common.h"
 
 namespace sibyl::backend::cuda {
 

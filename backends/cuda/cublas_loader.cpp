@@ -1,11 +1,11 @@
-#include "cublas_loader.h"
+#include "backends/cuda/cublas_loader.h"
 
 #include <dlfcn.h>
 
 #include <mutex>
 #include <string>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // The CUDA backend: device memory, step boundaries and the simple ops; MLA, MoE and the matmul
 // dispatch live in their own files. Every op records kernel launches on the context (context.h).
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 
 #include <algorithm>
 #include <cstring>

@@ -4,10 +4,10 @@
 #include <memory>
 #include <vector>
 
-#include "backend.h"
-#include "context.h"
-#include "failure.h"
-#include "kernels.h"
+#include "backends/backend.h"
+#include "backends/cuda/context.h"
+#include "engine/core/failure.h"
+#include "backends/cuda/kernels.h"
 
 namespace sibyl::backend::cuda {
 

@@ -1,6 +1,6 @@
 // Weight rows to float32: the embedding lookup, and the scratch a cuBLAS GEMM reads for a
 // prefill-sized matmul on a non-f32 weight (a chunk per call; never a persistent copy).
-#include "device.cuh"
+#include "backends/cuda/device.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -1,5 +1,5 @@
 // Device-side helpers of the CUDA backend: element decoders for every stored dtype (ggml block
-// layouts byte for byte, see engine/quant.h), warp reductions and RoPE. Decoding does the same
+// layouts byte for byte, see engine/core/quant.h), warp reductions and RoPE. Decoding does the same
 // float operations as engine::dequantize_row, unfused (__fmul_rn/__fsub_rn), so a weight decodes
 // to the CPU backend's values bit for bit.
 #pragma once
@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "kernels.h"
+#include "backends/cuda/kernels.h"
 
 namespace sibyl::backend::cuda::dev {
 
@@ -67,7 +67,7 @@ __device__ __forceinline__ float f8_bits(uint8_t b) {
   return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
 }
 
-// Q4_K: 6-bit scale and min of sub-block j (engine/quant.cpp k4_scale_min).
+// Q4_K: 6-bit scale and min of sub-block j (engine/core/quant.cpp k4_scale_min).
 __device__ __forceinline__ void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
   if (j < 4) {
     sc = __ldg(s + j) & 63;

@@ -1,6 +1,6 @@
 // Elementwise and row kernels: add, SwiGLU, RMSNorm, copies, and the MoE gather / weighted scatter.
-#include "device.cuh"
-#include "paging.cuh"
+#include "backends/cuda/device.cuh"
+#include "backends/cuda/paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

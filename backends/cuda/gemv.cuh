@@ -4,7 +4,7 @@
 // per step, and each weight chunk is used for all tokens of the launch. Included by gemv_plain.cu
 // and gemv_quant.cu, each instantiating its dtypes.
 #pragma once
-#include "device.cuh"
+#include "backends/cuda/device.cuh"
 
 namespace sibyl::backend::cuda::dev {
 

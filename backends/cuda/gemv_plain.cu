@@ -1,6 +1,6 @@
 // Decode GEMV for the plain dtypes (f32, f16, bf16, f8_e4m3 with block scales), and the dispatcher
 // that splits a launch into chunks of 8 tokens and picks the vectorised kernel when it may.
-#include "gemv.cuh"
+#include "backends/cuda/gemv.cuh"
 
 namespace sibyl::backend::cuda {
 

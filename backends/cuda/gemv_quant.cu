@@ -1,5 +1,5 @@
 // Decode GEMV for ggml's block formats (Q8_0, Q5_0, Q4_K, Q6_K), dequantised in registers.
-#include "gemv.cuh"
+#include "backends/cuda/gemv.cuh"
 
 namespace sibyl::backend::cuda {
 

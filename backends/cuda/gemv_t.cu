@@ -3,7 +3,7 @@
 // output columns of one group and token; its 8 warps split the depth rows and each lane decodes 8
 // consecutive columns of a row (one coalesced 256-column read per warp), then the warps' partial
 // sums meet in shared memory.
-#include "device.cuh"
+#include "backends/cuda/device.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "cuda_common.h"
+#include "backends/cuda/cuda_common.h"
 
 namespace sibyl::backend::cuda {
 

@@ -1,6 +1,6 @@
 // The expanded MLA path's input: one sequence's latent rows [0, n) gathered through its page table
 // into a contiguous array, so the expansion (cuBLAS) and the prefill kernel read plain rows.
-#include "paging.cuh"
+#include "backends/cuda/paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -2,7 +2,7 @@
 // of a step batch, done before any of its kernels is recorded.
 #include <climits>
 
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 
 namespace sibyl::backend::cuda {
 

@@ -3,8 +3,8 @@
 // scratch a chunk at a time (at most kScratchBytes), used and released: never a persistent copy.
 #include <algorithm>
 
-#include "cublas_loader.h"
-#include "cuda_backend.h"
+#include "backends/cuda/cublas_loader.h"
+#include "backends/cuda/cuda_backend.h"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -9,7 +9,7 @@
 // Both MlaWeights layouts: kv_b [H·(dn+dv), R], or split k_b [H·R, dn] + v_b [H·dv, R].
 #include <algorithm>
 
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -10,8 +10,8 @@
 // reported (kernels.h FaultBits).
 #include <cmath>
 
-#include "device.cuh"
-#include "paging.cuh"
+#include "backends/cuda/device.cuh"
+#include "backends/cuda/paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -6,8 +6,8 @@
 // version: the matmul units are left for the bf16 path.
 #include <cmath>
 
-#include "device.cuh"
-#include "paging.cuh"
+#include "backends/cuda/device.cuh"
+#include "backends/cuda/paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

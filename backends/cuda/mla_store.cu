@@ -1,7 +1,7 @@
 // MLA part 1: one block per row writes its latent row [RMSNorm(c_kv) | RoPE(k_pe)] into the pool
 // at its (sequence, position), found through the page table on the device.
-#include "device.cuh"
-#include "paging.cuh"
+#include "backends/cuda/device.cuh"
+#include "backends/cuda/paging.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <mutex>
 
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -2,7 +2,7 @@
 // router's choices, so a decode step needs no host round trip (and can be a CUDA graph). One warp
 // per output row; lanes read 8 consecutive elements (16 bytes of bf16) per step. See MoeGemvParams.
 #pragma once
-#include "device.cuh"
+#include "backends/cuda/device.cuh"
 
 namespace sibyl::backend::cuda::dev {
 

@@ -1,5 +1,5 @@
 // Decode MoE kernels for the plain dtypes, and the dispatcher over all dtypes.
-#include "moe_gemv.cuh"
+#include "backends/cuda/moe_gemv.cuh"
 
 namespace sibyl::backend::cuda {
 

@@ -1,5 +1,5 @@
 // Decode MoE kernels for ggml's block formats.
-#include "moe_gemv.cuh"
+#include "backends/cuda/moe_gemv.cuh"
 
 namespace sibyl::backend::cuda {
 

@@ -5,7 +5,7 @@
 #include <climits>
 #include <cmath>
 
-#include "device.cuh"
+#include "backends/cuda/device.cuh"
 
 namespace sibyl::backend::cuda {
 namespace {

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels.h"
+#include "backends/cuda/kernels.h"
 
 namespace sibyl::backend::cuda::dev {
 

@@ -1,13 +1,13 @@
 // The Vulkan backend's memory, transfers and step boundaries; the ops are in vk_ops.cpp,
 // vk_mla.cpp and vk_moe.cpp.
-#include "vk_backend.h"
+#include "backends/vulkan/vk_backend.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
-#include "failure.h"
-#include "log.h"
+#include "engine/core/failure.h"
+#include "engine/core/log.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -15,11 +15,11 @@
 #include <mutex>
 #include <thread>
 
-#include "backend.h"
-#include "failure.h"
-#include "vk_kernels.h"
-#include "vk_memory.h"
-#include "vk_recorder.h"
+#include "backends/backend.h"
+#include "engine/core/failure.h"
+#include "backends/vulkan/vk_kernels.h"
+#include "backends/vulkan/vk_memory.h"
+#include "backends/vulkan/vk_recorder.h"
 
 namespace sibyl::backend::vulkan {
 

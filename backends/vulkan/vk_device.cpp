@@ -1,12 +1,12 @@
-#include "vk_device.h"
+#include "backends/vulkan/vk_device.h"
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "failure.h"
-#include "log.h"
+#include "engine/core/failure.h"
+#include "engine/core/log.h"
 
 namespace sibyl::backend::vulkan {
 

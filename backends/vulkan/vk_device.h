@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "backend.h"
-#include "vk_loader.h"
+#include "backends/backend.h"
+#include "backends/vulkan/vk_loader.h"
 
 namespace sibyl::backend::vulkan {
 

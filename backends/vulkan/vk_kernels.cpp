@@ -1,6 +1,6 @@
-#include "vk_kernels.h"
+#include "backends/vulkan/vk_kernels.h"
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::vulkan {
 

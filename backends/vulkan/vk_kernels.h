@@ -6,7 +6,7 @@
 #include <mutex>
 #include <vector>
 
-#include "vk_device.h"
+#include "backends/vulkan/vk_device.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -1,8 +1,8 @@
-#include "vk_loader.h"
+#include "backends/vulkan/vk_loader.h"
 
 #include <dlfcn.h>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -1,8 +1,8 @@
-#include "vk_memory.h"
+#include "backends/vulkan/vk_memory.h"
 
 #include <algorithm>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::vulkan {
 

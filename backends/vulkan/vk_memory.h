@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "vk_device.h"
+#include "backends/vulkan/vk_device.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -6,7 +6,7 @@
 // recorded step stays valid when the positions change.
 // Expanded (one sequence at a time): its latent rows gathered into a contiguous array, k_nope
 // and v expanded from it, then the same attention kernel.
-#include "vk_backend.h"
+#include "backends/vulkan/vk_backend.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -2,7 +2,7 @@
 // routed experts over "slots" (token, choice): gate and up for every slot with its expert's
 // weights, SwiGLU, down, and a weighted sum per token. Experts nobody chose cost only
 // workgroups that return at once.
-#include "vk_backend.h"
+#include "backends/vulkan/vk_backend.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -1,7 +1,7 @@
 // Dense ops: embed, rmsnorm, matmul, add, swiglu, gather_rows; copying KV pages.
 #include <cstring>
 
-#include "vk_backend.h"
+#include "backends/vulkan/vk_backend.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -1,9 +1,9 @@
-#include "vk_recorder.h"
+#include "backends/vulkan/vk_recorder.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include "vk_kernels.h"
-#include "vk_memory.h"
+#include "backends/vulkan/vk_kernels.h"
+#include "backends/vulkan/vk_memory.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -3,7 +3,7 @@
 // inputs change through write() before the ops, which then goes ahead of the step (xfer_).
 #include <algorithm>
 
-#include "vk_backend.h"
+#include "backends/vulkan/vk_backend.h"
 
 namespace sibyl::backend::vulkan {
 

@@ -10,17 +10,17 @@
 #include <new>
 #include <string>
 
-#include "default_model.h"
-#include "failure.h"
-#include "grammar/compiled_grammar.h"
-#include "grammar/gbnf.h"
-#include "grammar/json_schema.h"
-#include "log.h"
-#include "model.h"
-#include "reasoning.h"
-#include "runtime/blocking.h"
-#include "runtime/scheduler.h"
-#include "session.h"
+#include "engine/model/default_model.h"
+#include "engine/core/failure.h"
+#include "engine/grammar/compiled_grammar.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/grammar/json_schema.h"
+#include "engine/core/log.h"
+#include "engine/model/model.h"
+#include "engine/chat/reasoning.h"
+#include "engine/runtime/blocking.h"
+#include "engine/runtime/scheduler.h"
+#include "engine/model/session.h"
 
 struct sibyl_model {
   std::shared_ptr<sibyl::engine::Model> model;

@@ -4,7 +4,7 @@
 #pragma once
 #include <memory>
 
-#include "grammar/matcher.h"
+#include "engine/grammar/matcher.h"
 
 namespace sibyl::engine {
 

@@ -1,11 +1,11 @@
-#include "grammar/gbnf.h"
+#include "engine/grammar/gbnf.h"
 
 #include <algorithm>
 #include <unordered_map>
 #include <utility>
 
-#include "failure.h"
-#include "grammar/utf8_ranges.h"
+#include "engine/core/failure.h"
+#include "engine/grammar/utf8_ranges.h"
 
 namespace sibyl::engine {
 namespace {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string_view>
 
-#include "grammar/grammar.h"
+#include "engine/grammar/grammar.h"
 
 namespace sibyl::engine {
 

@@ -1,6 +1,6 @@
-#include "grammar/grammar.h"
+#include "engine/grammar/grammar.h"
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 namespace {

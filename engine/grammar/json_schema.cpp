@@ -1,4 +1,4 @@
-#include "grammar/json_schema.h"
+#include "engine/grammar/json_schema.h"
 
 #include <cctype>
 #include <cmath>
@@ -7,8 +7,8 @@
 #include <set>
 #include <vector>
 
-#include "failure.h"
-#include "grammar/gbnf.h"
+#include "engine/core/failure.h"
+#include "engine/grammar/gbnf.h"
 
 namespace sibyl::engine {
 namespace {

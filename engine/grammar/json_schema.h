@@ -16,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-#include "grammar/grammar.h"
+#include "engine/grammar/grammar.h"
 
 namespace sibyl::engine {
 

@@ -1,4 +1,4 @@
-#include "grammar/matcher.h"
+#include "engine/grammar/matcher.h"
 
 #include <algorithm>
 

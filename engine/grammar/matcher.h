@@ -20,8 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "grammar/grammar.h"
-#include "grammar/token_trie.h"
+#include "engine/grammar/grammar.h"
+#include "engine/grammar/token_trie.h"
 
 namespace sibyl::engine {
 

@@ -1,8 +1,8 @@
-#include "grammar/token_constraint.h"
+#include "engine/grammar/token_constraint.h"
 
 #include <algorithm>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 namespace {

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "grammar/matcher.h"
-#include "tokenizer.h"
+#include "engine/grammar/matcher.h"
+#include "engine/text/tokenizer.h"
 
 namespace sibyl::engine {
 

@@ -1,4 +1,4 @@
-#include "grammar/token_trie.h"
+#include "engine/grammar/token_trie.h"
 
 #include <algorithm>
 #include <atomic>

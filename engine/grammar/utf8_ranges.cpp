@@ -1,9 +1,9 @@
-#include "grammar/utf8_ranges.h"
+#include "engine/grammar/utf8_ranges.h"
 
 #include <algorithm>
 #include <string>
 
-#include "byte_level.h"
+#include "engine/text/byte_level.h"
 
 namespace sibyl::engine {
 namespace {

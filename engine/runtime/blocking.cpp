@@ -1,8 +1,8 @@
-#include "runtime/blocking.h"
+#include "engine/runtime/blocking.h"
 
 #include <thread>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 

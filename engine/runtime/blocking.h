@@ -7,7 +7,7 @@
 #include <functional>
 #include <memory>
 
-#include "runtime/scheduler.h"
+#include "engine/runtime/scheduler.h"
 
 namespace sibyl::engine {
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <optional>
 
-#include "grammar/token_constraint.h"
-#include "model.h"
-#include "runtime/job.h"
+#include "engine/grammar/token_constraint.h"
+#include "engine/model/model.h"
+#include "engine/runtime/job.h"
 
 namespace sibyl::engine {
 namespace {

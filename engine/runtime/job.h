@@ -6,9 +6,9 @@
 #include <optional>
 #include <vector>
 
-#include "grammar/matcher.h"
-#include "runtime/request.h"
-#include "session.h"
+#include "engine/grammar/matcher.h"
+#include "engine/runtime/request.h"
+#include "engine/model/session.h"
 
 namespace sibyl::engine {
 

@@ -1,10 +1,10 @@
-#include "runtime/kv_pages.h"
+#include "engine/runtime/kv_pages.h"
 
 #include <xxhash.h>
 
 #include <algorithm>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backend.h"
+#include "backends/backend.h"
 
 namespace sibyl::engine {
 

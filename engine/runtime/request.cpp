@@ -1,4 +1,4 @@
-#include "runtime/request.h"
+#include "engine/runtime/request.h"
 
 #include <chrono>
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 

@@ -1,4 +1,4 @@
-#include "runtime/scheduler.h"
+#include "engine/runtime/scheduler.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -10,8 +10,8 @@
 #include <chrono>
 #include <numeric>
 
-#include "log.h"
-#include "model.h"
+#include "engine/core/log.h"
+#include "engine/model/model.h"
 
 namespace sibyl::engine {
 namespace {

@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/job.h"
-#include "runtime/scheduler_options.h"
+#include "engine/runtime/job.h"
+#include "engine/runtime/scheduler_options.h"
 
 namespace sibyl::engine {
 

@@ -1,6 +1,6 @@
-#include "runtime/seq_pages.h"
+#include "engine/runtime/seq_pages.h"
 
-#include "failure.h"
+#include "engine/core/failure.h"
 
 namespace sibyl::engine {
 

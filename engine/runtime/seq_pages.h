@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/kv_pages.h"
+#include "engine/runtime/kv_pages.h"
 
 namespace sibyl::engine {
 

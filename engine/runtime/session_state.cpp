@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "failure.h"
-#include "session.h"
+#include "engine/core/failure.h"
+#include "engine/model/session.h"
 
 namespace sibyl::engine {
 namespace {

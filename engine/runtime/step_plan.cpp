@@ -1,4 +1,4 @@
-#include "runtime/step_plan.h"
+#include "engine/runtime/step_plan.h"
 
 namespace sibyl::engine {
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "backend.h"
-#include "config.h"
-#include "weights.h"
+#include "backends/backend.h"
+#include "engine/model/config.h"
+#include "engine/model/weights.h"
 
 namespace sibyl::engine {
 

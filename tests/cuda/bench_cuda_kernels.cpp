@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_backend.h"
-#include "quant.h"
+#include "backends/cuda/cuda_backend.h"
+#include "engine/core/quant.h"
 
 using namespace sibyl;
 using namespace sibyl::backend::cuda;

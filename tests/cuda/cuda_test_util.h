@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
-#include "failure.h"
-#include "quant.h"
+#include "backends/backend.h"
+#include "engine/core/failure.h"
+#include "engine/core/quant.h"
 
 namespace sibyl::cuda_test {
 

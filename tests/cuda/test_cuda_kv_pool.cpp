@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <optional>
 
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "cuda_paged_util.h"
 
 namespace sibyl::cuda_test {

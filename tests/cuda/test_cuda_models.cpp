@@ -9,12 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <tuple>
 
-#include "cuda_backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "cuda_test_util.h"
-#include "file_util.h"
-#include "fixture_util.h"
-#include "reasoning.h"
-#include "session.h"
+#include "engine/formats/file_util.h"
+#include "fixture_runner.h"
+#include "engine/chat/reasoning.h"
+#include "engine/model/session.h"
 
 namespace sibyl::engine::test {
 namespace {
@@ -29,80 +29,23 @@ std::shared_ptr<Model> load_on_cuda(const std::string& path) {
 
 // ---------------------------------------------------------------- fixtures
 
-struct Fixture {
-  std::shared_ptr<Model> model;
-  std::unique_ptr<SafetensorsFile> ref;
-  std::vector<int32_t> tokens(int seq) const { return i32_of(ref->at("seq" + std::to_string(seq) + ".tokens")); }
-  std::vector<float> logits(int seq) const { return f32_of(ref->at("seq" + std::to_string(seq) + ".logits")); }
-};
-
 const Fixture& fixture(const std::string& name) {
-  static std::map<std::string, Fixture> cache;
-  auto it = cache.find(name);
-  if (it == cache.end()) {
-    Fixture f;
-    f.model = load_on_cuda(data_dir() + "/" + name);
-    const std::string ref = name.ends_with(".gguf") ? name.substr(0, name.size() - 5) + ".reference.safetensors"
-                                                    : name + "/reference.safetensors";
-    f.ref = std::make_unique<SafetensorsFile>(data_dir() + "/" + ref);
-    it = cache.emplace(name, std::move(f)).first;
-  }
-  return it->second;
+  return cached_fixture("cuda:" + name, name, [&] { return load_on_cuda(data_dir() + "/" + name); });
 }
 
-enum class Feed { prefill_expanded, prefill_absorbed, decode_absorbed, decode_expanded, chunks };
-
-std::vector<float> run(const Fixture& f, const std::vector<int32_t>& toks, Feed feed) {
-  Session s(f.model, {});
-  const int64_t n = static_cast<int64_t>(toks.size());
-  std::vector<float> all;
-  auto step = [&](int64_t begin, int64_t count, AttentionPath path) {
-    s.append(toks.data() + begin, count, LogitsMode::all, path);
-    all.insert(all.end(), s.logits().begin(), s.logits().end());
-  };
-  switch (feed) {
-    case Feed::prefill_expanded: step(0, n, AttentionPath::expanded); break;
-    case Feed::prefill_absorbed: step(0, n, AttentionPath::absorbed); break;
-    case Feed::decode_absorbed:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::absorbed);
-      break;
-    case Feed::decode_expanded:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::expanded);
-      break;
-    case Feed::chunks:
-      for (int64_t i = 0, c = 1; i < n; i += c, c = c * 2 + 1) step(i, std::min(c, n - i), AttentionPath::automatic);
-      break;
-  }
-  return all;
-}
-
-std::string fixture_case_name(const ::testing::TestParamInfo<std::tuple<std::string, Feed>>& info) {
-  static const char* feeds[] = {"PrefillExpanded", "PrefillAbsorbed", "DecodeAbsorbed", "DecodeExpanded", "Chunks"};
-  std::string n = std::get<0>(info.param) + "_" + feeds[static_cast<int>(std::get<1>(info.param))];
-  for (char& ch : n)
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return n;
-}
-
-class CudaFixtureLogits : public ::testing::TestWithParam<std::tuple<std::string, Feed>> {};
+class CudaFixtureLogits : public ::testing::TestWithParam<FixtureCase> {};
 
 TEST_P(CudaFixtureLogits, MatchReferenceForEverySequence) {
   SKIP_WITHOUT_CUDA();
-  const auto& [name, feed] = GetParam();
-  const Fixture& f = fixture(name);
+  const Fixture& f = fixture(GetParam().fixture);
   for (int seq = 0; seq < 4; ++seq) {
-    const double err = relative_error(run(f, f.tokens(seq), feed), f.logits(seq));
-    EXPECT_LT(err, 1e-4) << name << " seq" << seq;
+    const double err = relative_error(run_feed(f, f.tokens(seq), GetParam().feed), f.logits(seq));
+    EXPECT_LT(err, 1e-4) << GetParam().fixture << " seq" << seq;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllFixtures, CudaFixtureLogits,
-    ::testing::Combine(::testing::Values("tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
-                                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf"),
-                       ::testing::Values(Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed,
-                                         Feed::decode_expanded, Feed::chunks)),
-    fixture_case_name);
+INSTANTIATE_TEST_SUITE_P(AllFixtures, CudaFixtureLogits, ::testing::ValuesIn(fixture_cases({SIBYL_BACKEND_FIXTURES})),
+                         fixture_case_name);
 
 // Hidden states and router choices along the way (read back mid-step: the observer path).
 TEST(CudaFixtureInternals, HiddenStatesOfSeq1) {

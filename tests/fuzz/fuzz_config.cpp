@@ -3,9 +3,9 @@
 #include <cstdint>
 #include <string>
 
-#include "config.h"
-#include "failure.h"
-#include "rope.h"
+#include "engine/model/config.h"
+#include "engine/core/failure.h"
+#include "engine/model/rope.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

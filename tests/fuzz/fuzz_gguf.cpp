@@ -9,10 +9,10 @@
 #include <cstdio>
 #include <string>
 
-#include "failure.h"
-#include "gguf.h"
-#include "model_source.h"
-#include "tokenizer.h"
+#include "engine/core/failure.h"
+#include "engine/formats/gguf.h"
+#include "engine/formats/model_source.h"
+#include "engine/text/tokenizer.h"
 
 namespace {
 

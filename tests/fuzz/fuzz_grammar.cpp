@@ -6,10 +6,10 @@
 #include <string>
 #include <string_view>
 
-#include "failure.h"
-#include "grammar/gbnf.h"
-#include "grammar/json_schema.h"
-#include "grammar/matcher.h"
+#include "engine/core/failure.h"
+#include "engine/grammar/gbnf.h"
+#include "engine/grammar/json_schema.h"
+#include "engine/grammar/matcher.h"
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include <cstring>
 #include <vector>
 
-#include "failure.h"
-#include "pack.h"
+#include "engine/core/failure.h"
+#include "engine/formats/pack.h"
 
 namespace {
 

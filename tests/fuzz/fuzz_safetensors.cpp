@@ -3,8 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "failure.h"
-#include "safetensors.h"
+#include "engine/core/failure.h"
+#include "engine/formats/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -8,8 +8,9 @@
 #include <map>
 #include <thread>
 
-#include "safetensors.h"
-#include "session.h"
+#include "engine/formats/safetensors.h"
+#include "engine/model/session.h"
+#include "fixture_runner.h"
 #include "vk_test_util.h"
 
 namespace sibyl::vktest {
@@ -19,6 +20,14 @@ using engine::AttentionPath;
 using engine::LogitsMode;
 using engine::Model;
 using engine::Session;
+using engine::test::cached_fixture;
+using engine::test::Feed;
+using engine::test::Fixture;
+using engine::test::fixture_cache;
+using engine::test::fixture_case_name;
+using engine::test::fixture_cases;
+using engine::test::FixtureCase;
+using engine::test::run_feed;
 
 constexpr double kTolerance = 1e-3;  // against the float32 reference (the CPU backend reaches 1e-4)
 
@@ -29,103 +38,28 @@ std::shared_ptr<Model> load_vulkan(const std::string& path, uint64_t budget = 0)
   return Model::load(path, o);
 }
 
-struct Fixture {
-  std::shared_ptr<Model> model;
-  std::unique_ptr<engine::SafetensorsFile> ref;
-  std::vector<int32_t> tokens(int seq) const {
-    const auto& t = ref->at("seq" + std::to_string(seq) + ".tokens");
-    std::vector<int32_t> v(static_cast<size_t>(t.numel()));
-    std::memcpy(v.data(), t.data, v.size() * 4);
-    return v;
-  }
-  std::vector<float> tensor(const std::string& name) const {
-    const auto& t = ref->at(name);
-    std::vector<float> v(static_cast<size_t>(t.numel()));
-    std::memcpy(v.data(), t.data, v.size() * 4);
-    return v;
-  }
-};
-
-// A fixture directory, or a GGUF file beside its <name>.reference.safetensors; loaded once.
+// A fixture on the Vulkan backend, loaded once (released before the device at teardown).
 const Fixture& fixture(const std::string& name) {
-  static std::map<std::string, Fixture> cache;
-  if (cache.empty()) at_teardown([] { cache.clear(); });
-  auto it = cache.find(name);
-  if (it != cache.end()) return it->second;
-  Fixture f;
-  f.model = load_vulkan(data_dir() + "/" + name);
-  const std::string ref = name.ends_with(".gguf") ? name.substr(0, name.size() - 5) + ".reference.safetensors"
-                                                  : name + "/reference.safetensors";
-  f.ref = std::make_unique<engine::SafetensorsFile>(data_dir() + "/" + ref);
-  return cache.emplace(name, std::move(f)).first->second;
+  if (fixture_cache().empty()) at_teardown([] { fixture_cache().clear(); });
+  return cached_fixture("vulkan:" + name, name, [&] { return load_vulkan(data_dir() + "/" + name); });
 }
 
-enum class Feed { prefill_expanded, prefill_absorbed, decode_absorbed, decode_expanded, chunks };
-
-std::vector<float> run(const Fixture& f, const std::vector<int32_t>& toks, Feed feed) {
-  Session s(f.model, {});
-  const int64_t n = static_cast<int64_t>(toks.size());
-  std::vector<float> all;
-  auto step = [&](int64_t begin, int64_t count, AttentionPath path) {
-    s.append(toks.data() + begin, count, LogitsMode::all, path);
-    all.insert(all.end(), s.logits().begin(), s.logits().end());
-  };
-  switch (feed) {
-    case Feed::prefill_expanded: step(0, n, AttentionPath::expanded); break;
-    case Feed::prefill_absorbed: step(0, n, AttentionPath::absorbed); break;
-    case Feed::decode_absorbed:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::absorbed);
-      break;
-    case Feed::decode_expanded:
-      for (int64_t i = 0; i < n; ++i) step(i, 1, AttentionPath::expanded);
-      break;
-    case Feed::chunks:
-      for (int64_t i = 0, c = 1; i < n; i += c, c = c * 2 + 1) step(i, std::min(c, n - i), AttentionPath::automatic);
-      break;
-  }
-  return all;
-}
-
-struct Case {
-  std::string fixture;
-  Feed feed;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.fixture << " feed " << static_cast<int>(c.feed); }
-
-class VkFixtureLogits : public ::testing::TestWithParam<Case> {};
+class VkFixtureLogits : public ::testing::TestWithParam<FixtureCase> {};
 
 TEST_P(VkFixtureLogits, MatchReferenceForEverySequence) {
   SIBYL_REQUIRE_VULKAN();
   const Fixture& f = fixture(GetParam().fixture);
   double worst = 0;
   for (int seq = 0; seq < 4; ++seq) {
-    const double err = rel_error(run(f, f.tokens(seq), GetParam().feed), f.tensor("seq" + std::to_string(seq) + ".logits"));
+    const double err = rel_error(run_feed(f, f.tokens(seq), GetParam().feed), f.logits(seq));
     worst = std::max(worst, err);
     EXPECT_LT(err, kTolerance) << GetParam().fixture << " seq" << seq;
   }
   std::printf("%s: max relative error of the logits %.3g\n", GetParam().fixture.c_str(), worst);
 }
 
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
-  for (const char* fx : {"tiny-v3", "tiny-v2-lite", "tiny-v2", "tiny-v3-fp8", "gguf/tiny-v3-q8_0.gguf",
-                         "gguf/tiny-v3-q6_k.gguf", "gguf/tiny-v3-q4_k_m.gguf"})
-    for (Feed feed : {Feed::prefill_expanded, Feed::prefill_absorbed, Feed::decode_absorbed, Feed::decode_expanded,
-                      Feed::chunks})
-      cases.push_back({fx, feed});
-  return cases;
-}
-
-std::string case_name(const ::testing::TestParamInfo<Case>& info) {
-  static const char* feeds[] = {"PrefillExpanded", "PrefillAbsorbed", "DecodeAbsorbed", "DecodeExpanded", "Chunks"};
-  std::string n = info.param.fixture + "_" + feeds[static_cast<int>(info.param.feed)];
-  for (char& ch : n)
-    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(AllFixtures, VkFixtureLogits, ::testing::ValuesIn(all_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(AllFixtures, VkFixtureLogits, ::testing::ValuesIn(fixture_cases({SIBYL_BACKEND_FIXTURES})),
+                         fixture_case_name);
 
 // Reads in the middle of a step (the observer's captures) see exactly the work recorded so far.
 struct Capture : engine::StepObserver {
@@ -238,10 +172,10 @@ TEST(VkModel, SessionsOnThreadsMatchSequentialRuns) {
   SIBYL_REQUIRE_VULKAN();
   const Fixture& f = fixture("tiny-v3");
   std::vector<std::vector<float>> want(4), got(4);
-  for (int seq = 0; seq < 4; ++seq) want[seq] = run(f, f.tokens(seq), seq % 2 ? Feed::decode_absorbed : Feed::chunks);
+  for (int seq = 0; seq < 4; ++seq) want[seq] = run_feed(f, f.tokens(seq), seq % 2 ? Feed::decode_absorbed : Feed::chunks);
   std::vector<std::thread> threads;
   for (int seq = 0; seq < 4; ++seq)
-    threads.emplace_back([&, seq] { got[seq] = run(f, f.tokens(seq), seq % 2 ? Feed::decode_absorbed : Feed::chunks); });
+    threads.emplace_back([&, seq] { got[seq] = run_feed(f, f.tokens(seq), seq % 2 ? Feed::decode_absorbed : Feed::chunks); });
   for (auto& t : threads) t.join();
   for (int seq = 0; seq < 4; ++seq) EXPECT_EQ(got[seq], want[seq]) << "seq" << seq;
 }

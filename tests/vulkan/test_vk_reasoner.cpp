@@ -2,9 +2,9 @@
 // greedily (exact token ids), sharded so CTest can run the shards side by side.
 #include <nlohmann/json.hpp>
 
-#include "file_util.h"
-#include "reasoning.h"
-#include "session.h"
+#include "engine/formats/file_util.h"
+#include "engine/chat/reasoning.h"
+#include "engine/model/session.h"
 #include "vk_test_util.h"
 
 namespace sibyl::vktest {

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "vk_device.h"
+#include "backends/vulkan/vk_device.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <dlfcn.h>
