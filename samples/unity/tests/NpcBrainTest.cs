@@ -1,5 +1,5 @@
 // NpcBrainTest.cs — CTest unity_sample_logic: the Unity sample's engine-independent logic
-// (NpcBrain, SharedModel) and the SibylNpc component (on a UnityEngine stub) against the real
+// (NpcBrain, SharedModel) and the SibylNpc component (on a UnityEngine stand-in) against the real
 // library, in a simulated 60 Hz frame loop: answers arrive and are right, text streams over
 // several frames, each frame's polling is fast, cancel ends a question, the shared model is
 // loaded once and released with its last user.
@@ -36,7 +36,7 @@ internal static class NpcBrainTest
 
         Step("three brains share one model; 60 Hz frames; answers right; polling fast", () => FrameLoop(questions, keys));
         Step("cancel mid-thought (OnDisable) ends the question; the brain answers again after", () => CancelMidThought(questions, keys));
-        Step("SibylNpc component on the UnityEngine stub: Awake/Start/Update/OnDisable/OnDestroy", SibylNpcLifecycle);
+        Step("SibylNpc component on the UnityEngine stand-in: Awake/Start/Update/OnDisable/OnDestroy", SibylNpcLifecycle);
         Step("a bad model path is a clear error", () =>
         {
             try
@@ -199,7 +199,7 @@ internal static class NpcBrainTest
 
     private static void SibylNpcLifecycle()
     {
-        var npc = new SibylNpc { name = "npc-test" };  // the stub lets us construct it; Unity's AddComponent does
+        var npc = new SibylNpc { name = "npc-test" };  // the stand-in lets us construct it; Unity's AddComponent does
         var answers = new List<string>();
         int answerPieces = 0;
         npc.onAnswered.AddListener(a => answers.Add(a));

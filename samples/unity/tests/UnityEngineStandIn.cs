@@ -1,4 +1,4 @@
-// UnityEngineStub.cs — the few UnityEngine types SibylNpc.cs uses, so CI can compile the Unity
+// UnityEngineStandIn.cs — the few UnityEngine types SibylNpc.cs uses, so CI can compile the Unity
 // component with Mono and drive its lifecycle (Awake, Start, Update, OnDisable, OnDestroy) by
 // reflection. Not Unity: no scene, no player loop — Unity itself is needed for that (README.md).
 using System;
@@ -10,7 +10,7 @@ namespace UnityEngine
     {
         private static int nextId = 1;
         private readonly int id = nextId++;
-        public string name = "stub";
+        public string name = "stand-in";
         public int GetInstanceID() { return id; }
     }
 
