@@ -1,7 +1,7 @@
 // The CPU fast path's matmul kernels against the exact path: every weight dtype, every SIMD
 // level this machine has (lower ones forced), odd shapes; error bounds that follow from the
 // activation rounding; and the determinism contract (a pair's value never depends on the
-// tile, the other rows or the thread count).
+// tile, the other rows or the thread count). BF16 weights packed 16 rows to a vector too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/fast_kernels.h"
+#include "backends/cpu/packed_bf16.h"
 #include "backends/cpu/simd.h"
 #include "engine/core/quant.h"
 
@@ -259,6 +260,108 @@ TEST(FastKernelsExact, ExactPrecisionIgnoresTheFastKernels) {
   gemm(Exec{pool, Precision::exact}, x.data(), 3, 512, w.view(), a.data(), 5);
   gemm_exact(pool, x.data(), 3, 512, w.view(), b.data(), 5);
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4));
+}
+
+// A bf16 matrix packed 16 rows to a vector (packed_bf16.h), next to its row-major bytes.
+struct Packed {
+  Weights rows;
+  std::vector<uint8_t> store;
+  WeightRows view() const {
+    WeightRows v = rows.view();
+    auto p = reinterpret_cast<uintptr_t>(store.data());
+    v.packed = store.data() + (64 - p % 64) % 64;
+    return v;
+  }
+};
+
+Packed make_packed(int64_t n_rows, int64_t k, std::mt19937& rng) {
+  Packed p{make_weights(DType::bf16, n_rows, k, rng), {}};
+  p.store.resize(packed_bf16_bytes(n_rows, k) + 64);
+  pack_bf16(p.rows.bytes.data(), n_rows, k, const_cast<uint8_t*>(p.view().packed));
+  return p;
+}
+
+#define SKIP_WITHOUT_AVX512_BF16()                                                              \
+  if (!packed_bf16_wanted(2)) GTEST_SKIP() << "SKIP: this CPU has no AVX-512 BF16, so nothing is packed"
+
+TEST(PackedBf16, OddShapesWithinTheRoundingBoundAndCloseToTheRowTiles) {
+  SKIP_WITHOUT_AVX512_BF16();
+  std::mt19937 rng(4321);
+  ThreadPool pool(1);
+  const Exec fast{pool, Precision::fast};
+  for (int64_t k : {int64_t{2}, int64_t{34}, int64_t{128}, int64_t{130}, int64_t{768}, kPackedMaxK}) {
+    for (int64_t n : {1, 2, 3, 4, 5, 9}) {
+      for (int64_t rows : {1, 15, 16, 17, 40, 130}) {
+        const Packed w = make_packed(rows, k, rng);
+        const std::vector<float> x = make_x(n, k, rng);
+        std::vector<float> out(static_cast<size_t>(n * rows), NAN), row_major(out.size(), NAN);
+        gemm(fast, x.data(), n, k, w.view(), out.data(), rows);
+        gemm(fast, x.data(), n, k, w.rows.view(), row_major.data(), rows);
+        std::vector<float> scratch(static_cast<size_t>(k));
+        for (int64_t i = 0; i < n; ++i) {
+          const std::vector<float> ex = act_error(ActFormat::bf16, x.data() + i * k, k);
+          for (int64_t j = 0; j < rows; ++j) {
+            const float* wr = w.rows.view().row(j, scratch.data());
+            double ref = 0.0, mag = 0.0, bound = 0.0;
+            for (int64_t t = 0; t < k; ++t) {
+              ref += static_cast<double>(wr[t]) * x[static_cast<size_t>(i * k + t)];
+              mag += std::fabs(static_cast<double>(wr[t]) * x[static_cast<size_t>(i * k + t)]);
+              bound += std::fabs(static_cast<double>(wr[t])) * ex[static_cast<size_t>(t)];
+            }
+            const size_t at = static_cast<size_t>(i * rows + j);
+            ASSERT_LE(std::fabs(out[at] - ref), bound + 2e-6 * mag + 1e-6)
+                << "k=" << k << " n=" << n << " rows=" << rows << " pair (" << i << "," << j << ")";
+            // Same bf16 products, summed in another order: float32 rounding apart.
+            ASSERT_LE(std::fabs(out[at] - row_major[at]), 4e-6 * mag + 1e-6) << "k=" << k << " pair " << i << "," << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedBf16, APairDoesNotDependOnTileRowsOrThreads) {
+  SKIP_WITHOUT_AVX512_BF16();
+  std::mt19937 rng(77);
+  ThreadPool one(1), two(2);
+  const int64_t k = 130, n = 11, rows = 310;  // groups of 16 with a partial last one; odd row tiles; past
+  // the 2^18 multiply-adds under which a loop stays on the caller, so two threads split it
+  const Packed w = make_packed(rows, k, rng);
+  const std::vector<float> x = make_x(n, k, rng);
+  std::vector<float> all(static_cast<size_t>(n * rows)), threaded(all.size());
+  gemm(Exec{one, Precision::fast}, x.data(), n, k, w.view(), all.data(), rows);
+  gemm(Exec{two, Precision::fast}, x.data(), n, k, w.view(), threaded.data(), rows);
+  EXPECT_EQ(0, std::memcmp(all.data(), threaded.data(), all.size() * 4));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t m : {1, 2}) {  // one row (8-group tiles) and two rows; all n rows above (4-group tiles)
+      if (i + m > n) continue;
+      std::vector<float> few(static_cast<size_t>(m * rows));
+      gemm(Exec{one, Precision::fast}, x.data() + i * k, m, k, w.view(), few.data(), rows);
+      ASSERT_EQ(0, std::memcmp(few.data(), &all[static_cast<size_t>(i * rows)], few.size() * 4)) << "rows from " << i;
+    }
+  }
+}
+
+TEST(PackedBf16, ATensorPacksOnFirstUseWhenAllowed) {
+  SKIP_WITHOUT_AVX512_BF16();
+  std::mt19937 rng(5);
+  const Weights small = make_weights(DType::bf16, 40, 256, rng), wide = make_weights(DType::bf16, 8, 2048, rng);
+  CpuTensor plain(DType::bf16, 40, 256, small.bytes.data());
+  EXPECT_EQ(plain.matmul_rows().packed, nullptr);  // upload allows packing only on the fast path
+  CpuTensor t(DType::bf16, 40, 256, small.bytes.data());
+  t.allow_packing();
+  const WeightRows w = t.matmul_rows();
+  ASSERT_NE(w.packed, nullptr);
+  EXPECT_EQ(w.packed, t.matmul_rows().packed);  // packed once
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(w.packed) % 64, 0u);
+  EXPECT_EQ(w.data, small.bytes.data());           // the row-major bytes stay where they were
+  EXPECT_EQ(w.rows_from(16, 8).packed, nullptr);   // a view of some rows is row-major
+  CpuTensor big(DType::bf16, 8, 2048, wide.bytes.data());
+  big.allow_packing();
+  EXPECT_EQ(big.matmul_rows().packed, nullptr);  // k past kPackedMaxK: the row tiles are as fast
+  simd_cap(SimdLevel::avx512);
+  EXPECT_EQ(t.matmul_rows().packed, nullptr);  // below AVX-512 BF16 the activations are float32
+  simd_cap(SimdLevel::avx512_bf16);
 }
 
 }  // namespace

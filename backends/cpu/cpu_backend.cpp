@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine/core/failure.h"
+#include "backends/cpu/packed_bf16.h"
 #include "backends/cpu/simd.h"
 
 namespace sibyl::backend::cpu {
@@ -24,6 +25,22 @@ void CpuTensor::set_block_scale(const void* scale, int64_t block_rows, int64_t b
   std::memcpy(scale_.data(), scale, static_cast<size_t>(n) * 4);
   block_rows_ = block_rows;
   block_cols_ = block_cols;
+}
+
+void CpuTensor::allow_packing() { packing_ = dtype() == DType::bf16 && packed_bf16_wanted(cols()); }
+
+WeightRows CpuTensor::matmul_rows() const {
+  WeightRows w = weight_rows();
+  if (!packing_ || !packed_bf16_wanted(cols())) return w;  // (a test may lower the SIMD level later)
+  std::call_once(packed_once_, [&] {
+    const size_t bytes = packed_bf16_bytes(rows(), cols());
+    packed_store_ = std::make_unique<uint8_t[]>(bytes + 64);
+    uint8_t* p = packed_store_.get() + (64 - reinterpret_cast<uintptr_t>(packed_store_.get()) % 64) % 64;
+    pack_bf16(data_, rows(), cols(), p);
+    packed_ = p;
+  });
+  w.packed = packed_;
+  return w;
 }
 
 void CpuKvPool::grow(int64_t n_pages) {
@@ -137,6 +154,7 @@ class CpuBackend final : public Backend {
       std::memcpy(t->mutable_bytes(), w.data, t->nbytes());
     }
     if (w.block_scale) t->set_block_scale(w.block_scale, w.block_rows, w.block_cols);
+    if (ex_.precision == Precision::fast) t->allow_packing();
     return t;
   }
   std::unique_ptr<Tensor> alloc(DType dtype, int64_t rows, int64_t cols) override {
@@ -188,7 +206,7 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) override {
-    gemm(ex_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).weight_rows(), cpu(dst).f32(), dst.cols());
+    gemm(ex_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).matmul_rows(), cpu(dst).f32(), dst.cols());
   }
 
   void add(Tensor& acc, const Tensor& x) override {

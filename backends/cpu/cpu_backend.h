@@ -1,6 +1,7 @@
 // CPU backend internals shared by its op files.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "backends/backend.h"
@@ -27,8 +28,16 @@ class CpuTensor final : public Tensor {
     return {data_, dtype(), rows(), cols(), scale_.empty() ? nullptr : scale_.data(), block_rows_, block_cols_};
   }
   void set_block_scale(const void* scale, int64_t block_rows, int64_t block_cols);
+  // What a matmul reads: weight_rows() plus, for a bf16 weight that allow_packing() took, the
+  // packed copy (packed_bf16.h), made on the first call so that loading stays zero-copy.
+  WeightRows matmul_rows() const;
+  void allow_packing();
 
  private:
+  bool packing_ = false;
+  mutable std::once_flag packed_once_;
+  mutable std::unique_ptr<uint8_t[]> packed_store_;
+  mutable const uint8_t* packed_ = nullptr;  // 64-byte aligned inside packed_store_
   std::vector<uint64_t> owned_;  // 8-byte aligned
   const uint8_t* data_;
   std::vector<float> scale_;     // f8_e4m3 block scales (a copy: tiny, and may be misaligned in the file)

@@ -159,14 +159,14 @@ Expanded expand_latent(const Exec& ex, const float* lat, int64_t width, int64_t 
   if (w.kv_b) {  // [k_nope | v] per head: c_kv [L, R] · kv_bᵀ
     const int64_t cols = H * (dn + dv);
     e.k.resize(static_cast<size_t>(L * cols));
-    gemm(ex, lat, L, width, cpu(*w.kv_b).weight_rows(), e.k.data(), cols);
+    gemm(ex, lat, L, width, cpu(*w.kv_b).matmul_rows(), e.k.data(), cols);
     e.k_stride = e.v_stride = cols;
     e.k_head = e.v_head = dn + dv;
     e.v_offset = dn;
     return e;
   }
   e.v.resize(static_cast<size_t>(L * H * dv));
-  gemm(ex, lat, L, width, cpu(*w.v_b).weight_rows(), e.v.data(), H * dv);
+  gemm(ex, lat, L, width, cpu(*w.v_b).matmul_rows(), e.v.data(), H * dv);
   e.k.resize(static_cast<size_t>(L * H * dn));
   const WeightRows k_b = cpu(*w.k_b).weight_rows();
   ex.pool.parallel_for(H, L * dn * R, [&](int64_t begin, int64_t end) {

@@ -79,7 +79,7 @@ void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* ra
                const CpuTensor& gate, const CpuTensor* score_bias, const RouterParams& params) {
   const int64_t n = x.rows(), E = params.n_experts, K = params.top_k;
   std::vector<float> logits(static_cast<size_t>(n * E));
-  gemm(ex, x.f32(), n, x.cols(), gate.weight_rows(), logits.data(), E);
+  gemm(ex, x.f32(), n, x.cols(), gate.matmul_rows(), logits.data(), E);
   std::vector<float> bias;
   if (score_bias) {
     bias.resize(static_cast<size_t>(E));
@@ -146,8 +146,8 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
     const int64_t m = start[e + 1] - start[e];
     if (m == 0) continue;
     const uint8_t* xe = xg + static_cast<size_t>(start[e]) * sx;
-    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.gate[e]).weight_rows(), g.data() + start[e] * I, I});
-    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.up[e]).weight_rows(), u.data() + start[e] * I, I});
+    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.gate[e]).matmul_rows(), g.data() + start[e] * I, I});
+    jobs.push_back({kgu.tile, xe, sx, m, cpu(*experts.up[e]).matmul_rows(), u.data() + start[e] * I, I});
   }
   run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
 
@@ -167,7 +167,7 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
   for (int64_t e = 0; e < n_experts; ++e) {
     const int64_t m = start[e + 1] - start[e];
     if (m == 0) continue;
-    jobs.push_back({kd.tile, hq + static_cast<size_t>(start[e]) * sh, sh, m, cpu(*experts.down[e]).weight_rows(),
+    jobs.push_back({kd.tile, hq + static_cast<size_t>(start[e]) * sh, sh, m, cpu(*experts.down[e]).matmul_rows(),
                     d.data() + start[e] * H, H});
   }
   run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
@@ -204,8 +204,8 @@ void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTe
     const int64_t* list = slots.data() + start[e];
     const int64_t m = start[e + 1] - start[e];
     if (m == 0) continue;
-    const WeightRows wg = cpu(*experts.gate[e]).weight_rows(), wu = cpu(*experts.up[e]).weight_rows(),
-                     wd = cpu(*experts.down[e]).weight_rows();
+    const WeightRows wg = cpu(*experts.gate[e]).matmul_rows(), wu = cpu(*experts.up[e]).matmul_rows(),
+                     wd = cpu(*experts.down[e]).matmul_rows();
     const int64_t I = wg.n_rows;
     xs.resize(static_cast<size_t>(m * H));
     for (int64_t r = 0; r < m; ++r) std::copy_n(x.f32() + (list[r] / K) * H, H, xs.data() + r * H);

@@ -55,7 +55,29 @@ uint8_t* act_scratch(int slot, size_t bytes) {
   return buf[slot].get() + ((64 - p % 64) % 64);
 }
 
-void run_fast_job(const FastJob& job, int64_t q_begin, int64_t q_end) {
+namespace {
+
+// Groups [g_begin, g_end) of a packed weight: up to 8 groups against one or two activation
+// rows at a time (enough chains to hide the latency), 4 against 3–4 rows (the registers).
+void run_packed_job(const FastJob& job, int64_t g_begin, int64_t g_end) {
+  const int64_t k = job.w.k, group_bytes = k * kPackedRows * 2;
+  const int64_t step = job.n <= 2 ? 8 : 4;
+  for (int64_t g0 = g_begin; g0 < g_end; g0 += step) {
+    const int ng = static_cast<int>(std::min(step, g_end - g0));
+    const int64_t j0 = g0 * kPackedRows, n_out = std::min<int64_t>(ng * kPackedRows, job.w.n_rows - j0);
+    for (int64_t i = 0; i < job.n; i += 4) {
+      const int nx = static_cast<int>(std::min<int64_t>(4, job.n - i));
+      packed_bf16_tile(job.x + static_cast<size_t>(i) * job.x_stride, job.x_stride, nx,
+                       job.w.packed + static_cast<size_t>(g0 * group_bytes), ng, k, job.out + i * job.ldo + j0,
+                       job.ldo, n_out);
+    }
+  }
+}
+
+}  // namespace
+
+void run_fast_job(const FastJob& job, int64_t u_begin, int64_t u_end) {
+  if (job.w.packed) return run_packed_job(job, u_begin, u_end);
   const WeightRows& w = job.w;
   const size_t wbytes = engine::row_bytes(w.dtype, w.k);
   const int64_t col_blocks = w.scale ? (w.k + w.block_cols - 1) / w.block_cols : 0;
@@ -64,7 +86,7 @@ void run_fast_job(const FastJob& job, int64_t q_begin, int64_t q_end) {
   t.k = w.k;
   t.ldo = job.ldo;
   t.scale_cols = w.block_cols;
-  for (int64_t q = q_begin; q < q_end; ++q) {
+  for (int64_t q = u_begin; q < u_end; ++q) {
     const int64_t j0 = q * 4;
     t.nw = static_cast<int>(std::min<int64_t>(4, w.n_rows - j0));
     for (int c = 0; c < t.nw; ++c) {
@@ -83,19 +105,19 @@ void run_fast_job(const FastJob& job, int64_t q_begin, int64_t q_end) {
 void run_fast_jobs(const Exec& ex, const FastJob* jobs, int64_t count) {
   int64_t total = 0, work = 0;
   for (int64_t j = 0; j < count; ++j) {
-    total += fast_job_quads(jobs[j]);
-    work += fast_job_quads(jobs[j]) * 4 * jobs[j].n * jobs[j].w.k;
+    total += fast_job_units(jobs[j]);
+    work += fast_job_units(jobs[j]) * fast_job_unit_rows(jobs[j]) * jobs[j].n * jobs[j].w.k;
   }
   if (total == 0) return;
   ex.pool.parallel_for(total, work / total, [&](int64_t begin, int64_t end) {
-    int64_t j = 0, first = 0;  // first global quad of job j
-    while (begin >= first + fast_job_quads(jobs[j])) first += fast_job_quads(jobs[j++]);
+    int64_t j = 0, first = 0;  // first global unit of job j
+    while (begin >= first + fast_job_units(jobs[j])) first += fast_job_units(jobs[j++]);
     while (begin < end) {
-      const int64_t nq = fast_job_quads(jobs[j]);
-      const int64_t stop = std::min(end, first + nq);
+      const int64_t nu = fast_job_units(jobs[j]);
+      const int64_t stop = std::min(end, first + nu);
       run_fast_job(jobs[j], begin - first, stop - first);
       begin = stop;
-      first += nq;
+      first += nu;
       ++j;
     }
   });

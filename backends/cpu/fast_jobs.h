@@ -1,6 +1,6 @@
 // Several fast matmuls run as one parallel loop (e.g. the chosen experts' gate and up
 // projections of a decode step): each job is one weight matrix against its own converted
-// activation rows; the loop goes over all the jobs' weight quads (4 rows) together, so the
+// activation rows; the loop goes over all the jobs' weight rows (in units) together, so the
 // threads share one loop's worth of work instead of waiting at the end of many small ones.
 // Every tile is the one gemm_fast would run, so a pair's value is unchanged (fast_kernels.h).
 #pragma once
@@ -9,6 +9,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/fast_kernels.h"
+#include "backends/cpu/packed_bf16.h"
 
 namespace sibyl::backend::cpu {
 
@@ -22,12 +23,17 @@ struct FastJob {
   int64_t ldo;
 };
 
-inline int64_t fast_job_quads(const FastJob& j) { return (j.w.n_rows + 3) / 4; }
+// A job's units of work: weight rows in groups of 16 when packed (packed_bf16.h; the packed
+// tiles then run instead of job.tile, on the same bf16 activation rows), else in quads of 4.
+inline int64_t fast_job_unit_rows(const FastJob& j) { return j.w.packed ? kPackedRows : 4; }
+inline int64_t fast_job_units(const FastJob& j) {
+  return (j.w.n_rows + fast_job_unit_rows(j) - 1) / fast_job_unit_rows(j);
+}
 
-// Quads [q_begin, q_end) of one job, for all its activation rows.
-void run_fast_job(const FastJob& job, int64_t q_begin, int64_t q_end);
+// Units [u_begin, u_end) of one job, for all its activation rows.
+void run_fast_job(const FastJob& job, int64_t u_begin, int64_t u_end);
 
-// All quads of jobs[0 … count) as one parallel loop.
+// All units of jobs[0 … count) as one parallel loop.
 void run_fast_jobs(const Exec& ex, const FastJob* jobs, int64_t count);
 
 // The calling thread's aligned scratch for converted activations, slot 0 or 1 (two live

@@ -61,6 +61,7 @@ WeightRows WeightRows::rows_from(int64_t first, int64_t count) const {
   v.data = data + static_cast<size_t>(first) * engine::row_bytes(dtype, k);
   v.n_rows = count;
   v.first_row = first_row + first;
+  v.packed = nullptr;  // groups of 16 rows do not split
   return v;
 }
 
