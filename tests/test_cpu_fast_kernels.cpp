@@ -1,7 +1,7 @@
 // The CPU fast path's matmul kernels against the exact path: every weight dtype, every SIMD
 // level this machine has (lower ones forced), odd shapes; error bounds that follow from the
 // activation rounding; and the determinism contract (a pair's value never depends on the
-// tile, the other rows or the thread count). BF16 weights packed 16 rows to a vector too.
+// tile, the other rows or the thread count). Weights packed 16 rows to a vector too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +13,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/fast_kernels.h"
-#include "backends/cpu/packed_bf16.h"
+#include "backends/cpu/packed.h"
 #include "backends/cpu/simd.h"
 #include "engine/core/quant.h"
 
@@ -262,7 +262,7 @@ TEST(FastKernelsExact, ExactPrecisionIgnoresTheFastKernels) {
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4));
 }
 
-// A bf16 matrix packed 16 rows to a vector (packed_bf16.h), next to its row-major bytes.
+// A matrix packed 16 rows to a vector (packed.h), next to its row-major bytes.
 struct Packed {
   Weights rows;
   std::vector<uint8_t> store;
@@ -274,32 +274,42 @@ struct Packed {
   }
 };
 
-Packed make_packed(int64_t n_rows, int64_t k, std::mt19937& rng) {
-  Packed p{make_weights(DType::bf16, n_rows, k, rng), {}};
-  p.store.resize(packed_bf16_bytes(n_rows, k) + 64);
-  pack_bf16(p.rows.bytes.data(), n_rows, k, const_cast<uint8_t*>(p.view().packed));
+Packed make_packed(DType dtype, int64_t n_rows, int64_t k, std::mt19937& rng) {
+  Packed p{make_weights(dtype, n_rows, k, rng), {}};
+  p.store.resize(packed_bytes(dtype, n_rows, k) + 64);
+  pack_rows(dtype, p.rows.bytes.data(), n_rows, k, const_cast<uint8_t*>(p.view().packed));
   return p;
 }
 
-#define SKIP_WITHOUT_AVX512_BF16()                                                              \
-  if (!packed_bf16_wanted(2)) GTEST_SKIP() << "SKIP: this CPU has no AVX-512 BF16, so nothing is packed"
+class PackedWeights : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (!packed_wanted(GetParam(), 256))
+      GTEST_SKIP() << "SKIP: this CPU lacks the AVX-512 level that packs " << name(GetParam());
+  }
+};
 
-TEST(PackedBf16, OddShapesWithinTheRoundingBoundAndCloseToTheRowTiles) {
-  SKIP_WITHOUT_AVX512_BF16();
+TEST_P(PackedWeights, OddShapesWithinTheRoundingBoundAndCloseToTheRowTiles) {
+  const DType dtype = GetParam();
+  const FastKernel kernel = fast_kernel(dtype);
   std::mt19937 rng(4321);
   ThreadPool pool(1);
   const Exec fast{pool, Precision::fast};
-  for (int64_t k : {int64_t{2}, int64_t{34}, int64_t{128}, int64_t{130}, int64_t{768}, kPackedMaxK}) {
+  const bool kquant = dtype == DType::q4_k || dtype == DType::q6_k;
+  const std::vector<int64_t> ks = dtype == DType::bf16 ? std::vector<int64_t>{2, 34, 128, 130, 768, kPackedMaxK}
+                                  : kquant             ? std::vector<int64_t>{256, 512, 768, kPackedMaxK}
+                                                       : std::vector<int64_t>{32, 64, 128, 160, 768, kPackedMaxK};
+  for (int64_t k : ks) {
     for (int64_t n : {1, 2, 3, 4, 5, 9}) {
       for (int64_t rows : {1, 15, 16, 17, 40, 130}) {
-        const Packed w = make_packed(rows, k, rng);
+        const Packed w = make_packed(dtype, rows, k, rng);
         const std::vector<float> x = make_x(n, k, rng);
         std::vector<float> out(static_cast<size_t>(n * rows), NAN), row_major(out.size(), NAN);
         gemm(fast, x.data(), n, k, w.view(), out.data(), rows);
         gemm(fast, x.data(), n, k, w.rows.view(), row_major.data(), rows);
         std::vector<float> scratch(static_cast<size_t>(k));
         for (int64_t i = 0; i < n; ++i) {
-          const std::vector<float> ex = act_error(ActFormat::bf16, x.data() + i * k, k);
+          const std::vector<float> ex = act_error(kernel.act, x.data() + i * k, k);
           for (int64_t j = 0; j < rows; ++j) {
             const float* wr = w.rows.view().row(j, scratch.data());
             double ref = 0.0, mag = 0.0, bound = 0.0;
@@ -310,9 +320,10 @@ TEST(PackedBf16, OddShapesWithinTheRoundingBoundAndCloseToTheRowTiles) {
             }
             const size_t at = static_cast<size_t>(i * rows + j);
             ASSERT_LE(std::fabs(out[at] - ref), bound + 2e-6 * mag + 1e-6)
-                << "k=" << k << " n=" << n << " rows=" << rows << " pair (" << i << "," << j << ")";
-            // Same bf16 products, summed in another order: float32 rounding apart.
-            ASSERT_LE(std::fabs(out[at] - row_major[at]), 4e-6 * mag + 1e-6) << "k=" << k << " pair " << i << "," << j;
+                << name(dtype) << " k=" << k << " n=" << n << " rows=" << rows << " pair (" << i << "," << j << ")";
+            // The same products (same activation rounding) summed in another order.
+            ASSERT_LE(std::fabs(out[at] - row_major[at]), 4e-6 * mag + 1e-6)
+                << name(dtype) << " k=" << k << " pair (" << i << "," << j << ")";
           }
         }
       }
@@ -320,30 +331,36 @@ TEST(PackedBf16, OddShapesWithinTheRoundingBoundAndCloseToTheRowTiles) {
   }
 }
 
-TEST(PackedBf16, APairDoesNotDependOnTileRowsOrThreads) {
-  SKIP_WITHOUT_AVX512_BF16();
+TEST_P(PackedWeights, APairDoesNotDependOnTileRowsOrThreads) {
+  const DType dtype = GetParam();
   std::mt19937 rng(77);
   ThreadPool one(1), two(2);
-  const int64_t k = 130, n = 11, rows = 310;  // groups of 16 with a partial last one; odd row tiles; past
-  // the 2^18 multiply-adds under which a loop stays on the caller, so two threads split it
-  const Packed w = make_packed(rows, k, rng);
+  // Groups of 16 with a partial last one, odd row tiles; past the 2^18 multiply-adds under
+  // which a loop stays on the caller, so two threads split it.
+  const int64_t k = dtype == DType::bf16 ? 130 : (dtype == DType::q4_k || dtype == DType::q6_k) ? 256 : 160;
+  const int64_t n = 11, rows = 310;
+  const Packed w = make_packed(dtype, rows, k, rng);
   const std::vector<float> x = make_x(n, k, rng);
   std::vector<float> all(static_cast<size_t>(n * rows)), threaded(all.size());
   gemm(Exec{one, Precision::fast}, x.data(), n, k, w.view(), all.data(), rows);
   gemm(Exec{two, Precision::fast}, x.data(), n, k, w.view(), threaded.data(), rows);
   EXPECT_EQ(0, std::memcmp(all.data(), threaded.data(), all.size() * 4));
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t m : {1, 2}) {  // one row (8-group tiles) and two rows; all n rows above (4-group tiles)
+    for (int64_t m : {1, 2, 3}) {  // each tile shape's group count; all n rows above
       if (i + m > n) continue;
       std::vector<float> few(static_cast<size_t>(m * rows));
       gemm(Exec{one, Precision::fast}, x.data() + i * k, m, k, w.view(), few.data(), rows);
-      ASSERT_EQ(0, std::memcmp(few.data(), &all[static_cast<size_t>(i * rows)], few.size() * 4)) << "rows from " << i;
+      ASSERT_EQ(0, std::memcmp(few.data(), &all[static_cast<size_t>(i * rows)], few.size() * 4))
+          << name(dtype) << ": " << m << " rows from " << i;
     }
   }
 }
 
-TEST(PackedBf16, ATensorPacksOnFirstUseWhenAllowed) {
-  SKIP_WITHOUT_AVX512_BF16();
+INSTANTIATE_TEST_SUITE_P(PackedDtypes, PackedWeights, ::testing::Values(DType::bf16, DType::q8_0, DType::q5_0, DType::q4_k, DType::q6_k),
+                         [](const auto& info) { return name(info.param); });
+
+TEST(PackedWeightsTensor, ATensorPacksOnFirstUseWhenAllowed) {
+  if (!packed_wanted(DType::bf16, 64)) GTEST_SKIP() << "SKIP: this CPU has no AVX-512 BF16, so nothing is packed";
   std::mt19937 rng(5);
   const Weights small = make_weights(DType::bf16, 40, 256, rng), wide = make_weights(DType::bf16, 8, 2048, rng);
   CpuTensor plain(DType::bf16, 40, 256, small.bytes.data());

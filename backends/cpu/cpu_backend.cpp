@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "engine/core/failure.h"
-#include "backends/cpu/packed_bf16.h"
+#include "backends/cpu/packed.h"
 #include "backends/cpu/simd.h"
 
 namespace sibyl::backend::cpu {
@@ -27,16 +27,16 @@ void CpuTensor::set_block_scale(const void* scale, int64_t block_rows, int64_t b
   block_cols_ = block_cols;
 }
 
-void CpuTensor::allow_packing() { packing_ = dtype() == DType::bf16 && packed_bf16_wanted(cols()); }
+void CpuTensor::allow_packing() { packing_ = packed_wanted(dtype(), cols()); }
 
 WeightRows CpuTensor::matmul_rows() const {
   WeightRows w = weight_rows();
-  if (!packing_ || !packed_bf16_wanted(cols())) return w;  // (a test may lower the SIMD level later)
+  if (!packing_ || !packed_wanted(dtype(), cols())) return w;  // (a test may lower the SIMD level later)
   std::call_once(packed_once_, [&] {
-    const size_t bytes = packed_bf16_bytes(rows(), cols());
+    const size_t bytes = packed_bytes(dtype(), rows(), cols());
     packed_store_ = std::make_unique<uint8_t[]>(bytes + 64);
     uint8_t* p = packed_store_.get() + (64 - reinterpret_cast<uintptr_t>(packed_store_.get()) % 64) % 64;
-    pack_bf16(data_, rows(), cols(), p);
+    pack_rows(dtype(), data_, rows(), cols(), p);
     packed_ = p;
   });
   w.packed = packed_;

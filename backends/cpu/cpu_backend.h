@@ -28,8 +28,8 @@ class CpuTensor final : public Tensor {
     return {data_, dtype(), rows(), cols(), scale_.empty() ? nullptr : scale_.data(), block_rows_, block_cols_};
   }
   void set_block_scale(const void* scale, int64_t block_rows, int64_t block_cols);
-  // What a matmul reads: weight_rows() plus, for a bf16 weight that allow_packing() took, the
-  // packed copy (packed_bf16.h), made on the first call so that loading stays zero-copy.
+  // What a matmul reads: weight_rows() plus, for a weight that allow_packing() took, the
+  // packed copy (packed.h), made on the first call so that loading stays zero-copy.
   WeightRows matmul_rows() const;
   void allow_packing();
 

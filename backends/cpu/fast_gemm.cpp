@@ -57,19 +57,20 @@ uint8_t* act_scratch(int slot, size_t bytes) {
 
 namespace {
 
-// Groups [g_begin, g_end) of a packed weight: up to 8 groups against one or two activation
-// rows at a time (enough chains to hide the latency), 4 against 3–4 rows (the registers).
+// Groups [g_begin, g_end) of a packed weight, as many at a time as a tile of min(n, 4)
+// activation rows takes.
 void run_packed_job(const FastJob& job, int64_t g_begin, int64_t g_end) {
-  const int64_t k = job.w.k, group_bytes = k * kPackedRows * 2;
-  const int64_t step = job.n <= 2 ? 8 : 4;
+  const int64_t k = job.w.k;
+  const auto group_bytes = static_cast<int64_t>(packed_group_bytes(job.w.dtype, k));
+  const int64_t step = packed_max_groups(job.w.dtype, static_cast<int>(std::min<int64_t>(job.n, 4)));
   for (int64_t g0 = g_begin; g0 < g_end; g0 += step) {
     const int ng = static_cast<int>(std::min(step, g_end - g0));
     const int64_t j0 = g0 * kPackedRows, n_out = std::min<int64_t>(ng * kPackedRows, job.w.n_rows - j0);
     for (int64_t i = 0; i < job.n; i += 4) {
       const int nx = static_cast<int>(std::min<int64_t>(4, job.n - i));
-      packed_bf16_tile(job.x + static_cast<size_t>(i) * job.x_stride, job.x_stride, nx,
-                       job.w.packed + static_cast<size_t>(g0 * group_bytes), ng, k, job.out + i * job.ldo + j0,
-                       job.ldo, n_out);
+      packed_tile(job.w.dtype, job.x + static_cast<size_t>(i) * job.x_stride, job.x_stride, nx,
+                  job.w.packed + static_cast<size_t>(g0 * group_bytes), ng, k, job.out + i * job.ldo + j0, job.ldo,
+                  n_out);
     }
   }
 }

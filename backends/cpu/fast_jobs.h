@@ -9,7 +9,7 @@
 
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/fast_kernels.h"
-#include "backends/cpu/packed_bf16.h"
+#include "backends/cpu/packed.h"
 
 namespace sibyl::backend::cpu {
 
@@ -23,8 +23,8 @@ struct FastJob {
   int64_t ldo;
 };
 
-// A job's units of work: weight rows in groups of 16 when packed (packed_bf16.h; the packed
-// tiles then run instead of job.tile, on the same bf16 activation rows), else in quads of 4.
+// A job's units of work: weight rows in groups of 16 when packed (packed.h; the packed tiles
+// then run instead of job.tile, on the same activation rows), else in quads of 4.
 inline int64_t fast_job_unit_rows(const FastJob& j) { return j.w.packed ? kPackedRows : 4; }
 inline int64_t fast_job_units(const FastJob& j) {
   return (j.w.n_rows + fast_job_unit_rows(j) - 1) / fast_job_unit_rows(j);

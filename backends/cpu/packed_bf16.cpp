@@ -1,12 +1,11 @@
-// BF16 weights packed 16 rows to a vector (see packed_bf16.h).
-#include "backends/cpu/packed_bf16.h"
+// BF16 weights packed 16 rows to a vector (see packed.h).
+#include "backends/cpu/packed.h"
 
 #include <array>
 #include <cstring>
 #include <string>
 #include <utility>
 
-#include "backends/cpu/simd.h"
 #include "engine/core/failure.h"
 
 #if defined(__x86_64__)
@@ -14,20 +13,6 @@
 #endif
 
 namespace sibyl::backend::cpu {
-
-bool packed_bf16_wanted(int64_t k) {
-#if defined(__x86_64__)
-  return simd_has(SimdLevel::avx512_bf16) && k > 0 && k % 2 == 0 && k <= kPackedMaxK;
-#else
-  (void)k;
-  return false;
-#endif
-}
-
-size_t packed_bf16_bytes(int64_t n_rows, int64_t k) {
-  const int64_t groups = (n_rows + kPackedRows - 1) / kPackedRows;
-  return static_cast<size_t>(groups * kPackedRows * k) * 2;
-}
 
 void pack_bf16(const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst) {
   const int64_t groups = (n_rows + kPackedRows - 1) / kPackedRows, pairs = k / 2;
@@ -76,11 +61,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void pass(const uint8_t* 
 
 using PassFn = void (*)(const uint8_t*, size_t, const uint8_t*, int64_t, float*, int64_t, int64_t);
 
-// [nx − 1][ngroups − 1]; rows 3 and 4 stop at 4 groups (4 × 4 accumulators + 4 weight vectors
-// fill the 32 registers), rows 1 and 2 go to 8 (enough independent chains for one row).
+// [nx − 1][ngroups − 1], up to packed_max_groups: 4 × 4 accumulators and 4 weight vectors fill
+// the 32 registers; one or two rows take 8 groups (enough independent chains).
 template <int RX, size_t... G>
 constexpr std::array<PassFn, 8> row_of(std::index_sequence<G...>) {
-  return {(RX <= 2 || G < 4 ? &pass<RX, static_cast<int>(G) + 1> : nullptr)...};
+  return {(static_cast<int>(G) < packed_max_groups(DType::bf16, RX) ? &pass<RX, static_cast<int>(G) + 1>
+                                                                   : nullptr)...};
 }
 constexpr std::array<std::array<PassFn, 8>, 4> kPasses = {
     row_of<1>(std::make_index_sequence<8>()), row_of<2>(std::make_index_sequence<8>()),

@@ -87,17 +87,6 @@ uint16_t f16_at_least(float v) {
   return h;
 }
 
-// Q4_K: the 6-bit scale and min of sub-block j (0…7) from the 12 packed bytes.
-inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
-  if (j < 4) {
-    sc = s[j] & 63;
-    mn = s[j + 4] & 63;
-  } else {
-    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
-    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
 inline void k4_pack_scales(uint8_t* s, const int* sc, const int* mn) {
   for (int j = 0; j < 4; ++j) {
     s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));

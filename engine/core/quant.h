@@ -37,4 +37,15 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n);
 uint16_t f32_to_f16(float f);
 uint16_t f32_to_bf16(float f);
 
+// Q4_K: the 6-bit scale and min of sub-block j (0…7) from the 12 packed bytes.
+inline void k4_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    mn = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
 }  // namespace sibyl::engine
