@@ -83,8 +83,10 @@ void pack_kquant(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, ui
 namespace {
 
 // GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // kSub columns per sub-block; Q4_K (kSub 32) subtracts mins, Q6_K (kSub 16) centres at 32.
 template <int RX, int G, int kSub>

@@ -60,8 +60,10 @@ void pack_q8(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint8_
 namespace {
 
 // GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 template <int RX, int G>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void pass(const uint8_t* x, size_t x_stride,
