@@ -7,11 +7,6 @@
 #include <cmath>
 #include <cstring>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 #include "engine/core/failure.h"
 #include "backends/cpu/packed.h"
 #include "backends/cpu/simd.h"
@@ -32,25 +27,6 @@ void CpuTensor::set_block_scale(const void* scale, int64_t block_rows, int64_t b
   block_cols_ = block_cols;
 }
 
-namespace {
-
-// Packing read the stored rows once; matmuls read only the packed copy from now on, so the
-// stored rows' pages (the model's memory map) need not stay resident. MADV_PAGEOUT is a hint:
-// the contents stay as they were (a later read faults them back in), and a kernel without it
-// ignores the call.
-void release_pages(const uint8_t* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_PAGEOUT)
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
-#else
-  (void)data, (void)bytes;
-#endif
-}
-
-}  // namespace
-
 void CpuTensor::allow_packing() { packing_ = packed_wanted(dtype(), cols()); }
 
 WeightRows CpuTensor::matmul_rows() const {
@@ -58,11 +34,10 @@ WeightRows CpuTensor::matmul_rows() const {
   if (!packing_ || !packed_wanted(dtype(), cols())) return w;  // (a test may lower the SIMD level later)
   std::call_once(packed_once_, [&] {
     const size_t bytes = packed_bytes(dtype(), rows(), cols());
-    packed_store_ = std::make_unique<uint8_t[]>(bytes + 64);
+    packed_store_.reset(new uint8_t[bytes + 64]);  // every byte is written by the packing
     uint8_t* p = packed_store_.get() + (64 - reinterpret_cast<uintptr_t>(packed_store_.get()) % 64) % 64;
     pack_rows(dtype(), data_, rows(), cols(), p);
     packed_ = p;
-    if (owned_.empty()) release_pages(data_, nbytes());
   });
   w.packed = packed_;
   return w;
