@@ -46,10 +46,16 @@ void pack_rows(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint
 
 void packed_tile(DType dtype, const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups,
                  int64_t k, float* out, int64_t ldo, int64_t n_out) {
+#if defined(__x86_64__)
   if (dtype == DType::bf16) return packed_bf16_tile(x, x_stride, nx, groups, ngroups, k, out, ldo, n_out);
   if (dtype == DType::q4_k || dtype == DType::q6_k)
     return packed_kquant_tile(dtype, x, x_stride, nx, groups, ngroups, k, out, ldo, n_out);
   packed_q8_tile(x, x_stride, nx, groups, ngroups, k, out, ldo, n_out);
+#else
+  (void)dtype, (void)x, (void)x_stride, (void)nx, (void)groups, (void)ngroups, (void)k, (void)out, (void)ldo,
+      (void)n_out;
+  engine::fail(engine::Errc::internal, "packed tiles exist on x86-64 only");
+#endif
 }
 
 }  // namespace sibyl::backend::cpu

@@ -54,15 +54,18 @@ void pack_rows(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint
 void packed_tile(DType dtype, const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups,
                  int64_t k, float* out, int64_t ldo, int64_t n_out);
 
-// The families (packed_bf16.cpp, packed_q8.cpp, packed_kquant.cpp).
+// The families (packed_bf16.cpp, packed_q8.cpp, packed_kquant.cpp); their tiles exist on
+// x86-64 only (elsewhere packed_wanted is false).
 void pack_bf16(const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst);
+void pack_q8(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst);
+void pack_kquant(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst);
+#if defined(__x86_64__)
 void packed_bf16_tile(const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups, int64_t k,
                       float* out, int64_t ldo, int64_t n_out);
-void pack_q8(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst);
 void packed_q8_tile(const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups, int64_t k,
                     float* out, int64_t ldo, int64_t n_out);
-void pack_kquant(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, uint8_t* dst);
 void packed_kquant_tile(DType dtype, const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups,
                         int64_t k, float* out, int64_t ldo, int64_t n_out);
+#endif
 
 }  // namespace sibyl::backend::cpu

@@ -4,20 +4,13 @@
 // 16 columns) as float32 per lane. vpdpbusd against q8_256 activations (one d per 256, sums
 // per 16): Q6_K's −32 offset starts each sub-block's integer sum at −32·Σx, exactly; Q4_K's
 // mins come off in float as min·d_x·Σx.
-#include <array>
 #include <cstring>
-#include <string>
-#include <utility>
 
 #include "backends/cpu/packed.h"
+#include "backends/cpu/packed_tiles.h"
 #include "engine/core/dtype.h"
-#include "engine/core/failure.h"
 #include "engine/core/quant.h"
 #include "engine/core/unaligned.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace sibyl::backend::cpu {
 namespace {
@@ -82,100 +75,60 @@ void pack_kquant(DType dtype, const uint8_t* rows, int64_t n_rows, int64_t k, ui
 #if defined(__x86_64__)
 namespace {
 
-// GCC 12 warns inside its own AVX-512 headers about the intrinsics' unused merge operand.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 // kSub columns per sub-block; Q4_K (kSub 32) subtracts mins, Q6_K (kSub 16) centres at 32.
-template <int RX, int G, int kSub>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) void pass(const uint8_t* x, size_t x_stride,
-                                                                 const uint8_t* w, int64_t k, float* out,
-                                                                 int64_t ldo, int64_t n_out) {
-  constexpr bool kMins = kSub == 32;
-  const int64_t nb = k / 256, group_bytes = nb * kSuperBytes;
-  const int8_t* qs[RX];
-  const float* dx[RX];
-  const int16_t* sx[RX];
-  for (int r = 0; r < RX; ++r) {  // the q8_256 row: qs[k] | d[k/256] | s[k/16]
-    const uint8_t* row = x + static_cast<size_t>(r) * x_stride;
-    qs[r] = reinterpret_cast<const int8_t*>(row);
-    dx[r] = reinterpret_cast<const float*>(row + k);
-    sx[r] = reinterpret_cast<const int16_t*>(row + k + nb * 4);
-  }
-  __m512 acc[RX][G];
-  for (int r = 0; r < RX; ++r)
-    for (int g = 0; g < G; ++g) acc[r][g] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* wb = w + b * kSuperBytes;
-    for (int j = 0; j < 256 / kSub; ++j) {
-      __m512i dot[RX][G];
-      for (int r = 0; r < RX; ++r) {
-        const int fix = kMins ? 0 : -32 * sx[r][b * 16 + j];
-        for (int g = 0; g < G; ++g) dot[r][g] = _mm512_set1_epi32(fix);
-      }
-      for (int t = 0; t < kSub / 4; ++t) {
-        const int quad = j * (kSub / 4) + t;
-        __m512i wv[G];
-        for (int g = 0; g < G; ++g) wv[g] = _mm512_load_si512(wb + g * group_bytes + quad * 64);
+template <int kSub>
+struct KquantTiles {
+  static constexpr DType kDtype = kSub == 32 ? DType::q4_k : DType::q6_k;
+  static constexpr bool kMins = kSub == 32;
+
+  template <int RX, int G>
+  __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void pass(const uint8_t* x, size_t x_stride,
+                                                                          const uint8_t* w, int64_t k, float* out,
+                                                                          int64_t ldo, int64_t n_out) {
+    const int64_t nb = k / 256, group_bytes = nb * kSuperBytes;
+    const packed_tiles::Q8Rows<RX> xr(x, x_stride, k, 256);  // sums per 16
+    __m512 acc[RX][G];
+    packed_tiles::zero(acc);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* wb = w + b * kSuperBytes;
+      for (int j = 0; j < 256 / kSub; ++j) {
+        __m512i dot[RX][G];
         for (int r = 0; r < RX; ++r) {
-          uint32_t xq;
-          std::memcpy(&xq, qs[r] + b * 256 + quad * 4, 4);
-          const __m512i xv = _mm512_set1_epi32(static_cast<int>(xq));
-          for (int g = 0; g < G; ++g) dot[r][g] = _mm512_dpbusd_epi32(dot[r][g], wv[g], xv);
+          const int fix = kMins ? 0 : -32 * xr.s[r][b * 16 + j];
+          for (int g = 0; g < G; ++g) dot[r][g] = _mm512_set1_epi32(fix);
         }
-      }
-      for (int g = 0; g < G; ++g) {
-        const __m512 sc = _mm512_load_ps(reinterpret_cast<const float*>(wb + g * group_bytes + 4096 + j * 64));
-        for (int r = 0; r < RX; ++r)
-          acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][g]), _mm512_mul_ps(sc, _mm512_set1_ps(dx[r][b])),
-                                      acc[r][g]);
-        if (kMins) {
-          const __m512 mn = _mm512_load_ps(reinterpret_cast<const float*>(wb + g * group_bytes + 4608 + j * 64));
-          for (int r = 0; r < RX; ++r) {
-            const int sum = sx[r][b * 16 + 2 * j] + sx[r][b * 16 + 2 * j + 1];
-            acc[r][g] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(dx[r][b] * static_cast<float>(sum)), acc[r][g]);
+        for (int t = 0; t < kSub / 4; ++t) {
+          const int quad = j * (kSub / 4) + t;
+          packed_tiles::dot_quad(dot, wb + quad * 64, group_bytes, xr, b * 256 + quad * 4);
+        }
+        for (int g = 0; g < G; ++g) {
+          const __m512 sc = _mm512_load_ps(reinterpret_cast<const float*>(wb + g * group_bytes + 4096 + j * 64));
+          for (int r = 0; r < RX; ++r)
+            acc[r][g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r][g]), _mm512_mul_ps(sc, _mm512_set1_ps(xr.d[r][b])),
+                                        acc[r][g]);
+          if (kMins) {
+            const __m512 mn = _mm512_load_ps(reinterpret_cast<const float*>(wb + g * group_bytes + 4608 + j * 64));
+            for (int r = 0; r < RX; ++r) {
+              const int sum = xr.s[r][b * 16 + 2 * j] + xr.s[r][b * 16 + 2 * j + 1];
+              acc[r][g] = _mm512_fnmadd_ps(mn, _mm512_set1_ps(xr.d[r][b] * static_cast<float>(sum)), acc[r][g]);
+            }
           }
         }
       }
     }
+    packed_tiles::store(acc, out, ldo, n_out);
   }
-  for (int g = 0; g < G; ++g) {
-    const int64_t lanes = n_out - g * kPackedRows;
-    if (lanes <= 0) break;
-    const __mmask16 m = lanes >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << lanes) - 1u);
-    for (int r = 0; r < RX; ++r) _mm512_mask_storeu_ps(out + r * ldo + g * kPackedRows, m, acc[r][g]);
-  }
-}
-
-using PassFn = void (*)(const uint8_t*, size_t, const uint8_t*, int64_t, float*, int64_t, int64_t);
-
-// [nx − 1][ngroups − 1], up to packed_max_groups.
-template <int kSub, int RX, size_t... G>
-constexpr std::array<PassFn, 8> row_of(std::index_sequence<G...>) {
-  return {(static_cast<int>(G) < packed_max_groups(DType::q4_k, RX) ? &pass<RX, static_cast<int>(G) + 1, kSub>
-                                                                     : nullptr)...};
-}
-template <int kSub>
-constexpr std::array<std::array<PassFn, 8>, 4> kPasses = {
-    row_of<kSub, 1>(std::make_index_sequence<8>()), row_of<kSub, 2>(std::make_index_sequence<8>()),
-    row_of<kSub, 3>(std::make_index_sequence<8>()), row_of<kSub, 4>(std::make_index_sequence<8>())};
+};
 
 }  // namespace
-#endif
 
 void packed_kquant_tile(DType dtype, const uint8_t* x, size_t x_stride, int nx, const uint8_t* groups, int ngroups,
                         int64_t k, float* out, int64_t ldo, int64_t n_out) {
-#if defined(__x86_64__)
-  const auto& table = dtype == DType::q4_k ? kPasses<32> : kPasses<16>;
-  const PassFn fn = (nx >= 1 && nx <= 4 && ngroups >= 1 && ngroups <= 8) ? table[nx - 1][ngroups - 1] : nullptr;
-  if (fn) return fn(x, x_stride, groups, k, out, ldo, n_out);
-#else
-  (void)dtype, (void)x, (void)x_stride, (void)groups, (void)k, (void)out, (void)ldo, (void)n_out;
-#endif
-  engine::fail(engine::Errc::internal, "packed k-quant tile: unsupported shape " + std::to_string(nx) + " x " +
-                                           std::to_string(ngroups) + " groups");
+  if (dtype == DType::q4_k)
+    return packed_tiles::run<KquantTiles<32>>(x, x_stride, nx, groups, ngroups, k, out, ldo, n_out);
+  packed_tiles::run<KquantTiles<16>>(x, x_stride, nx, groups, ngroups, k, out, ldo, n_out);
 }
+
+#endif  // __x86_64__
 
 }  // namespace sibyl::backend::cpu
