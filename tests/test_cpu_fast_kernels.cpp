@@ -372,7 +372,17 @@ TEST(PackedWeightsTensor, ATensorPacksOnFirstUseWhenAllowed) {
   EXPECT_EQ(w.packed, t.matmul_rows().packed);  // packed once
   EXPECT_EQ(reinterpret_cast<uintptr_t>(w.packed) % 64, 0u);
   EXPECT_EQ(w.data, small.bytes.data());           // the row-major bytes stay where they were
-  EXPECT_EQ(w.rows_from(16, 8).packed, nullptr);   // a view of some rows is row-major
+  EXPECT_EQ(w.rows_from(8, 8).packed, nullptr);   // a view from mid-group reads the stored rows
+  EXPECT_NE(w.rows_from(16, 8).packed, nullptr);   // one from a group start keeps the packed copy
+  {  // and computes bitwise what the whole matrix does for those rows
+    ThreadPool pool(1);
+    const std::vector<float> x = make_x(3, 256, rng);
+    std::vector<float> all(3 * 40), some(3 * 20);
+    gemm(Exec{pool, Precision::fast}, x.data(), 3, 256, w, all.data(), 40);
+    gemm(Exec{pool, Precision::fast}, x.data(), 3, 256, w.rows_from(16, 20), some.data(), 20);
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(0, std::memcmp(&some[static_cast<size_t>(i * 20)], &all[static_cast<size_t>(i * 40 + 16)], 20 * 4));
+  }
   CpuTensor big(DType::bf16, 8, 2048, wide.bytes.data());
   big.allow_packing();
   EXPECT_EQ(big.matmul_rows().packed, nullptr);  // k past kPackedMaxK: the row tiles are as fast

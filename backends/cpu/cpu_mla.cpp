@@ -44,11 +44,11 @@ void rotated_query(float* out, const CpuTensor& q, int64_t i, int64_t h, const M
 struct UpRows {
   UpRows(const MlaWeights& up, const MlaShape& sh)
       : split(up.kv_b == nullptr), dn(sh.qk_nope_head_dim), dv(sh.v_head_dim), R(sh.kv_lora_rank) {
-    if (split) {
-      k_b = cpu(*up.k_b).weight_rows();
-      v_b = cpu(*up.v_b).weight_rows();
+    if (split) {  // matmul_rows: the heads' views keep a packed copy (rows_from)
+      k_b = cpu(*up.k_b).matmul_rows();
+      v_b = cpu(*up.v_b).matmul_rows();
     } else {
-      kv_b = cpu(*up.kv_b).weight_rows();
+      kv_b = cpu(*up.kv_b).matmul_rows();
     }
   }
   // q̃ = q_nope · W_UK of head h for n rows: out[i·ldo + c], c < R.

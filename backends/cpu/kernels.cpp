@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "backends/cpu/packed.h"
 #include "engine/core/quant.h"
 
 // GCC/Clang function multi-versioning: one clone per SIMD level, chosen at load time.
@@ -61,7 +62,11 @@ WeightRows WeightRows::rows_from(int64_t first, int64_t count) const {
   v.data = data + static_cast<size_t>(first) * engine::row_bytes(dtype, k);
   v.n_rows = count;
   v.first_row = first_row + first;
-  v.packed = nullptr;  // groups of 16 rows do not split
+  // A view starting at a group of 16 keeps the packed copy (a partial last group's extra lanes
+  // are computed and not stored); one starting mid-group reads the stored rows.
+  v.packed = packed && first % kPackedRows == 0
+                 ? packed + static_cast<size_t>(first / kPackedRows) * packed_group_bytes(dtype, k)
+                 : nullptr;
   return v;
 }
 

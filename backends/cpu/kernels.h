@@ -32,7 +32,7 @@ struct WeightRows {
   const float* scale = nullptr;  // f8_e4m3: [ceil(n_rows / block_rows), ceil(k / block_cols)]
   int64_t block_rows = 0, block_cols = 0;
   int64_t first_row = 0;  // rows_from views: index of row 0 in the whole matrix (for the scales)
-  const uint8_t* packed = nullptr;  // the packed copy (packed.h) or nullptr; views drop it
+  const uint8_t* packed = nullptr;  // the packed copy (packed.h) or nullptr (see rows_from)
   const float* row(int64_t j, float* scratch) const;  // f32 view of row j
   // Rows [first, first + count) as a matrix of their own.
   WeightRows rows_from(int64_t first, int64_t count) const;
