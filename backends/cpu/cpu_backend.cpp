@@ -10,6 +10,7 @@
 #include "engine/core/failure.h"
 #include "backends/cpu/packed.h"
 #include "backends/cpu/simd.h"
+#include "backends/cpu/vec_math.h"
 
 namespace sibyl::backend::cpu {
 
@@ -69,6 +70,16 @@ const float* PagedRows::at(int64_t layer, int64_t i, int64_t pos) const {
   return pool.row(layer, page_of(i, pos), pos % page_tokens);
 }
 
+void PagedRows::rows(int64_t layer, int64_t i, int64_t from, int64_t len, const float** out) const {
+  const int64_t width = pool.width();
+  for (int64_t pos = from; pos < from + len;) {
+    const int64_t r0 = pos % page_tokens, count = std::min(page_tokens - r0, from + len - pos);
+    const float* base = pool.row(layer, page_of(i, pos), r0);
+    for (int64_t r = 0; r < count; ++r) *out++ = base + r * width;
+    pos += count;
+  }
+}
+
 float* PagedRows::mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos) const {
   return p.row(layer, page_of(i, pos), pos % page_tokens);
 }
@@ -123,13 +134,24 @@ void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope) {
   rope_apply(x, dim, t, rope.interleaved);
 }
 
-void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols) {
-  double ss = 0.0;
-  for (int64_t j = 0; j < cols; ++j) ss += static_cast<double>(src[j]) * src[j];
-  float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
-  std::vector<float> scratch(w.dtype == DType::f32 ? 0 : static_cast<size_t>(w.k));  // row() converts all w.k
-  const float* wr = w.row(0, scratch.data());
-  for (int64_t j = 0; j < cols; ++j) dst[j] = wr[j] * (src[j] * inv);
+const float* NormWeight::get(const WeightRows& w) {
+  if (w.dtype == DType::f32) return reinterpret_cast<const float*>(w.data);
+  scratch.resize(static_cast<size_t>(w.k));  // row() converts all w.k
+  return w.row(0, scratch.data());
+}
+
+void rmsnorm_row(float* dst, const float* src, const float* weight, float eps, int64_t cols) {
+  // Σ x² in double: 8 lanes (lane l takes l, l + 8, …; independent chains, not one long one),
+  // then the lanes in order, then the tail.
+  double lanes[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= cols; j += 8)
+    for (int l = 0; l < 8; ++l) lanes[l] += static_cast<double>(src[j + l]) * src[j + l];
+  double ss = lanes[0];
+  for (int l = 1; l < 8; ++l) ss += lanes[l];
+  for (; j < cols; ++j) ss += static_cast<double>(src[j]) * src[j];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(cols) + eps));
+  for (j = 0; j < cols; ++j) dst[j] = weight[j] * (src[j] * inv);
 }
 
 namespace {
@@ -199,7 +221,8 @@ class CpuBackend final : public Backend {
     if (cols == 0) cols = src.cols();
     const float* in = cpu(src).f32();
     float* out = cpu(dst).f32();
-    WeightRows w = cpu(weight).weight_rows();
+    NormWeight nw;
+    const float* w = nw.get(cpu(weight).weight_rows());
     ex_.pool.parallel_for(src.rows(), cols, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) rmsnorm_row(out + i * dst.cols(), in + i * src.cols(), w, eps, cols);
     });
@@ -221,6 +244,11 @@ class CpuBackend final : public Backend {
     float* out = cpu(dst).f32();
     const float* g = cpu(gate).f32();
     const float* u = cpu(up).f32();
+    if (ex_.precision == Precision::fast) {
+      ex_.pool.parallel_for(dst.rows() * dst.cols(), 4,
+                            [&](int64_t begin, int64_t end) { fast_silu_mul(out + begin, g + begin, u + begin, end - begin); });
+      return;
+    }
     ex_.pool.parallel_for(dst.rows() * dst.cols(), 16, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     });

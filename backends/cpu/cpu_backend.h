@@ -75,6 +75,9 @@ struct PagedRows {
   const float* at(int64_t layer, int64_t i, int64_t pos) const;
   float* mutable_at(CpuKvPool& p, int64_t layer, int64_t i, int64_t pos) const;
   int64_t page_of(int64_t i, int64_t pos) const;
+  // The latent rows of positions [from, from + len) of row i's sequence, into out (one page
+  // lookup per page, not per position).
+  void rows(int64_t layer, int64_t i, int64_t from, int64_t len, const float** out) const;
 
   const CpuKvPool& pool;
   const int32_t* positions;
@@ -106,7 +109,12 @@ void rope_rotate(float* x, int64_t dim, int32_t pos, const RopeParams& rope);
 void rope_angles(float* cs, int64_t dim, int32_t pos, const RopeParams& rope);
 void rope_apply(float* x, int64_t dim, const float* cs, bool interleaved);
 
-void rmsnorm_row(float* dst, const float* src, const WeightRows& w, float eps, int64_t cols);
+// A norm's weight vector as float32, converted once per op (not once per row).
+struct NormWeight {
+  std::vector<float> scratch;
+  const float* get(const WeightRows& w);
+};
+void rmsnorm_row(float* dst, const float* src, const float* weight, float eps, int64_t cols);
 
 // MLA and MoE ops live in their own files.
 void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,

@@ -5,12 +5,15 @@
 #include <vector>
 
 #include "backends/cpu/cpu_backend.h"
+#include "backends/cpu/vec_math.h"
 
 namespace sibyl::backend::cpu {
 namespace {
 
-// In-place softmax over n scores; returns nothing, scores become probabilities.
-void softmax(float* s, int64_t n) {
+// In-place softmax over n scores; returns nothing, scores become probabilities. The fast
+// path's exp is vectorized (vec_math.h), the exact path's is libm's.
+void softmax(float* s, int64_t n, Precision precision) {
+  if (precision == Precision::fast) return fast_softmax(s, n);
   float m = *std::max_element(s, s + n);
   double sum = 0.0;
   for (int64_t t = 0; t < n; ++t) {
@@ -66,11 +69,7 @@ struct UpRows {
       if (r != w.data() + d * R) std::copy_n(r, R, w.data() + d * R);
     }
     ex.pool.parallel_for(n, dn * R, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        float* o = out + i * ldo;
-        std::fill(o, o + R, 0.0f);
-        for (int64_t d = 0; d < dn; ++d) axpy(o, q_nope[i * ldq + d], w.data() + d * R, R);
-      }
+      gemm_kmajor(q_nope + begin * ldq, ldq, end - begin, w.data(), dn, R, out + begin * ldo, ldo);
     });
   }
   // W_UV of head h: dv rows of R.
@@ -113,7 +112,7 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
         std::copy_n(qrow.data() + dn, dr, qcat.data() + g * W + R);
       }
       rows.resize(static_cast<size_t>(len));
-      for (int64_t t = 0; t < len; ++t) rows[t] = kv.at(layer, i, from + t);
+      kv.rows(layer, i, from, len, rows.data());
       scores.resize(static_cast<size_t>(4 * len));
       float tile[16];
       int64_t t = 0;
@@ -125,15 +124,11 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
       for (; t < len; ++t)
         for (int64_t g = 0; g < nh; ++g) scores[g * len + t] = dot(qcat.data() + g * W, rows[t], W) * sh.softmax_scale;
       float* ol[4] = {};
-      float p[4] = {};
       for (int64_t g = 0; g < nh; ++g) {
-        softmax(scores.data() + g * len, len);
+        softmax(scores.data() + g * len, len, ex.precision);
         ol[g] = o_lat.data() + (r * H + h0 + g) * R;  // õ = Σ p · c_kv
       }
-      for (t = 0; t < len; ++t) {
-        for (int64_t g = 0; g < nh; ++g) p[g] = scores[g * len + t];
-        axpy_heads(ol, p, static_cast<int>(nh), rows[t], R);
-      }
+      axpy_rows(ol, scores.data(), len, static_cast<int>(nh), rows.data(), len, R);
     }
   });
   // o = õ · W_UVᵀ per head  [n, dv]
@@ -211,7 +206,7 @@ void attention_expanded(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
         const float* k_pe = lat.data() + t * width + R;
         scores[t] = (dot(qrow.data(), kv.key(t, h), dn) + dot(qrow.data() + dn, k_pe, dr)) * sh.softmax_scale;
       }
-      softmax(scores.data(), len);
+      softmax(scores.data(), len, ex.precision);
       float* out = dst.f32() + i * dst.cols() + h * dv;
       std::fill(out, out + dv, 0.0f);
       for (int64_t t = 0; t < len; ++t) axpy(out, scores[t], kv.value(t, h), dv);
@@ -225,7 +220,8 @@ void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv
                float eps, const StepBatch& batch, const RopeParams& rope) {
   const int64_t R = kv_norm.cols(), dr = kv_a.cols() - R;
   const PagedRows paged(kv, batch);
-  const WeightRows w = kv_norm.weight_rows();
+  NormWeight nw;
+  const float* w = nw.get(kv_norm.weight_rows());
   ex.pool.parallel_for(kv_a.rows(), kv_a.cols(), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* src = kv_a.f32() + i * kv_a.cols();

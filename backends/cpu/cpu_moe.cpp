@@ -8,6 +8,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/cpu/fast_jobs.h"
 #include "backends/cpu/fast_kernels.h"
+#include "backends/cpu/vec_math.h"
 
 namespace sibyl::backend::cpu {
 namespace {
@@ -156,10 +157,10 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
   uint8_t* hq = act_scratch(1, sh * static_cast<size_t>(S));
   float* h = g.data();  // not g in the lambda: that would be the running thread's own g
   const float* up = u.data();
-  ex.pool.parallel_for(S, I * 8, [&](int64_t b, int64_t e) {
+  ex.pool.parallel_for(S, I * 3, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       float* hp = h + p * I;
-      for (int64_t j = 0; j < I; ++j) hp[j] = hp[j] / (1.0f + std::exp(-hp[j])) * up[p * I + j];
+      fast_silu_mul(hp, hp, up + p * I, I);
       convert_activation(kd.act, hp, I, hq + static_cast<size_t>(p) * sh);
     }
   });
@@ -214,7 +215,10 @@ void moe_experts(const Exec& ex, CpuTensor& dst, const CpuTensor& x, const CpuTe
     d.resize(static_cast<size_t>(m * H));
     gemm(ex, xs.data(), m, H, wg, g.data(), I);
     gemm(ex, xs.data(), m, H, wu, u.data(), I);
-    for (int64_t j = 0; j < m * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+    if (ex.precision == Precision::fast)
+      fast_silu_mul(g.data(), g.data(), u.data(), m * I);
+    else
+      for (int64_t j = 0; j < m * I; ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
     gemm(ex, g.data(), m, I, wd, d.data(), H);
     for (int64_t r = 0; r < m; ++r) axpy(out + (list[r] / K) * H, weights.f32()[list[r]], d.data() + r * H, H);
   }

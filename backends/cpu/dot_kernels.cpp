@@ -43,6 +43,22 @@ inline float sum16_portable(const float* lanes) {
   return (v4[0] + v4[2]) + (v4[1] + v4[3]);
 }
 
+// The lane tree of 16 accumulators at once (the same adds as sum8 of each, in a transposed
+// order: 45 shuffles and adds instead of 16 separate trees). Lane 4j + m of the result is
+// the sum of a[4m + j].
+__attribute__((target("avx512f"))) inline __m512 sum16x16(const __m512* a) {
+  __m512 b[8], c[4], d[2];
+  for (int k = 0; k < 8; ++k)  // l + (l + 8): lanes 0-7 of a[2k], then of a[2k + 1]
+    b[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], 0xEE));
+  for (int k = 0; k < 4; ++k)  // + 4: quad q of c[k] holds a[4k + q]
+    c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0xDD));
+  for (int k = 0; k < 2; ++k)  // + 2
+    d[k] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * k], c[2 * k + 1], 0x44), _mm512_shuffle_ps(c[2 * k], c[2 * k + 1], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));  // + 1
+}
+
 // ---- AVX-512: RX × RW accumulators of one register each.
 template <int RX, int RW>
 __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t ldx, const float* const* w, int64_t n,
@@ -57,6 +73,19 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* x, int64_t 
     for (int r = 0; r < RX; ++r) {
       const __m512 xv = _mm512_loadu_ps(x + r * ldx + i);
       for (int c = 0; c < RW; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  if constexpr (RX == 4 && RW == 4) {
+    if (i == n) {  // no tail: all 16 trees at once, row r's four sums in quad r
+      __m512 a[16];
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) a[4 * c + r] = acc[r][c];
+      const __m512 s = sum16x16(a);
+      _mm_storeu_ps(out, _mm512_castps512_ps128(s));
+      _mm_storeu_ps(out + ldo, _mm512_extractf32x4_ps(s, 1));
+      _mm_storeu_ps(out + 2 * ldo, _mm512_extractf32x4_ps(s, 2));
+      _mm_storeu_ps(out + 3 * ldo, _mm512_extractf32x4_ps(s, 3));
+      return;
     }
   }
   for (int r = 0; r < RX; ++r)
@@ -134,12 +163,102 @@ __attribute__((target("avx2"))) void bf16_avx2(float* dst, const uint16_t* src, 
   bf16_portable(dst + i, src + i, n - i);
 }
 
+// ---- axpy_rows: every output element is one fused multiply-add chain over t in order, on
+// every level (the portable one with libm's fma).
+void axpy_rows_portable(float* const* y, const float* a, int64_t lda, int n_y, const float* const* rows,
+                        int64_t n_rows, int64_t c0, int64_t n) {
+  for (int g = 0; g < n_y; ++g)
+    for (int64_t c = c0; c < n; ++c) {
+      float acc = y[g][c];
+      for (int64_t t = 0; t < n_rows; ++t) acc = std::fma(a[g * lda + t], rows[t][c], acc);
+      y[g][c] = acc;
+    }
+}
+
+// NY heads × NV vectors of columns from c0, held in registers while t runs.
+template <int NY, int NV>
+__attribute__((target("avx512f,fma"))) void axpy_block_avx512(float* const* y, const float* a, int64_t lda,
+                                                              const float* const* rows, int64_t n_rows, int64_t c0) {
+  __m512 acc[NY][NV];
+  for (int g = 0; g < NY; ++g)
+    for (int v = 0; v < NV; ++v) acc[g][v] = _mm512_loadu_ps(y[g] + c0 + v * kLanes);
+  for (int64_t t = 0; t < n_rows; ++t) {
+    __m512 x[NV];
+    for (int v = 0; v < NV; ++v) x[v] = _mm512_loadu_ps(rows[t] + c0 + v * kLanes);
+    for (int g = 0; g < NY; ++g) {
+      const __m512 ag = _mm512_set1_ps(a[g * lda + t]);
+      for (int v = 0; v < NV; ++v) acc[g][v] = _mm512_fmadd_ps(ag, x[v], acc[g][v]);
+    }
+  }
+  for (int g = 0; g < NY; ++g)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(y[g] + c0 + v * kLanes, acc[g][v]);
+}
+
+template <int NY>
+__attribute__((target("avx512f,fma"))) void axpy_rows_avx512_n(float* const* y, const float* a, int64_t lda,
+                                                               const float* const* rows, int64_t n_rows, int64_t n) {
+  int64_t c0 = 0;
+  for (; c0 + 4 * kLanes <= n; c0 += 4 * kLanes) axpy_block_avx512<NY, 4>(y, a, lda, rows, n_rows, c0);
+  for (; c0 + kLanes <= n; c0 += kLanes) axpy_block_avx512<NY, 1>(y, a, lda, rows, n_rows, c0);
+  axpy_rows_portable(y, a, lda, NY, rows, n_rows, c0, n);
+}
+
+__attribute__((target("avx512f,fma"))) void axpy_rows_avx512(float* const* y, const float* a, int64_t lda, int n_y,
+                                                             const float* const* rows, int64_t n_rows, int64_t n) {
+  switch (n_y) {
+    case 1: return axpy_rows_avx512_n<1>(y, a, lda, rows, n_rows, n);
+    case 2: return axpy_rows_avx512_n<2>(y, a, lda, rows, n_rows, n);
+    case 3: return axpy_rows_avx512_n<3>(y, a, lda, rows, n_rows, n);
+    default: return axpy_rows_avx512_n<4>(y, a, lda, rows, n_rows, n);
+  }
+}
+
+template <int NY>
+__attribute__((target("avx2,fma"))) void axpy_rows_avx2_n(float* const* y, const float* a, int64_t lda,
+                                                          const float* const* rows, int64_t n_rows, int64_t n) {
+  constexpr int NV = 2, W = 8;  // NY·NV accumulators of the 16 registers
+  int64_t c0 = 0;
+  for (; c0 + NV * W <= n; c0 += NV * W) {
+    __m256 acc[NY][NV];
+    for (int g = 0; g < NY; ++g)
+      for (int v = 0; v < NV; ++v) acc[g][v] = _mm256_loadu_ps(y[g] + c0 + v * W);
+    for (int64_t t = 0; t < n_rows; ++t) {
+      __m256 x[NV];
+      for (int v = 0; v < NV; ++v) x[v] = _mm256_loadu_ps(rows[t] + c0 + v * W);
+      for (int g = 0; g < NY; ++g) {
+        const __m256 ag = _mm256_set1_ps(a[g * lda + t]);
+        for (int v = 0; v < NV; ++v) acc[g][v] = _mm256_fmadd_ps(ag, x[v], acc[g][v]);
+      }
+    }
+    for (int g = 0; g < NY; ++g)
+      for (int v = 0; v < NV; ++v) _mm256_storeu_ps(y[g] + c0 + v * W, acc[g][v]);
+  }
+  axpy_rows_portable(y, a, lda, NY, rows, n_rows, c0, n);
+}
+
+__attribute__((target("avx2,fma"))) void axpy_rows_avx2(float* const* y, const float* a, int64_t lda, int n_y,
+                                                        const float* const* rows, int64_t n_rows, int64_t n) {
+  switch (n_y) {
+    case 1: return axpy_rows_avx2_n<1>(y, a, lda, rows, n_rows, n);
+    case 2: return axpy_rows_avx2_n<2>(y, a, lda, rows, n_rows, n);
+    case 3: return axpy_rows_avx2_n<3>(y, a, lda, rows, n_rows, n);
+    default: return axpy_rows_avx2_n<4>(y, a, lda, rows, n_rows, n);
+  }
+}
+
+void axpy_rows_all_portable(float* const* y, const float* a, int64_t lda, int n_y, const float* const* rows,
+                            int64_t n_rows, int64_t n) {
+  axpy_rows_portable(y, a, lda, n_y, rows, n_rows, 0, n);
+}
+
 using Tile = void (*)(const float*, int64_t, const float* const*, int64_t, float*, int64_t);
 using Bf16 = void (*)(float*, const uint16_t*, int64_t);
+using AxpyRows = void (*)(float* const*, const float*, int64_t, int, const float* const*, int64_t, int64_t);
 
 struct Kernels {
   Tile t1x1, t1x4, t4x4;
   Bf16 bf16;
+  AxpyRows axpy_rows;
 };
 
 // AVX2 has 16 registers: its 4 × 4 tile runs as four 2 × 2 tiles (same sums).
@@ -153,11 +272,11 @@ Kernels pick() {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-    return {tile_avx512<1, 1>, tile_avx512<1, 4>, tile_avx512<4, 4>, bf16_avx512};
+    return {tile_avx512<1, 1>, tile_avx512<1, 4>, tile_avx512<4, 4>, bf16_avx512, axpy_rows_avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {tile_avx2<1, 1>, tile_avx2<1, 4>, avx2_4x4, bf16_avx2};
+    return {tile_avx2<1, 1>, tile_avx2<1, 4>, avx2_4x4, bf16_avx2, axpy_rows_avx2};
 #endif
-  return {tile_portable<1, 1>, tile_portable<1, 4>, tile_portable<4, 4>, bf16_portable};
+  return {tile_portable<1, 1>, tile_portable<1, 4>, tile_portable<4, 4>, bf16_portable, axpy_rows_all_portable};
 }
 
 const Kernels& kernels() {
@@ -180,5 +299,10 @@ void dot_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n, floa
 void dot_1x4(const float* x, const float* const* w, int64_t n, float* out) { kernels().t1x4(x, 0, w, n, out, 0); }
 
 void bf16_to_f32(float* dst, const uint16_t* src, int64_t n) { kernels().bf16(dst, src, n); }
+
+void axpy_rows(float* const* y, const float* a, int64_t lda, int n_y, const float* const* rows, int64_t n_rows,
+               int64_t n) {
+  kernels().axpy_rows(y, a, lda, n_y, rows, n_rows, n);
+}
 
 }  // namespace sibyl::backend::cpu

@@ -1,5 +1,6 @@
 #include "backends/cpu/kernels.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -19,11 +20,25 @@ SIBYL_SIMD_CLONES void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-SIBYL_SIMD_CLONES void axpy_heads(float* const* y, const float* a, int n_y, const float* x, int64_t n) {
-  for (int g = 0; g < n_y; ++g) {
-    float* yg = y[g];
-    const float ag = a[g];
-    for (int64_t i = 0; i < n; ++i) yg[i] += ag * x[i];
+SIBYL_SIMD_CLONES void gemm_kmajor(const float* x, int64_t ldx, int64_t n, const float* w, int64_t k, int64_t m,
+                                   float* out, int64_t ldo) {
+  constexpr int64_t kBlock = 64;  // output columns kept in registers while d runs
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * ldx;
+    for (int64_t c0 = 0; c0 < m; c0 += kBlock) {
+      float acc[kBlock] = {};
+      if (m - c0 >= kBlock) {
+        for (int64_t d = 0; d < k; ++d) {
+          const float a = xi[d];
+          const float* wr = w + d * m + c0;
+          for (int64_t c = 0; c < kBlock; ++c) acc[c] += a * wr[c];
+        }
+      } else {
+        for (int64_t d = 0; d < k; ++d)
+          for (int64_t c = 0; c < m - c0; ++c) acc[c] += xi[d] * w[d * m + c0 + c];
+      }
+      std::memcpy(out + i * ldo + c0, acc, static_cast<size_t>(std::min(kBlock, m - c0)) * 4);
+    }
   }
 }
 

@@ -17,8 +17,15 @@ void dot_4x4(const float* x, int64_t ldx, const float* const* w, int64_t n, floa
 void dot_1x4(const float* x, const float* const* w, int64_t n, float* out);
 void bf16_to_f32(float* dst, const uint16_t* src, int64_t n);
 void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
-// y[g] += a[g]·x for g < n_y (≤ 4): one x read for several heads; each y[g] gets exactly axpy's sums.
-void axpy_heads(float* const* y, const float* a, int n_y, const float* x, int64_t n);
+// y[g][c] += Σ_t a[g·lda + t]·rows[t][c] for g < n_y (1…4), c < n, over t in order: the
+// attention's value sums, the columns of every head held in registers across the rows; each
+// element one fused multiply-add chain over t (bitwise the same at every SIMD level).
+void axpy_rows(float* const* y, const float* a, int64_t lda, int n_y, const float* const* rows, int64_t n_rows,
+               int64_t n);
+// out[i·ldo + c] = Σ_d x[i·ldx + d]·w[d·m + c] for i < n, c < m: rows of x times a [k, m]
+// matrix stored row-major (W_UK in kv_b's layout), each sum over d in order, as y += a·x would.
+void gemm_kmajor(const float* x, int64_t ldx, int64_t n, const float* w, int64_t k, int64_t m, float* out,
+                 int64_t ldo);
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);  // f8_e4m3 unscaled; i32/i64 give zeros
 
 // A weight matrix [n_rows, k] of any stored dtype, read one f32 row at a time. FP8 rows
