@@ -57,9 +57,11 @@ uint8_t* act_scratch(int slot, size_t bytes) {
 
 namespace {
 
-// Groups [g_begin, g_end) of a packed weight, as many at a time as a tile of min(n, 4)
+// Units [u_begin, u_end) of a packed weight, as many groups at a time as a tile of min(n, 4)
 // activation rows takes.
-void run_packed_job(const FastJob& job, int64_t g_begin, int64_t g_end) {
+void run_packed_job(const FastJob& job, int64_t u_begin, int64_t u_end) {
+  const int64_t groups = (job.w.n_rows + kPackedRows - 1) / kPackedRows;
+  const int64_t g_begin = u_begin * job.unit_groups, g_end = std::min(groups, u_end * job.unit_groups);
   const int64_t k = job.w.k;
   const auto group_bytes = static_cast<int64_t>(packed_group_bytes(job.w.dtype, k));
   const int64_t step = packed_max_groups(job.w.dtype, static_cast<int>(std::min<int64_t>(job.n, 4)));
@@ -103,7 +105,15 @@ void run_fast_job(const FastJob& job, int64_t u_begin, int64_t u_end) {
   }
 }
 
-void run_fast_jobs(const Exec& ex, const FastJob* jobs, int64_t count) {
+void run_fast_jobs(const Exec& ex, FastJob* jobs, int64_t count) {
+  int64_t all_groups = 0;
+  for (int64_t j = 0; j < count; ++j)
+    if (jobs[j].w.packed) all_groups += (jobs[j].w.n_rows + kPackedRows - 1) / kPackedRows;
+  for (int64_t j = 0; j < count; ++j)
+    if (jobs[j].w.packed) {
+      const int64_t widest = packed_max_groups(jobs[j].w.dtype, static_cast<int>(std::min<int64_t>(jobs[j].n, 4)));
+      jobs[j].unit_groups = std::clamp<int64_t>(all_groups / ex.pool.size(), 1, widest);
+    }
   int64_t total = 0, work = 0;
   for (int64_t j = 0; j < count; ++j) {
     total += fast_job_units(jobs[j]);

@@ -21,11 +21,12 @@ struct FastJob {
   WeightRows w;
   float* out;  // out[i·ldo + j] for i < n, j < w.n_rows
   int64_t ldo;
+  int64_t unit_groups = 1;  // packed: groups of 16 rows per unit (run_fast_jobs sets it)
 };
 
-// A job's units of work: weight rows in groups of 16 when packed (packed.h; the packed tiles
-// then run instead of job.tile, on the same activation rows), else in quads of 4.
-inline int64_t fast_job_unit_rows(const FastJob& j) { return j.w.packed ? kPackedRows : 4; }
+// A job's units of work: weight rows in unit_groups groups of 16 when packed (packed.h; the
+// packed tiles then run instead of job.tile, on the same activation rows), else in quads of 4.
+inline int64_t fast_job_unit_rows(const FastJob& j) { return j.w.packed ? kPackedRows * j.unit_groups : 4; }
 inline int64_t fast_job_units(const FastJob& j) {
   return (j.w.n_rows + fast_job_unit_rows(j) - 1) / fast_job_unit_rows(j);
 }
@@ -33,8 +34,10 @@ inline int64_t fast_job_units(const FastJob& j) {
 // Units [u_begin, u_end) of one job, for all its activation rows.
 void run_fast_job(const FastJob& job, int64_t u_begin, int64_t u_end);
 
-// All units of jobs[0 … count) as one parallel loop.
-void run_fast_jobs(const Exec& ex, const FastJob* jobs, int64_t count);
+// All units of jobs[0 … count) as one parallel loop. Packed jobs get units of as many groups
+// as their widest tile takes while the threads still get one unit each: a tile over more
+// groups reuses each activation load, and values never depend on the tile (fast_kernels.h).
+void run_fast_jobs(const Exec& ex, FastJob* jobs, int64_t count);
 
 // The calling thread's aligned scratch for converted activations, slot 0 or 1 (two live
 // buffers at once); grows, never shrinks.
