@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
+#include <vector>
 
 #include "engine/model/sampler.h"
 
@@ -109,6 +111,35 @@ TEST(Sampler, OnlyAllowedIdsAreDrawn) {
   for (int i = 0; i < 200; ++i) {
     int32_t t = sample_token(kLogits.data(), 5, p, kNoHistory, rng);
     EXPECT_TRUE(allowed[t]) << t;
+  }
+}
+
+// Plain greedy (no bias, no penalty) takes a one-pass argmax; a zero bias sends the same
+// choice through the general path: both agree on ties, NaN, -infinity, masks and constraints.
+TEST(Sampler, PlainGreedyAgreesWithTheGeneralPath) {
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int> pick(0, 9);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int trial = 0; trial < 400; ++trial) {
+    const int64_t vocab = 1 + trial % 150;
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    for (auto& l : logits) {
+      const int r = pick(gen);
+      l = r == 0 ? nan : r == 1 ? -inf : r == 2 ? 2.0f : static_cast<float>(pick(gen)) * 0.25f;  // ties likely
+    }
+    std::vector<bool> allowed(static_cast<size_t>(vocab - trial % 3));  // may be short: ids past it banned
+    for (size_t i = 0; i < allowed.size(); ++i) allowed[i] = pick(gen) < 7;
+    std::vector<uint64_t> constraint(static_cast<size_t>((vocab + 63) / 64) - (trial % 5 == 4 ? 1 : 0));
+    for (auto& w : constraint) w = (static_cast<uint64_t>(gen()) << 32) | gen();
+    SamplerParams p;
+    if (trial % 2) p.allowed = &allowed;
+    if (trial % 4 >= 2) p.constraint = &constraint;
+    SamplerParams general = p;
+    general.logit_bias = {{0, 0.0f}};
+    Rng a(1), b(1);
+    EXPECT_EQ(sample_token(logits.data(), vocab, p, kNoHistory, a),
+              sample_token(logits.data(), vocab, general, kNoHistory, b))
+        << "trial " << trial;
   }
 }
 

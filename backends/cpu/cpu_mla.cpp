@@ -54,22 +54,25 @@ struct UpRows {
       kv_b = cpu(*up.kv_b).matmul_rows();
     }
   }
-  // q̃ = q_nope · W_UK of head h for n rows: out[i·ldo + c], c < R.
-  void absorb(const Exec& ex, const float* q_nope, int64_t ldq, int64_t n, int64_t h, float* out,
+  // q̃ = q_nope · W_UK of every head for n rows: head h of row i at out[i·ldo + h·R + c], c < R;
+  // q_nope of head h at q[i·ldq + h·qk].
+  void absorb(const Exec& ex, const float* q, int64_t ldq, int64_t qk, int64_t n, int64_t heads, float* out,
               int64_t ldo) const {
     if (split) {  // k_b rows of head h are W_UK transposed: one dot per output
-      gemm(ex, q_nope, n, ldq, k_b.rows_from(h * R, R), out, ldo);
+      for (int64_t h = 0; h < heads; ++h) gemm(ex, q + h * qk, n, ldq, k_b.rows_from(h * R, R), out + h * R, ldo);
       return;
     }
-    // kv_b: the head's dn rows of W_UK [dn, R], converted once, summed row by row
-    std::vector<float> w(static_cast<size_t>(dn * R));
-    const WeightRows rows = kv_b.rows_from(h * (dn + dv), dn);
-    for (int64_t d = 0; d < dn; ++d) {
-      const float* r = rows.row(d, w.data() + d * R);
-      if (r != w.data() + d * R) std::copy_n(r, R, w.data() + d * R);
-    }
-    ex.pool.parallel_for(n, dn * R, [&](int64_t begin, int64_t end) {
-      gemm_kmajor(q_nope + begin * ldq, ldq, end - begin, w.data(), dn, R, out + begin * ldo, ldo);
+    // kv_b: a head's dn rows of W_UK [dn, R], converted once, summed row by row; heads in parallel
+    ex.pool.parallel_for(heads, n * dn * R, [&](int64_t h_begin, int64_t h_end) {
+      std::vector<float> w(static_cast<size_t>(dn * R));
+      for (int64_t h = h_begin; h < h_end; ++h) {
+        const WeightRows rows = kv_b.rows_from(h * (dn + dv), dn);
+        for (int64_t d = 0; d < dn; ++d) {
+          const float* r = rows.row(d, w.data() + d * R);
+          if (r != w.data() + d * R) std::copy_n(r, R, w.data() + d * R);
+        }
+        gemm_kmajor(q + h * qk, ldq, n, w.data(), dn, R, out + h * R, ldo);
+      }
     });
   }
   // W_UV of head h: dv rows of R.
@@ -91,8 +94,7 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
   const int64_t longest = *std::max_element(pos + first, pos + first + n) + 1;
   // q̃ [n, H, R] and õ [n, H, R]
   std::vector<float> q_lat(static_cast<size_t>(n * H * R)), o_lat(static_cast<size_t>(n * H * R));
-  for (int64_t h = 0; h < H; ++h)
-    up.absorb(ex, q.f32() + first * q.cols() + h * qk, q.cols(), n, h, q_lat.data() + h * R, H * R);
+  up.absorb(ex, q.f32() + first * q.cols(), q.cols(), qk, n, H, q_lat.data(), H * R);
   // Items are (row, group of up to 4 heads): each cached latent row is read once for the group,
   // scored with 4 × 4 tiles of dot products over [c_kv | k_pe] (the cache row's own layout).
   const int64_t W = R + dr, groups = (H + 3) / 4;
@@ -222,7 +224,8 @@ void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv
   const PagedRows paged(kv, batch);
   NormWeight nw;
   const float* w = nw.get(kv_norm.weight_rows());
-  ex.pool.parallel_for(kv_a.rows(), kv_a.cols(), [&](int64_t begin, int64_t end) {
+  // per row the norm and the rope angles (libm sin/cos in double): far more than its width
+  ex.pool.parallel_for(kv_a.rows(), kv_a.cols() * 256, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* src = kv_a.f32() + i * kv_a.cols();
       const int32_t pos = paged.positions[i];

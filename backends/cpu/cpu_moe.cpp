@@ -86,9 +86,12 @@ void moe_route(const Exec& ex, CpuTensor& ids, CpuTensor& weights, CpuTensor* ra
     bias.resize(static_cast<size_t>(E));
     to_f32(bias.data(), score_bias->bytes(), score_bias->dtype(), E);
   }
-  for (int64_t i = 0; i < n; ++i)
-    route_token(logits.data() + i * E, bias.empty() ? nullptr : bias.data(), params, ids.i32() + i * K,
-                weights.f32() + i * K);
+  // Per token a few small sorts and allocations (~1 µs): parallel from a few tokens on.
+  ex.pool.parallel_for(n, 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      route_token(logits.data() + i * E, bias.empty() ? nullptr : bias.data(), params, ids.i32() + i * K,
+                  weights.f32() + i * K);
+  });
   if (raw_logits) std::copy(logits.begin(), logits.end(), raw_logits->f32());
 }
 
@@ -157,7 +160,7 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
   uint8_t* hq = act_scratch(1, sh * static_cast<size_t>(S));
   float* h = g.data();  // not g in the lambda: that would be the running thread's own g
   const float* up = u.data();
-  ex.pool.parallel_for(S, I * 3, [&](int64_t b, int64_t e) {
+  ex.pool.parallel_for(S, I * 16, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       float* hp = h + p * I;
       fast_silu_mul(hp, hp, up + p * I, I);
@@ -173,8 +176,23 @@ bool moe_experts_fused(const Exec& ex, float* out, const float* x, int64_t n, in
   }
   run_fast_jobs(ex, jobs.data(), static_cast<int64_t>(jobs.size()));
 
-  std::fill(out, out + n * H, 0.0f);
-  for (int64_t p = 0; p < S; ++p) axpy(out + (slots[p] / K) * H, wts[slots[p]], d.data() + p * H, H);
+  // Each token's row sums its experts' outputs in slot-position order (what one pass over
+  // the positions would add), rows in parallel.
+  thread_local std::vector<int64_t> pos;
+  pos.resize(static_cast<size_t>(S));
+  for (int64_t p = 0; p < S; ++p) pos[static_cast<size_t>(slots[p])] = p;
+  const int64_t* pos_of = pos.data();  // not pos in the lambda: another thread's own vector
+  const float* down = d.data();
+  ex.pool.parallel_for(n, K * H * 8, [&](int64_t b, int64_t e) {
+    thread_local std::vector<int64_t> order;
+    for (int64_t i = b; i < e; ++i) {
+      float* row = out + i * H;
+      std::fill(row, row + H, 0.0f);
+      order.assign(pos_of + i * K, pos_of + (i + 1) * K);
+      std::sort(order.begin(), order.end());
+      for (int64_t p : order) axpy(row, wts[slots[p]], down + p * H, H);
+    }
+  });
   return true;
 }
 

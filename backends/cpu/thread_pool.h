@@ -1,8 +1,8 @@
 // A fixed pool of worker threads running one parallel loop at a time. Callers from
 // several threads (sessions on different threads) take turns; the calling thread
-// works too. Loops must not nest. Between the loops of one step the workers spin briefly
-// instead of sleeping (a step's ops follow each other within microseconds; a futex
-// wake-up costs more than most of them), and sleep once no loop came for kSpin.
+// works too. Loops must not nest. Between the loops of one step, and between steps, the
+// workers spin instead of sleeping (a step's ops follow each other within microseconds; a
+// futex wake-up costs more than most of them), and sleep once no loop came for kSpin.
 #pragma once
 #include <atomic>
 #include <condition_variable>

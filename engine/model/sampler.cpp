@@ -45,7 +45,31 @@ struct Candidates {
   bool sampled = false;  // false: greedy (temperature <= 0, or every score -inf)
 };
 
+// Greedy without biases or penalties, in one pass over the logits (no copy): the first
+// largest allowed score; NaN never wins; 0 when nothing beats -infinity — what the general
+// path's max_element over the masked copy gives.
+int32_t plain_argmax(const float* logits, int64_t vocab, const SamplerParams& p) {
+  float best = -std::numeric_limits<float>::infinity();
+  int32_t id = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (!(logits[i] > best)) continue;
+    if (p.allowed && (i >= static_cast<int64_t>(p.allowed->size()) || !(*p.allowed)[i])) continue;
+    if (p.constraint) {
+      const auto w = static_cast<size_t>(i / 64);
+      if (w >= p.constraint->size() || !(((*p.constraint)[w] >> (i & 63)) & 1)) continue;
+    }
+    best = logits[i];
+    id = static_cast<int32_t>(i);
+  }
+  return id;
+}
+
 Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history) {
+  if (p.temperature <= 0.0f && p.logit_bias.empty() && !(p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f)) {
+    Candidates c;
+    c.greedy = plain_argmax(logits, vocab, p);
+    return c;
+  }
   std::vector<float> score(logits, logits + vocab);
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (float& s : score)  // a NaN logit can never be chosen (and would break the ordering below)
