@@ -190,6 +190,13 @@ class Backend {
   virtual void rmsnorm(Tensor& dst, const Tensor& src, const Tensor& weight, float eps, int64_t cols = 0) = 0;
   // dst[n, N] = src[n, K] · weightᵀ, weight [N, K].
   virtual void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) = 0;
+  // Two matmuls of one input: dst_a = src · weight_aᵀ, dst_b = src · weight_bᵀ (a backend may
+  // prepare src once and run both as one loop; the results are those of two matmul calls).
+  virtual void matmul_pair(Tensor& dst_a, const Tensor& weight_a, Tensor& dst_b, const Tensor& weight_b,
+                           const Tensor& src) {
+    matmul(dst_a, src, weight_a);
+    matmul(dst_b, src, weight_b);
+  }
   // acc += x.
   virtual void add(Tensor& acc, const Tensor& x) = 0;
   // dst = silu(gate) * up.

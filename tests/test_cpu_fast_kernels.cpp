@@ -359,6 +359,34 @@ TEST_P(PackedWeights, APairDoesNotDependOnTileRowsOrThreads) {
 INSTANTIATE_TEST_SUITE_P(PackedDtypes, PackedWeights, ::testing::Values(DType::bf16, DType::q8_0, DType::q5_0, DType::q4_k, DType::q6_k),
                          [](const auto& info) { return name(info.param); });
 
+// gemm_pair (two weights on one input, converted once, one loop) gives the bits of two gemm
+// calls: same dtype (packed or not), two dtypes of one activation format, two formats (Q8_0
+// and Q4_K: no sharing), float32, and the exact precision.
+TEST(FastKernelsPair, TwoWeightsOnOneInputAreTwoGemms) {
+  std::mt19937 rng(9);
+  const std::pair<DType, DType> pairs[] = {{DType::bf16, DType::bf16}, {DType::q8_0, DType::q5_0},
+                                           {DType::q8_0, DType::q4_k}, {DType::f32, DType::f32},
+                                           {DType::q4_k, DType::q6_k}};
+  for (const auto& [da, db] : pairs)
+    for (Precision precision : {Precision::fast, Precision::exact})
+      for (int threads : {1, 2}) {
+        const int64_t k = 512, n = 5;
+        const Weights wa = make_weights(da, 40, k, rng), wb = make_weights(db, 23, k, rng);
+        CpuTensor ta(da, 40, k, wa.bytes.data()), tb(db, 23, k, wb.bytes.data());
+        ta.allow_packing();
+        tb.allow_packing();
+        const std::vector<float> x = make_x(n, k, rng);
+        ThreadPool pool(threads);
+        const Exec ex{pool, precision};
+        std::vector<float> a(static_cast<size_t>(n * 40)), b(static_cast<size_t>(n * 23)), a2(a), b2(b);
+        gemm_pair(ex, x.data(), n, k, ta.matmul_rows(), a.data(), 40, tb.matmul_rows(), b.data(), 23);
+        gemm(ex, x.data(), n, k, ta.matmul_rows(), a2.data(), 40);
+        gemm(ex, x.data(), n, k, tb.matmul_rows(), b2.data(), 23);
+        EXPECT_EQ(0, std::memcmp(a.data(), a2.data(), a.size() * 4)) << name(da) << "+" << name(db);
+        EXPECT_EQ(0, std::memcmp(b.data(), b2.data(), b.size() * 4)) << name(da) << "+" << name(db);
+      }
+}
+
 TEST(PackedWeightsTensor, ATensorPacksOnFirstUseWhenAllowed) {
   if (!packed_wanted(DType::bf16, 64)) GTEST_SKIP() << "SKIP: this CPU has no AVX-512 BF16, so nothing is packed";
   std::mt19937 rng(5);

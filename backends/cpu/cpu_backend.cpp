@@ -231,6 +231,11 @@ class CpuBackend final : public Backend {
   void matmul(Tensor& dst, const Tensor& src, const Tensor& weight) override {
     gemm(ex_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight).matmul_rows(), cpu(dst).f32(), dst.cols());
   }
+  void matmul_pair(Tensor& dst_a, const Tensor& weight_a, Tensor& dst_b, const Tensor& weight_b,
+                   const Tensor& src) override {
+    gemm_pair(ex_, cpu(src).f32(), src.rows(), src.cols(), cpu(weight_a).matmul_rows(), cpu(dst_a).f32(),
+              dst_a.cols(), cpu(weight_b).matmul_rows(), cpu(dst_b).f32(), dst_b.cols());
+  }
 
   void add(Tensor& acc, const Tensor& x) override {
     float* a = cpu(acc).f32();

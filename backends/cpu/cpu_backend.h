@@ -99,6 +99,10 @@ struct Exec {
 // kernels (fast_kernels.h) where the precision and w's dtype have one, else gemm_exact:
 // float32 on exactly decoded weight rows.
 void gemm(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo);
+// gemm with a and then b on the same x: on the fast path, where both weights take the same
+// activation format, x is converted once and both run as one parallel loop (same values).
+void gemm_pair(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& a, float* out_a,
+               int64_t ld_a, const WeightRows& b, float* out_b, int64_t ld_b);
 void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out,
                 int64_t ldo);
 

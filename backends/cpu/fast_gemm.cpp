@@ -134,22 +134,47 @@ void run_fast_jobs(const Exec& ex, FastJob* jobs, int64_t count) {
   });
 }
 
+namespace {
+
+// Jobs [0, count) that share one input x and one activation format: x converted once.
+void run_on_input(const Exec& ex, ActFormat act, const float* x, int64_t n, int64_t ldx, FastJob* jobs, int64_t count) {
+  const int64_t k = jobs[0].w.k;
+  const uint8_t* rows = reinterpret_cast<const uint8_t*>(x);
+  size_t stride = static_cast<size_t>(ldx) * 4;
+  if (act != ActFormat::f32) {
+    stride = act_row_bytes(act, k);
+    uint8_t* buf = act_scratch(0, stride * static_cast<size_t>(n));
+    ex.pool.parallel_for(n, k * 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) convert_activation(act, x + i * ldx, k, buf + i * stride);
+    });
+    rows = buf;
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    jobs[j].x = rows;
+    jobs[j].x_stride = stride;
+  }
+  run_fast_jobs(ex, jobs, count);
+}
+
+}  // namespace
+
 void gemm_fast(const Exec& ex, const FastKernel& kernel, const float* x, int64_t n, int64_t ldx, const WeightRows& w,
                float* out, int64_t ldo) {
   FastJob job{kernel.tile, nullptr, 0, n, w, out, ldo};
-  if (kernel.act == ActFormat::f32) {
-    job.x = reinterpret_cast<const uint8_t*>(x);
-    job.x_stride = static_cast<size_t>(ldx) * 4;
-  } else {
-    const size_t stride = act_row_bytes(kernel.act, w.k);
-    uint8_t* buf = act_scratch(0, stride * static_cast<size_t>(n));
-    ex.pool.parallel_for(n, w.k * 4, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) convert_activation(kernel.act, x + i * ldx, w.k, buf + i * stride);
-    });
-    job.x = buf;
-    job.x_stride = stride;
+  run_on_input(ex, kernel.act, x, n, ldx, &job, 1);
+}
+
+void gemm_pair(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& a, float* out_a,
+               int64_t ld_a, const WeightRows& b, float* out_b, int64_t ld_b) {
+  if (ex.precision == Precision::fast && a.k == b.k) {
+    const FastKernel ka = fast_kernel(a.dtype), kb = fast_kernel(b.dtype);
+    if (ka.tile && kb.tile && ka.act == kb.act) {
+      FastJob jobs[2] = {{ka.tile, nullptr, 0, n, a, out_a, ld_a}, {kb.tile, nullptr, 0, n, b, out_b, ld_b}};
+      return run_on_input(ex, ka.act, x, n, ldx, jobs, 2);
+    }
   }
-  run_fast_jobs(ex, &job, 1);
+  gemm(ex, x, n, ldx, a, out_a, ld_a);
+  gemm(ex, x, n, ldx, b, out_b, ld_b);
 }
 
 void gemm(const Exec& ex, const float* x, int64_t n, int64_t ldx, const WeightRows& w, float* out, int64_t ldo) {

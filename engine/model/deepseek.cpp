@@ -35,13 +35,12 @@ struct Step {
 void mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Tensor& x) {
   Tensor& q = *s.a.q;  // [n, heads·(nope + rope)]
   if (L.q_a) {
-    s.be.matmul(*s.a.c_q, x, *L.q_a);  // [n, q_lora_rank]
+    s.be.matmul_pair(*s.a.c_q, *L.q_a, *s.a.kv_a, *L.kv_a, x);  // [n, q_lora_rank], [n, kv_lora_rank + rope]
     s.be.rmsnorm(*s.a.c_q, *s.a.c_q, *L.q_a_norm, static_cast<float>(s.c.rms_norm_eps));
     s.be.matmul(q, *s.a.c_q, *L.q_b);
   } else {
-    s.be.matmul(q, x, *L.q);
+    s.be.matmul_pair(q, *L.q, *s.a.kv_a, *L.kv_a, x);
   }
-  s.be.matmul(*s.a.kv_a, x, *L.kv_a);  // [n, kv_lora_rank + rope]
   s.be.mla_store(s.pool, layer, *s.a.kv_a, *L.kv_a_norm, static_cast<float>(s.c.rms_norm_eps), s.batch, s.rope);
   s.be.mla_attention(*s.a.attn, q, s.pool, layer, s.batch, backend::MlaWeights{L.kv_b, L.k_b, L.v_b}, s.mla,
                      s.rope);              // [n, heads·v]
@@ -50,8 +49,7 @@ void mla_attention(Step& s, const LayerWeights& L, int64_t layer, const Tensor& 
 
 // SwiGLU MLP of `width` (the dense layers' MLP and the shared experts) into `out`.
 void swiglu_mlp(Step& s, const LayerWeights& L, const Tensor& x, Tensor& gate, Tensor& up, Tensor& out) {
-  s.be.matmul(gate, x, *L.gate);
-  s.be.matmul(up, x, *L.up);
+  s.be.matmul_pair(gate, *L.gate, up, *L.up, x);
   s.be.swiglu(gate, gate, up);
   s.be.matmul(out, gate, *L.down);  // [n, H]
 }
