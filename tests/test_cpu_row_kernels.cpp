@@ -60,18 +60,19 @@ TEST(CpuRowKernels, AxpyRowsIsOneFmaChainPerElement) {
     }
 }
 
-// gemm_kmajor: the same sums as a zeroed row and one axpy per d.
-TEST(CpuRowKernels, GemmKmajorIsTheAxpyLoop) {
+// gemm_kmajor: each element one fused multiply-add chain over d, from zero.
+TEST(CpuRowKernels, GemmKmajorIsOneFmaChainPerElement) {
   for (int64_t m : {64, 512, 70, 5}) {
     for (int64_t k : {32, 1, 13}) {
-      const int64_t n = 3, ldx = k + 1, ldo = m + 2;
+      const int64_t n = 7, ldx = k + 1, ldo = m + 2;
       const std::vector<float> x = random_floats(static_cast<size_t>(n * ldx), 6), w = random_floats(static_cast<size_t>(k * m), 7);
       std::vector<float> out(static_cast<size_t>(n * ldo), -1.0f), want(out);
       gemm_kmajor(x.data(), ldx, n, w.data(), k, m, out.data(), ldo);
       for (int64_t i = 0; i < n; ++i) {
         float* o = want.data() + i * ldo;
         std::fill(o, o + m, 0.0f);
-        for (int64_t d = 0; d < k; ++d) axpy(o, x[i * ldx + d], w.data() + d * m, m);
+        for (int64_t d = 0; d < k; ++d)
+          for (int64_t c = 0; c < m; ++c) o[c] = std::fma(x[i * ldx + d], w[d * m + c], o[c]);
       }
       EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * 4)) << "m=" << m << " k=" << k;
     }

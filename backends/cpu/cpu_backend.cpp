@@ -223,7 +223,8 @@ class CpuBackend final : public Backend {
     float* out = cpu(dst).f32();
     NormWeight nw;
     const float* w = nw.get(cpu(weight).weight_rows());
-    ex_.pool.parallel_for(src.rows(), cols, [&](int64_t begin, int64_t end) {
+    // cost: per row a double-precision sum and a scaling, many times its width in multiply-adds
+    ex_.pool.parallel_for(src.rows(), cols * 32, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) rmsnorm_row(out + i * dst.cols(), in + i * src.cols(), w, eps, cols);
     });
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "backends/cpu/packed.h"
 #include "engine/core/quant.h"
@@ -20,25 +21,19 @@ SIBYL_SIMD_CLONES void axpy(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-SIBYL_SIMD_CLONES void gemm_kmajor(const float* x, int64_t ldx, int64_t n, const float* w, int64_t k, int64_t m,
-                                   float* out, int64_t ldo) {
-  constexpr int64_t kBlock = 64;  // output columns kept in registers while d runs
-  for (int64_t i = 0; i < n; ++i) {
-    const float* xi = x + i * ldx;
-    for (int64_t c0 = 0; c0 < m; c0 += kBlock) {
-      float acc[kBlock] = {};
-      if (m - c0 >= kBlock) {
-        for (int64_t d = 0; d < k; ++d) {
-          const float a = xi[d];
-          const float* wr = w + d * m + c0;
-          for (int64_t c = 0; c < kBlock; ++c) acc[c] += a * wr[c];
-        }
-      } else {
-        for (int64_t d = 0; d < k; ++d)
-          for (int64_t c = 0; c < m - c0; ++c) acc[c] += xi[d] * w[d * m + c0 + c];
-      }
-      std::memcpy(out + i * ldo + c0, acc, static_cast<size_t>(std::min(kBlock, m - c0)) * 4);
+void gemm_kmajor(const float* x, int64_t ldx, int64_t n, const float* w, int64_t k, int64_t m, float* out,
+                 int64_t ldo) {
+  // Four rows at a time through axpy_rows: the k rows of w are the rows, x's rows the weights.
+  std::vector<const float*> rows(static_cast<size_t>(k));
+  for (int64_t d = 0; d < k; ++d) rows[static_cast<size_t>(d)] = w + d * m;
+  for (int64_t i = 0; i < n; i += 4) {
+    const int ny = static_cast<int>(std::min<int64_t>(4, n - i));
+    float* y[4];
+    for (int g = 0; g < ny; ++g) {
+      y[g] = out + (i + g) * ldo;
+      std::fill(y[g], y[g] + m, 0.0f);
     }
+    axpy_rows(y, x + i * ldx, ldx, ny, rows.data(), k, m);
   }
 }
 

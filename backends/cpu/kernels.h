@@ -23,7 +23,8 @@ void axpy(float* y, float a, const float* x, int64_t n);  // y += a·x
 void axpy_rows(float* const* y, const float* a, int64_t lda, int n_y, const float* const* rows, int64_t n_rows,
                int64_t n);
 // out[i·ldo + c] = Σ_d x[i·ldx + d]·w[d·m + c] for i < n, c < m: rows of x times a [k, m]
-// matrix stored row-major (W_UK in kv_b's layout), each sum over d in order, as y += a·x would.
+// matrix stored row-major (W_UK in kv_b's layout); each element one fused multiply-add chain
+// over d in order (axpy_rows, from zero).
 void gemm_kmajor(const float* x, int64_t ldx, int64_t n, const float* w, int64_t k, int64_t m, float* out,
                  int64_t ldo);
 void to_f32(float* dst, const void* src, DType dtype, int64_t n);  // f8_e4m3 unscaled; i32/i64 give zeros

@@ -273,7 +273,7 @@ void Scheduler::run_mtp_locked() {
   }
   if (steps.empty()) return;
   model_.copy_pages(copies);
-  std::vector<float> logits;
+  std::vector<float>& logits = logits_;  // consumed below, before the main step reuses it
   model_.forward_mtp(steps, logits);
   const int64_t vocab = model_.config().vocab_size;
   int64_t row = 0;
@@ -395,7 +395,8 @@ void Scheduler::run_step_locked(int64_t budget_us, StepReport& report, std::vect
       std::vector<SeqStep> seqs;
       seqs.reserve(entries.size());
       for (const Entry& e : entries) seqs.push_back(e.step);
-      std::vector<float> logits, hidden;
+      std::vector<float>& logits = logits_;
+      std::vector<float>& hidden = hidden_;
       const Failure* failure = nullptr;
       Failure caught(Errc::internal, "");
       const bool mtp = model_.has_mtp();

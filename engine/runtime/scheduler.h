@@ -85,6 +85,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Job>> active_;
   size_t rotate_ = 0;        // fairness: where the next step starts taking prompt chunks
   double us_per_row_ = 0.0;  // measured cost (EMA)
+  std::vector<float> logits_, hidden_;  // a step's outputs, reused (no allocation per step)
   double us_per_step_ = 0.0;
 
   std::once_flag workers_started_;
