@@ -2,7 +2,8 @@
 // several threads (sessions on different threads) take turns; the calling thread
 // works too. Loops must not nest. Between the loops of one step, and between steps, the
 // workers spin instead of sleeping (a step's ops follow each other within microseconds; a
-// futex wake-up costs more than most of them), and sleep once no loop came for kSpin.
+// futex wake-up costs more than most of them; a spinning thread yields to other runnable
+// threads), and sleep once no loop came for kSpin.
 #pragma once
 #include <atomic>
 #include <condition_variable>
