@@ -15,6 +15,7 @@
 #include "backends/cpu/fast_kernels.h"
 #include "backends/cpu/packed.h"
 #include "backends/cpu/simd.h"
+#include "tests/cpu_simd_levels.h"
 #include "engine/core/quant.h"
 
 namespace sibyl::backend::cpu {
@@ -93,16 +94,6 @@ struct Case {
 
 const Case kCases[] = {{DType::f32, 1},  {DType::f16, 1},  {DType::bf16, 1}, {DType::f8_e4m3, 1},
                        {DType::q8_0, 32}, {DType::q5_0, 32}, {DType::q4_k, 256}, {DType::q6_k, 256}};
-
-std::vector<SimdLevel> levels() {
-  std::vector<SimdLevel> out;
-  for (int l = 0; l <= static_cast<int>(SimdLevel::avx512_bf16); ++l) {
-    simd_cap(static_cast<SimdLevel>(l));
-    if (simd_best() == static_cast<SimdLevel>(l)) out.push_back(static_cast<SimdLevel>(l));
-  }
-  simd_cap(SimdLevel::avx512_bf16);
-  return out;
-}
 
 class FastKernels : public ::testing::TestWithParam<Case> {
  protected:

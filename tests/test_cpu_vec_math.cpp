@@ -12,19 +12,10 @@
 
 #include "backends/cpu/simd.h"
 #include "backends/cpu/vec_math.h"
+#include "tests/cpu_simd_levels.h"
 
 namespace sibyl::backend::cpu {
 namespace {
-
-std::vector<SimdLevel> levels() {
-  std::vector<SimdLevel> out;
-  for (int l = 0; l <= static_cast<int>(SimdLevel::avx512_bf16); ++l) {
-    simd_cap(static_cast<SimdLevel>(l));
-    if (simd_best() == static_cast<SimdLevel>(l)) out.push_back(static_cast<SimdLevel>(l));
-  }
-  simd_cap(SimdLevel::avx512_bf16);
-  return out;
-}
 
 class VecMath : public ::testing::Test {
  protected:
