@@ -20,6 +20,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -162,6 +163,14 @@ class Backend {
   // bitwise independent of the other rows of the step, their count and the thread count.
   // The engine relies on it for batch-invariant (deterministic) results (CPU: yes).
   virtual bool batch_invariant() const { return false; }
+  // How many steps may run side by side inside run_lanes(), each on its own thread with its
+  // own plan and sequences (its ops then run on that thread alone). A large decode batch
+  // split in lanes skips a synchronisation per op; 1: one step at a time (device backends).
+  virtual int step_lanes() const { return 1; }
+  // Calls lane(0) … lane(n - 1): side by side when n <= step_lanes(), else one by one.
+  virtual void run_lanes(int n, const std::function<void(int)>& lane) {
+    for (int i = 0; i < n; ++i) lane(i);
+  }
 
   // ---- memory
   virtual std::unique_ptr<Tensor> upload(const HostWeight& w) = 0;

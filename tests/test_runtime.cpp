@@ -113,6 +113,64 @@ TEST(Runtime, BatchedStepsAreBitwiseEqualToSessionsAlone) {
   }
 }
 
+// A decode step of many sessions runs in lanes side by side (one per CPU thread, here 3 on
+// any machine): each lane's rows are still bitwise what they are alone, also when the
+// lanes carry several rows of one sequence, and the logits come back in sequence order.
+TEST(Runtime, StepsSplitInLanesAreBitwiseEqualToSessionsAlone) {
+  ModelLoadOptions o;
+  o.backend = backend::BackendKind::cpu;
+  o.backend_options.n_threads = 3;
+  o.scheduler.workers = 0;
+  o.kv_page_tokens = 16;
+  const auto m = Model::load(data_dir() + "/tiny-v3", o);
+  const int64_t vocab = m->config().vocab_size;
+  constexpr int kSessions = 9, kSteps = 3;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<Trace> alone;
+  for (int i = 0; i < kSessions; ++i) {
+    prompts.push_back(random_tokens(static_cast<size_t>(3 + 5 * i), vocab, 300 + i));
+    alone.push_back(run_alone(m, prompts.back(), kSteps));
+  }
+  const int64_t lanes_before = m->lane_steps();
+  std::vector<std::unique_ptr<Session>> sessions;
+  for (int i = 0; i < kSessions; ++i) sessions.push_back(std::make_unique<Session>(m, SessionOptions{}));
+  std::lock_guard lock(m->step_mutex());
+  // Every prompt's first two tokens in one step (9 sequences of 2 rows: 3 lanes of 6 rows),
+  // then the rest of each prompt alone, then the sessions decode together.
+  auto run = [&](const std::vector<std::vector<int32_t>>& feeds, LogitsMode mode) {
+    std::vector<SeqStep> seqs;
+    for (int i = 0; i < kSessions; ++i) {
+      std::vector<PageCopy> copies;
+      EXPECT_TRUE(sessions[i]->reserve(*m, static_cast<int64_t>(feeds[i].size()), copies));
+      seqs.push_back(sessions[i]->step_for(feeds[i].data(), static_cast<int64_t>(feeds[i].size()), mode,
+                                           AttentionPath::automatic));
+    }
+    std::vector<float> logits;
+    m->forward(seqs, logits);
+    for (int i = 0; i < kSessions; ++i)
+      sessions[i]->commit(*m, feeds[i].data(), static_cast<int64_t>(feeds[i].size()),
+                          mode == LogitsMode::last ? logits.data() + i * vocab : nullptr, mode == LogitsMode::last);
+    return logits;
+  };
+  std::vector<std::vector<int32_t>> heads, feeds(kSessions);
+  for (const auto& p : prompts) heads.emplace_back(p.begin(), p.begin() + 2);
+  run(heads, LogitsMode::none);
+  for (int i = 0; i < kSessions; ++i) {
+    const std::vector<int32_t> rest(prompts[i].begin() + 2, prompts[i].end());
+    sessions[i]->append(rest.data(), static_cast<int64_t>(rest.size()), LogitsMode::last);
+    ASSERT_TRUE(bitwise_equal(sessions[i]->logits(), alone[i].logits[0])) << "session " << i;
+  }
+  for (int step = 0; step + 1 < kSteps; ++step) {
+    for (int i = 0; i < kSessions; ++i) feeds[i] = {alone[i].tokens[step]};
+    const std::vector<float> logits = run(feeds, LogitsMode::last);
+    for (int i = 0; i < kSessions; ++i)
+      EXPECT_TRUE(bitwise_equal(std::vector<float>(logits.begin() + i * vocab, logits.begin() + (i + 1) * vocab),
+                                alone[i].logits[step + 1]))
+          << "session " << i << " step " << step;
+  }
+  EXPECT_EQ(m->lane_steps() - lanes_before, kSteps);  // the prompt heads' step and each decode step
+}
+
 TEST(Runtime, ConcurrentRequestsMatchSessionsAloneBitwise) {
   const auto m = load(reasoner_dir(), 1);
   const int64_t vocab = m->config().vocab_size;

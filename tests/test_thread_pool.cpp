@@ -1,8 +1,11 @@
 // The CPU backend's thread pool: every item runs once, loops from several threads take
-// turns, and an exception thrown by a worker reaches the caller with the pool still usable.
+// turns, and an exception thrown by a worker reaches the caller with the pool still usable;
+// lanes run each once, with their loops inline on the lane's thread.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -47,6 +50,57 @@ TEST(ThreadPool, ExceptionReachesTheCallerAndThePoolGoesOn) {
     std::atomic<int64_t> done{0};
     pool.parallel_for(64, kBigCost, [&](int64_t b, int64_t e) { done += e - b; });
     EXPECT_EQ(done.load(), 64);
+  }
+}
+
+TEST(ThreadPool, LanesRunOnceEachWithTheirLoopsInline) {
+  ThreadPool pool(3);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<std::atomic<int>> ran(5);
+    std::atomic<int> foreign{0};  // loop chunks that ran on another thread than their lane
+    std::mutex mu;
+    std::set<std::thread::id> lane_threads;
+    pool.run_lanes(5, [&](int lane) {
+      ran[lane]++;
+      const auto me = std::this_thread::get_id();
+      {
+        std::lock_guard lock(mu);
+        lane_threads.insert(me);
+      }
+      int64_t covered = 0;
+      pool.parallel_for(100, kBigCost, [&](int64_t b, int64_t e) {
+        if (std::this_thread::get_id() != me) foreign++;
+        covered += e - b;
+      });
+      EXPECT_EQ(covered, 100);
+      pool.run_lanes(2, [&](int) {  // nested: one after another, on this thread
+        if (std::this_thread::get_id() != me) foreign++;
+      });
+    });
+    for (auto& r : ran) EXPECT_EQ(r.load(), 1);
+    EXPECT_EQ(foreign.load(), 0);
+    EXPECT_LE(lane_threads.size(), 3u);
+  }
+  // Outside the lanes, loops are parallel again (and still cover every item).
+  std::atomic<int64_t> done{0};
+  pool.parallel_for(1000, kBigCost, [&](int64_t b, int64_t e) { done += e - b; });
+  EXPECT_EQ(done.load(), 1000);
+}
+
+TEST(ThreadPool, ALaneExceptionReachesTheCaller) {
+  ThreadPool pool(2);
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> ran{0};
+    EXPECT_THROW(pool.run_lanes(2,
+                                [&](int lane) {
+                                  ran++;
+                                  if (lane == 1) throw std::runtime_error("lane");
+                                }),
+                 std::runtime_error);
+    EXPECT_GE(ran.load(), 1);
+    std::atomic<int> after{0};
+    pool.run_lanes(2, [&](int) { after++; });
+    EXPECT_EQ(after.load(), 2);
   }
 }
 

@@ -164,6 +164,8 @@ class CpuBackend final : public Backend {
   Precision precision() const override { return ex_.precision; }
   const char* cpu_simd() const override { return simd_name(simd_best()); }
   bool batch_invariant() const override { return true; }  // every op is row by row (see gemm, mla)
+  int step_lanes() const override { return pool_.size(); }
+  void run_lanes(int n, const std::function<void(int)>& lane) override { pool_.run_lanes(n, lane); }
 
   std::unique_ptr<Tensor> upload(const HostWeight& w) override {
     // Weights stay in the memory map (zero copy) unless misaligned for their dtype.

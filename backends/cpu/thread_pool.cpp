@@ -42,6 +42,9 @@ bool spin_until(F ready) {
   }
 }
 
+// Set while this thread runs a lane: its loops run inline.
+thread_local bool tl_in_lane = false;
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads, int nice) {
@@ -111,7 +114,7 @@ void ThreadPool::worker_loop() {
 void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   constexpr int64_t kInlineWork = 1 << 18;  // below this, waking workers costs more than it saves
-  if (workers_.empty() || n == 1 || n * std::max<int64_t>(cost, 1) < kInlineWork) {
+  if (tl_in_lane || workers_.empty() || n == 1 || n * std::max<int64_t>(cost, 1) < kInlineWork) {
     fn(0, n);
     return;
   }
@@ -138,6 +141,22 @@ void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(
   std::lock_guard lock(mutex_);
   fn_ = nullptr;
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void ThreadPool::run_lanes(int n, const std::function<void(int)>& fn) {
+  const auto lanes = [&](int64_t begin, int64_t end) {
+    const bool outer = !tl_in_lane;
+    tl_in_lane = true;
+    try {
+      for (int64_t i = begin; i < end; ++i) fn(static_cast<int>(i));
+    } catch (...) {
+      if (outer) tl_in_lane = false;
+      throw;
+    }
+    if (outer) tl_in_lane = false;
+  };
+  // A lane is far more work than a wake-up: never inline for its size (one lane per chunk).
+  parallel_for(n, int64_t{1} << 40, lanes);
 }
 
 }  // namespace sibyl::backend::cpu

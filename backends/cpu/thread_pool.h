@@ -31,6 +31,11 @@ class ThreadPool {
   // (e.g. multiply-adds); small loops run inline on the caller.
   void parallel_for(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Calls fn(0) … fn(n - 1), each on one thread of the pool (the caller too), and inside
+  // them every parallel_for runs inline on that thread: n independent jobs side by side,
+  // without a synchronisation per op. Nested in a lane, the lanes run one after another.
+  void run_lanes(int n, const std::function<void(int)>& fn);
+
  private:
   void worker_loop();
   void run_chunks();

@@ -1,5 +1,6 @@
 // A loaded model: config, weights on a backend, RoPE tables, and the forward pass.
 #pragma once
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -106,13 +107,25 @@ class Model {
   bool has_mtp() const { return weights_.mtp != nullptr; }
   // Runs the page copies of copy-on-write in a step of their own.
   void copy_pages(const std::vector<PageCopy>& copies);
+  // Steps that ran split in lanes (run_step) since the model loaded.
+  int64_t lane_steps() const { return lane_steps_; }
 
  private:
   Model() = default;
   StepPlan& plan(const StepPlan::Key& key);
-  StepPlan& prepare_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, backend::StepBatch& batch);
+  StepPlan& prepare_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, backend::StepBatch& batch,
+                         int lane);
+  // The ops of a step on its plan, through finish_step.
+  using StepBody = std::function<void(StepPlan& a, const backend::StepBatch& batch, std::vector<float>& logits,
+                                      std::vector<float>* hidden)>;
+  // Prepares and runs a step: in lanes side by side when the backend has them and the batch
+  // splits evenly (see lane_cuts in deepseek.cpp), else as one.
+  void run_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, const StepBody& body,
+                std::vector<float>& logits, std::vector<float>* hidden);
   void finish_step(StepPlan& a, const backend::Tensor& head, std::vector<float>& logits, std::vector<float>* hidden);
   static constexpr size_t kMaxPlans = 16;
+  static constexpr int kMaxLanes = 8;  // a split step's plans all stay cached while it runs
+  static_assert(static_cast<size_t>(kMaxLanes) < kMaxPlans);
 
   void load_text_support();
   std::shared_ptr<backend::Backend> backend_;
@@ -130,6 +143,14 @@ class Model {
   uint64_t plans_made_ = 0;
   uint64_t fingerprint_ = 0;
   StepInputs inputs_;
+  struct Lane {  // one lane of a split step
+    std::vector<SeqStep> seqs;
+    backend::StepBatch batch;
+    StepPlan* plan = nullptr;
+    std::vector<float> logits, hidden;
+  };
+  std::vector<Lane> lanes_;
+  int64_t lane_steps_ = 0;
 };
 
 }  // namespace sibyl::engine

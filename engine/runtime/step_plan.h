@@ -31,6 +31,7 @@ struct StepPlan {
     int64_t rows, seqs, table_cols, logits_rows;
     bool observed;
     bool mtp;  // a multi-token-prediction step (has mtp_hidden)
+    int lane;  // steps run side by side (Backend::run_lanes) each have their own plan
     bool operator==(const Key&) const = default;
   };
   using TensorPtr = std::unique_ptr<backend::Tensor>;
