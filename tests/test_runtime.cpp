@@ -9,10 +9,10 @@
 #include <random>
 #include <thread>
 
-#include "engine/formats/file_util.h"
-#include "fixture_util.h"
 #include "engine/chat/reasoning.h"
+#include "engine/formats/file_util.h"
 #include "engine/runtime/blocking.h"
+#include "fixture_util.h"
 
 namespace sibyl::engine::test {
 namespace {
@@ -116,10 +116,13 @@ TEST(Runtime, BatchedStepsAreBitwiseEqualToSessionsAlone) {
 // A decode step of many sessions runs in lanes side by side (one per CPU thread, here 3 on
 // any machine): each lane's rows are still bitwise what they are alone, also when the
 // lanes carry several rows of one sequence, and the logits come back in sequence order.
-TEST(Runtime, StepsSplitInLanesAreBitwiseEqualToSessionsAlone) {
+class RuntimeLanes : public ::testing::TestWithParam<backend::Precision> {};
+
+TEST_P(RuntimeLanes, StepsSplitInLanesAreBitwiseEqualToSessionsAlone) {
   ModelLoadOptions o;
   o.backend = backend::BackendKind::cpu;
   o.backend_options.n_threads = 3;
+  o.backend_options.precision = GetParam();
   o.scheduler.workers = 0;
   o.kv_page_tokens = 16;
   const auto m = Model::load(data_dir() + "/tiny-v3", o);
@@ -170,6 +173,10 @@ TEST(Runtime, StepsSplitInLanesAreBitwiseEqualToSessionsAlone) {
   }
   EXPECT_EQ(m->lane_steps() - lanes_before, kSteps);  // the prompt heads' step and each decode step
 }
+
+INSTANTIATE_TEST_SUITE_P(Precisions, RuntimeLanes,
+                         ::testing::Values(backend::Precision::exact, backend::Precision::fast),
+                         [](const auto& info) { return info.param == backend::Precision::fast ? "fast" : "exact"; });
 
 TEST(Runtime, ConcurrentRequestsMatchSessionsAloneBitwise) {
   const auto m = load(reasoner_dir(), 1);

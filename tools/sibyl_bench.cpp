@@ -24,8 +24,9 @@ static const char* kUsage =
     "  --reps R      repetitions; the median is reported (default 5)\n"
     SIBYL_CLI_MODEL_FLAGS_HELP
     "  --sessions N  also N concurrent sessions through the scheduler (a list such as 1,32 alternates\n"
-    "                the counts rep by rep): each fills --prompt tokens, then all decode --gen tokens\n"
-    "                at once; reports aggregate decode tokens/s and per-session latency\n"
+    "                the counts rep by rep): all submit --prompt tokens at once, then all decode --gen\n"
+    "                tokens at once; reports aggregate prompt and decode tokens/s and per-session\n"
+    "                latency (with one count, its aggregates are the JSON's top-level figures)\n"
     "  --mtp         also compare decoding with speculative decoding (the model's MTP layer) and\n"
     "                without, alternated rep by rep: chat prompts, up to --gen tokens through the\n"
     "                blocking generate call; prints both rates, their ratio and the acceptance\n"
@@ -84,39 +85,57 @@ std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
 
 // Decode through the scheduler: every session holds its prompt, then all generate at once.
 struct SessionsRun {
-  double gen_tokens_per_s = 0, latency_ms_p50 = 0, latency_ms_max = 0, first_token_ms_p50 = 0;
+  double prompt_tokens_per_s = 0, gen_tokens_per_s = 0, latency_ms_p50 = 0, latency_ms_max = 0,
+         first_token_ms_p50 = 0;
 };
+
+// Waits for a request's end (its events read and dropped); exits on a failure.
+void wait_done(sibyl_request* r) {
+  sibyl_event e;
+  e.struct_size = sizeof e;
+  for (;;) {
+    check(sibyl_request_wait(r, -1, nullptr), "wait");
+    check(sibyl_request_poll(r, &e), "poll");
+    if (e.type == SIBYL_EVENT_DONE) break;
+  }
+  if (e.status != SIBYL_OK) {
+    std::fprintf(stderr, "error: a session failed: %s\n", e.text);
+    std::exit(1);
+  }
+}
 
 SessionsRun run_sessions(sibyl_model* model, const sibyl_model_info& info, long long n_sessions, long long n_prompt,
                          long long n_gen, uint32_t salt) {
+  SessionsRun out;
   std::vector<sibyl_session*> sessions(static_cast<size_t>(n_sessions));
+  std::vector<std::vector<int32_t>> prompts;
   for (long long i = 0; i < n_sessions; ++i) {
     check(sibyl_session_create(model, nullptr, &sessions[i]), "session");
-    std::vector<int32_t> p = tokens(static_cast<size_t>(std::max(1LL, n_prompt)), info.vocab_size,
-                                    salt * 977u + static_cast<uint32_t>(i));
-    check(sibyl_session_append(sessions[i], p.data(), p.size(), SIBYL_LOGITS_LAST), "prompt");
+    prompts.push_back(tokens(static_cast<size_t>(std::max(1LL, n_prompt)), info.vocab_size,
+                             salt * 977u + static_cast<uint32_t>(i)));
   }
   sibyl_generate_options g;
   sibyl_generate_options_init(&g);
-  g.max_new_tokens = static_cast<uint32_t>(n_gen);
   g.stop_at_eos = 0;
   std::vector<sibyl_request*> requests(sessions.size());
+  // Every prompt at once (generate 0 tokens: the scheduler batches the prompts' chunks).
+  g.max_new_tokens = 0;
   auto t0 = Clock::now();
+  for (size_t i = 0; i < sessions.size(); ++i)
+    check(sibyl_session_submit_generate(sessions[i], prompts[i].data(), prompts[i].size(), &g, nullptr, &requests[i]),
+          "submit prompt");
+  for (sibyl_request* r : requests) wait_done(r);
+  out.prompt_tokens_per_s = static_cast<double>(n_sessions * std::max(1LL, n_prompt)) /
+                            std::chrono::duration<double>(Clock::now() - t0).count();
+  for (sibyl_request* r : requests) sibyl_request_destroy(r);
+  // Then all decode at once.
+  g.max_new_tokens = static_cast<uint32_t>(n_gen);
+  t0 = Clock::now();
   for (size_t i = 0; i < sessions.size(); ++i)
     check(sibyl_session_submit_generate(sessions[i], nullptr, 0, &g, nullptr, &requests[i]), "submit");
   std::vector<double> latency, first;
   for (sibyl_request* r : requests) {
-    sibyl_event e;
-    e.struct_size = sizeof e;
-    for (;;) {
-      check(sibyl_request_wait(r, -1, nullptr), "wait");
-      check(sibyl_request_poll(r, &e), "poll");
-      if (e.type == SIBYL_EVENT_DONE) break;
-    }
-    if (e.status != SIBYL_OK) {
-      std::fprintf(stderr, "error: a session failed: %s\n", e.text);
-      std::exit(1);
-    }
+    wait_done(r);
     sibyl_chat_result res;
     res.struct_size = sizeof res;
     check(sibyl_request_result(r, &res), "result");
@@ -126,7 +145,6 @@ SessionsRun run_sessions(sibyl_model* model, const sibyl_model_info& info, long 
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   for (sibyl_request* r : requests) sibyl_request_destroy(r);
   for (sibyl_session* s : sessions) sibyl_session_destroy(s);
-  SessionsRun out;
   out.gen_tokens_per_s = static_cast<double>(n_sessions * n_gen) / seconds;
   out.latency_ms_p50 = median(latency);
   out.latency_ms_max = *std::max_element(latency.begin(), latency.end());
@@ -254,6 +272,7 @@ int main(int argc, char** argv) {
   const double fraction = ceiling > 0 ? median(tg) / ceiling : 0.0;
   const char* precision = info.precision == SIBYL_PRECISION_EXACT ? "exact" : "fast";
   const double gen_top = counts.size() == 1 ? med(runs[0], &SessionsRun::gen_tokens_per_s) : median(tg);
+  const double prompt_top = counts.size() == 1 ? med(runs[0], &SessionsRun::prompt_tokens_per_s) : median(pp);
   if (args.has("--json")) {
     std::printf("{\"model\": \"%s\", \"backend\": \"%s\", \"parameters\": %llu, \"depth\": %lld, "
                 "\"prompt_tokens\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens\": %lld, "
@@ -263,18 +282,20 @@ int main(int argc, char** argv) {
                 "\"decode_bytes_per_token\": %.0f, \"read_bandwidth_gb_s\": %.3f, "
                 "\"ceiling_tokens_per_s\": %.3f, \"ceiling_fraction\": %.4f",
                 sibyl::cli::default_model_dir_or(args).c_str(), info.backend, static_cast<unsigned long long>(info.n_parameters), depth,
-                n_prompt, median(pp), n_gen, gen_top, reps,
+                n_prompt, prompt_top, n_gen, gen_top, reps,
                 static_cast<unsigned long long>(info.kv_bytes_per_token), load_ms, first_token_ms, rss_start,
                 rss_loaded, rss_first_token, precision, info.cpu_simd, token_bytes, bandwidth / 1e9, ceiling,
                 fraction);
-    // With one --sessions count, its aggregate is the top-level gen_tokens_per_s as well.
+    // With one --sessions count, its aggregates are the top-level prompt_/gen_tokens_per_s as well.
     if (counts.size() == 1)
-      std::printf(", \"sessions\": %lld, \"single_gen_tokens_per_s\": %.3f", counts[0], median(tg));
+      std::printf(", \"sessions\": %lld, \"single_prompt_tokens_per_s\": %.3f, \"single_gen_tokens_per_s\": %.3f",
+                  counts[0], median(pp), median(tg));
     std::printf(", \"sessions_runs\": [");
     for (size_t c = 0; c < counts.size(); ++c)
-      std::printf("%s{\"sessions\": %lld, \"gen_tokens_per_s\": %.3f, \"latency_ms_p50\": %.3f, "
-                  "\"latency_ms_max\": %.3f, \"first_token_ms_p50\": %.3f}",
-                  c ? ", " : "", counts[c], med(runs[c], &SessionsRun::gen_tokens_per_s),
+      std::printf("%s{\"sessions\": %lld, \"prompt_tokens_per_s\": %.3f, \"gen_tokens_per_s\": %.3f, "
+                  "\"latency_ms_p50\": %.3f, \"latency_ms_max\": %.3f, \"first_token_ms_p50\": %.3f}",
+                  c ? ", " : "", counts[c], med(runs[c], &SessionsRun::prompt_tokens_per_s),
+                  med(runs[c], &SessionsRun::gen_tokens_per_s),
                   med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max),
                   med(runs[c], &SessionsRun::first_token_ms_p50));
     std::printf("]");
@@ -309,10 +330,13 @@ int main(int argc, char** argv) {
     std::printf("| test            | depth | tokens/s (median of %lld) |\n|-----------------|-------|---------|\n", reps);
     if (n_prompt > 0) std::printf("| pp%-13lld | %5lld | %9.1f |\n", n_prompt, depth, median(pp));
     if (n_gen > 0) std::printf("| tg%-13lld | %5lld | %9.1f |\n", n_gen, depth, median(tg));
-    for (size_t c = 0; c < counts.size(); ++c)
+    for (size_t c = 0; c < counts.size(); ++c) {
+      std::printf("| pp%lld x%-4lld sess |     0 | %9.1f | aggregate, every prompt submitted at once\n",
+                  std::max(1LL, n_prompt), counts[c], med(runs[c], &SessionsRun::prompt_tokens_per_s));
       std::printf("| tg%lld x%-4lld sess | %5lld | %9.1f | aggregate; per session %.1f ms median, %.1f ms max\n",
                   n_gen, counts[c], n_prompt, med(runs[c], &SessionsRun::gen_tokens_per_s),
                   med(runs[c], &SessionsRun::latency_ms_p50), med(runs[c], &SessionsRun::latency_ms_max));
+    }
     if (compare_mtp) {
       std::printf("| chat tg (MTP)   |     0 | %9.1f | speculative decoding: %.2fx, drafts accepted %.1f %% (%llu of %llu)\n",
                   mtp.with_tokens_per_s, mtp_speedup, 100.0 * acceptance,
