@@ -1,5 +1,6 @@
 // The CPU backend's float32 building blocks that the attention and norms use: each against
-// its definition (bitwise where the kernel promises the same sums), on odd shapes.
+// its definition (bitwise where the kernel promises the same sums), on odd shapes; the rope
+// angles each thread keeps per position against computing them afresh.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,11 +22,48 @@ std::vector<float> random_floats(size_t n, unsigned seed, float scale = 1.0f) {
   return v;
 }
 
+// cos/sin (× the attention factor) of inv_freq · pos, as the reference computes them.
+std::vector<float> angles_by_definition(const std::vector<float>& inv_freq, int32_t pos, float factor) {
+  std::vector<float> cs;
+  for (float f : inv_freq) {
+    const float angle = f * static_cast<float>(pos);
+    cs.push_back(static_cast<float>(std::cos(static_cast<double>(angle))) * factor);
+    cs.push_back(static_cast<float>(std::sin(static_cast<double>(angle))) * factor);
+  }
+  return cs;
+}
+
+// The angles a thread keeps per position follow every input they depend on: positions that
+// share a slot, new inv_freq values in the same tensor (a later model at the same address),
+// another attention factor, and rope dims past what is kept.
+TEST(CpuRowKernels, RopeAnglesAreTheDefinitionsAfterEveryChange) {
+  for (int64_t dim : {16, 64, 128}) {
+    CpuTensor freq(DType::f32, 1, dim / 2);
+    for (float factor : {1.0f, 1.25f}) {
+      for (int round = 0; round < 3; ++round) {  // new frequencies, same tensor and factor
+        std::vector<float> values =
+            random_floats(static_cast<size_t>(dim / 2), 40 + static_cast<unsigned>(round), 0.3f);
+        for (auto& v : values) v = std::fabs(v);
+        std::memcpy(freq.mutable_bytes(), values.data(), values.size() * 4);
+        const RopeParams rope{&freq, factor, true};
+        for (int pass = 0; pass < 2; ++pass)  // the second pass reads what the first kept
+          for (int32_t pos : {0, 1, 31, 32, 33, 64, 95, 1000, 1032, 7}) {
+            std::vector<float> got(static_cast<size_t>(dim));
+            rope_angles(got.data(), dim, pos, rope);
+            EXPECT_EQ(got, angles_by_definition(values, pos, factor))
+                << "dim " << dim << " round " << round << " factor " << factor << " pos " << pos;
+          }
+      }
+    }
+  }
+}
+
 // A 4 × 4 tile is, pair by pair, bitwise dot() — with and without a tail past the last 16.
 TEST(CpuRowKernels, Tile4x4IsBitwiseDotForEveryPair) {
   for (int64_t k : {16, 32, 80, 576, 17, 45, 3}) {
     const int64_t ldx = k + 5;
-    const std::vector<float> x = random_floats(static_cast<size_t>(4 * ldx), 1), w = random_floats(static_cast<size_t>(4 * k), 2);
+    const std::vector<float> x = random_floats(static_cast<size_t>(4 * ldx), 1),
+                             w = random_floats(static_cast<size_t>(4 * k), 2);
     const float* rows[4] = {w.data(), w.data() + k, w.data() + 2 * k, w.data() + 3 * k};
     float out[4 * 6];
     dot_4x4(x.data(), ldx, rows, k, out, 6);
@@ -65,7 +103,8 @@ TEST(CpuRowKernels, GemmKmajorIsOneFmaChainPerElement) {
   for (int64_t m : {64, 512, 70, 5}) {
     for (int64_t k : {32, 1, 13}) {
       const int64_t n = 7, ldx = k + 1, ldo = m + 2;
-      const std::vector<float> x = random_floats(static_cast<size_t>(n * ldx), 6), w = random_floats(static_cast<size_t>(k * m), 7);
+      const std::vector<float> x = random_floats(static_cast<size_t>(n * ldx), 6),
+                               w = random_floats(static_cast<size_t>(k * m), 7);
       std::vector<float> out(static_cast<size_t>(n * ldo), -1.0f), want(out);
       gemm_kmajor(x.data(), ldx, n, w.data(), k, m, out.data(), ldo);
       for (int64_t i = 0; i < n; ++i) {

@@ -105,14 +105,49 @@ void gemm_exact(ThreadPool& pool, const float* x, int64_t n, int64_t ldx, const 
   });
 }
 
-void rope_angles(float* cs, int64_t dim, int32_t pos, const RopeParams& rope) {
-  const float* inv_freq = cpu(*rope.inv_freq).f32();
+namespace {
+
+// A position's angles are asked for by every layer's latent store and attention: each thread
+// keeps the last ones per position slot, keyed by everything they depend on (the inv_freq
+// values themselves, not the tensor's address, which a later model may reuse).
+struct RopeCache {
+  static constexpr int64_t kSlots = 32, kMaxDim = 64;
+  struct Slot {
+    int32_t pos = -1;
+    int64_t dim = 0;
+    float factor = 0.0f;
+    float freq[kMaxDim / 2];
+    float cs[kMaxDim];
+  };
+  Slot slots[kSlots];
+};
+
+void compute_rope_angles(float* cs, int64_t dim, int32_t pos, const float* inv_freq, float factor) {
   for (int64_t i = 0; i < dim / 2; ++i) {
     // Same float32 angle as the reference (inv_freq · position in float32).
     const float angle = inv_freq[i] * static_cast<float>(pos);
-    cs[2 * i] = static_cast<float>(std::cos(static_cast<double>(angle))) * rope.attention_factor;
-    cs[2 * i + 1] = static_cast<float>(std::sin(static_cast<double>(angle))) * rope.attention_factor;
+    cs[2 * i] = static_cast<float>(std::cos(static_cast<double>(angle))) * factor;
+    cs[2 * i + 1] = static_cast<float>(std::sin(static_cast<double>(angle))) * factor;
   }
+}
+
+}  // namespace
+
+void rope_angles(float* cs, int64_t dim, int32_t pos, const RopeParams& rope) {
+  const float* inv_freq = cpu(*rope.inv_freq).f32();
+  if (dim > RopeCache::kMaxDim || pos < 0) return compute_rope_angles(cs, dim, pos, inv_freq, rope.attention_factor);
+  thread_local RopeCache cache;
+  RopeCache::Slot& slot = cache.slots[pos % RopeCache::kSlots];
+  const size_t freq_bytes = static_cast<size_t>(dim / 2) * 4;
+  if (slot.pos != pos || slot.dim != dim || std::memcmp(&slot.factor, &rope.attention_factor, 4) != 0 ||
+      std::memcmp(slot.freq, inv_freq, freq_bytes) != 0) {
+    compute_rope_angles(slot.cs, dim, pos, inv_freq, rope.attention_factor);
+    std::memcpy(slot.freq, inv_freq, freq_bytes);
+    slot.pos = pos;
+    slot.dim = dim;
+    slot.factor = rope.attention_factor;
+  }
+  std::memcpy(cs, slot.cs, static_cast<size_t>(dim) * 4);
 }
 
 void rope_apply(float* x, int64_t dim, const float* cs, bool interleaved) {
