@@ -1,6 +1,7 @@
 // The fast path's element-wise math (vec_math.h) against libm in double: the stated error
 // bound over the whole input range, the clamps at both ends, and each value bitwise the same
-// at every SIMD level this machine has (lower ones forced) and for every array length.
+// at every SIMD level this machine has (lower ones forced) and for every array length (the
+// softmax also with NaN and ±0 ties).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,8 +34,7 @@ double ulps(float got, double want) {
 std::vector<float> exp_inputs() {
   std::vector<float> x;
   for (int i = 0; i <= 200000; ++i) x.push_back(-87.3f + 175.6f * static_cast<float>(i) / 200000.0f);
-  for (float v : {0.0f, -0.0f, 1.0f, -1.0f, 1e-8f, -1e-8f, 0.34657359f, -0.34657359f, 88.37f, -87.33f})
-    x.push_back(v);
+  for (float v : {0.0f, -0.0f, 1.0f, -1.0f, 1e-8f, -1e-8f, 0.34657359f, -0.34657359f, 88.37f, -87.33f}) x.push_back(v);
   return x;
 }
 
@@ -95,6 +95,43 @@ TEST_F(VecMath, BitwiseTheSameAtEveryLevelAndLength) {
         run(n, offset, e, s, m);
         EXPECT_EQ(0, std::memcmp(e.data(), e0.data() + offset, static_cast<size_t>(n) * 4)) << n << simd_name(level);
         EXPECT_EQ(0, std::memcmp(s.data(), s0.data() + offset, static_cast<size_t>(n) * 4)) << n << simd_name(level);
+      }
+    }
+  }
+}
+
+// The softmax is the portable one's, bitwise, at every level and length: the largest value
+// wherever it sits (vector body or tail), ±0 ties, a NaN ignored unless it comes first.
+TEST_F(VecMath, SoftmaxIsThePortablesAtEveryLevelAndLength) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-20.0f, 20.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t n = 1; n <= 100; n += (n < 40 ? 1 : 7)) {
+    for (int64_t peak = 0; peak < n; peak += std::max<int64_t>(1, n / 5)) {
+      for (int variant = 0; variant < 4; ++variant) {
+        std::vector<float> s(static_cast<size_t>(n));
+        for (auto& v : s) v = dist(rng);
+        s[static_cast<size_t>(peak)] = 25.0f;  // the largest, anywhere
+        if (variant == 1) {                    // ±0 ties
+          std::fill(s.begin(), s.end(), 0.0f);
+          s[static_cast<size_t>(peak)] = -0.0f;
+        }
+        if (variant == 2 && n > 1) s[static_cast<size_t>(n - 1 - peak)] = nan;  // ignored (unless first)
+        if (variant == 3) s[0] = nan;
+        simd_cap(SimdLevel::portable);
+        std::vector<float> want = s;
+        fast_softmax(want.data(), n);
+        for (SimdLevel level : levels()) {
+          simd_cap(level);
+          std::vector<float> got = s;
+          fast_softmax(got.data(), n);
+          EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * 4))
+              << simd_name(level) << " n=" << n << " peak=" << peak << " variant=" << variant;
+        }
+        if (variant == 0) {  // exp(25 − 25) = 1 over a sum of at least 1
+          EXPECT_GT(want[static_cast<size_t>(peak)], 0.0f);
+          EXPECT_LE(want[static_cast<size_t>(peak)], 1.0f);
+        }
       }
     }
   }

@@ -96,7 +96,7 @@ __attribute__((target("avx512f,avx512dq"))) void exp_avx512(float* y, const floa
 }
 
 __attribute__((target("avx512f,avx512dq"))) void silu_mul_avx512(float* out, const float* g, const float* u,
-                                                                int64_t n) {
+                                                                 int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, silu_mul16(_mm512_loadu_ps(g + i), _mm512_loadu_ps(u + i)));
   if (i < n) {
@@ -105,16 +105,45 @@ __attribute__((target("avx512f,avx512dq"))) void silu_mul_avx512(float* out, con
   }
 }
 
-__attribute__((target("avx512f,avx512dq"))) double sum_avx512(const float* s, int64_t n) {
+// acc (8 double lanes) + e's first 8 values, then + its last 8.
+__attribute__((target("avx512f,avx512dq"))) inline __m512d add_halves(__m512d acc, __m512 e) {
+  acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+  return _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+}
+
+// fast_softmax in one pass per step on 16 lanes: the max (per lane as the scan finds it —
+// MAXPS keeps its second operand unless the first is greater, so a NaN counts only at s[0] —
+// then the lanes scanned: the same value), exp(s − max) with exp16, the sum in sum_portable's
+// 8 double lanes and order (a missing tail element adds +0), and the scale.
+__attribute__((target("avx512f,avx512dq"))) void softmax_avx512(float* s, int64_t n) {
+  const int64_t body = n & ~int64_t{15};
+  const auto tail = static_cast<__mmask16>((1u << (n - body)) - 1);
+  __m512 mv = _mm512_set1_ps(s[0]);
+  for (int64_t i = 0; i < body; i += 16) mv = _mm512_max_ps(_mm512_loadu_ps(s + i), mv);
+  if (tail) mv = _mm512_max_ps(_mm512_mask_loadu_ps(mv, tail, s + body), mv);
+  float lane_max[16];
+  _mm512_storeu_ps(lane_max, mv);
+  float m = s[0];
+  for (float v : lane_max) m = v > m ? v : m;
+  const __m512 mb = _mm512_set1_ps(m);
   __m512d acc = _mm512_setzero_pd();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(s + i)));
+  for (int64_t i = 0; i < body; i += 16) {
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + i), mb));
+    _mm512_storeu_ps(s + i, e);
+    acc = add_halves(acc, e);
+  }
+  if (tail) {
+    const __m512 e = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, s + body), mb)));
+    _mm512_mask_storeu_ps(s + body, tail, e);
+    acc = add_halves(acc, e);
+  }
   double lanes[8];
   _mm512_storeu_pd(lanes, acc);
-  for (; i < n; ++i) lanes[i % 8] += static_cast<double>(s[i]);
-  double t = lanes[0];
-  for (int l = 1; l < 8; ++l) t += lanes[l];
-  return t;
+  double sum = lanes[0];
+  for (int l = 1; l < 8; ++l) sum += lanes[l];
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  for (int64_t i = 0; i < body; i += 16) _mm512_storeu_ps(s + i, _mm512_mul_ps(_mm512_loadu_ps(s + i), inv));
+  if (tail) _mm512_mask_storeu_ps(s + body, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + body), inv));
 }
 
 // AVX2: the same operations, 8 lanes.
@@ -145,8 +174,8 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(float* out, const float* 
   for (; i + 8 <= n; i += 8) {
     const __m256 gv = _mm256_loadu_ps(g + i);
     const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
-                                            _mm256_loadu_ps(u + i)));
+    _mm256_storeu_ps(out + i,
+                     _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), _mm256_loadu_ps(u + i)));
   }
   silu_mul_portable(out + i, g + i, u + i, n - i);
 }
@@ -173,15 +202,14 @@ void fast_silu_mul(float* out, const float* g, const float* u, int64_t n) {
 
 void fast_softmax(float* s, int64_t n) {
   if (n <= 0) return;
+#ifdef SIBYL_VEC_MATH_X86
+  if (simd_has(SimdLevel::avx512)) return softmax_avx512(s, n);
+#endif
   float m = s[0];
   for (int64_t t = 1; t < n; ++t) m = s[t] > m ? s[t] : m;
   for (int64_t t = 0; t < n; ++t) s[t] -= m;
   fast_exp(s, s, n);
-#ifdef SIBYL_VEC_MATH_X86
-  const double sum = simd_has(SimdLevel::avx512) ? sum_avx512(s, n) : sum_portable(s, n);
-#else
   const double sum = sum_portable(s, n);
-#endif
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t t = 0; t < n; ++t) s[t] *= inv;
 }
