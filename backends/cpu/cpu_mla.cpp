@@ -76,7 +76,9 @@ struct UpRows {
     });
   }
   // W_UV of head h: dv rows of R.
-  WeightRows values(int64_t h) const { return split ? v_b.rows_from(h * dv, dv) : kv_b.rows_from(h * (dn + dv) + dn, dv); }
+  WeightRows values(int64_t h) const {
+    return split ? v_b.rows_from(h * dv, dv) : kv_b.rows_from(h * (dn + dv) + dn, dv);
+  }
 
   bool split;
   int64_t dn, dv, R;
@@ -100,7 +102,7 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
   const int64_t W = R + dr, groups = (H + 3) / 4;
   ex.pool.parallel_for(n * groups, longest * 4 * W, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> qcat, qrow, scores, angles;
-    thread_local std::vector<const float*> rows;
+    thread_local std::vector<const float*> rows, next;
     qcat.resize(static_cast<size_t>(4 * W));
     qrow.resize(static_cast<size_t>(qk));
     angles.resize(static_cast<size_t>(dr));
@@ -115,10 +117,20 @@ void attention_absorbed(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
       }
       rows.resize(static_cast<size_t>(len));
       kv.rows(layer, i, from, len, rows.data());
+      // The next row's cache rows, asked for (to L2) a few per tile of this one: by the time
+      // it is scored they are there (the hardware's own prefetch restarts at every row).
+      int64_t len_next = 0;
+      if (item + 1 < end && (item + 1) % groups == 0) {
+        len_next = pos[i + 1] + 1 - from;
+        next.resize(static_cast<size_t>(len_next));
+        kv.rows(layer, i + 1, from, len_next, next.data());
+      }
       scores.resize(static_cast<size_t>(4 * len));
       float tile[16];
       int64_t t = 0;
       for (; nh == 4 && t + 4 <= len; t += 4) {
+        for (int64_t p = t; p < std::min(len_next, t + 4); ++p)
+          for (int64_t b = 0; b < W * 4; b += 64) __builtin_prefetch(reinterpret_cast<const char*>(next[p]) + b, 0, 2);
         dot_4x4(qcat.data(), W, rows.data() + t, W, tile, 4);
         for (int64_t g = 0; g < 4; ++g)
           for (int64_t c = 0; c < 4; ++c) scores[g * len + t + c] = tile[g * 4 + c] * sh.softmax_scale;
@@ -218,8 +230,8 @@ void attention_expanded(const Exec& ex, CpuTensor& dst, const CpuTensor& q, cons
 
 }  // namespace
 
-void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm,
-               float eps, const StepBatch& batch, const RopeParams& rope) {
+void mla_store(const Exec& ex, CpuKvPool& kv, int64_t layer, const CpuTensor& kv_a, const CpuTensor& kv_norm, float eps,
+               const StepBatch& batch, const RopeParams& rope) {
   const int64_t R = kv_norm.cols(), dr = kv_a.cols() - R;
   const PagedRows paged(kv, batch);
   NormWeight nw;
