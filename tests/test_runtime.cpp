@@ -58,16 +58,23 @@ Trace run_alone(const std::shared_ptr<Model>& m, const std::vector<int32_t>& pro
   return t;
 }
 
+// n sessions' random prompts (3 + stride·i tokens, seeded from `seed`) and their traces alone.
+void run_each_alone(const std::shared_ptr<Model>& m, int n, int stride, uint32_t seed, int steps,
+                    std::vector<std::vector<int32_t>>& prompts, std::vector<Trace>& alone) {
+  for (int i = 0; i < n; ++i) {
+    prompts.push_back(
+        random_tokens(static_cast<size_t>(3 + stride * i), m->config().vocab_size, seed + static_cast<uint32_t>(i)));
+    alone.push_back(run_alone(m, prompts.back(), steps));
+  }
+}
+
 TEST(Runtime, BatchedStepsAreBitwiseEqualToSessionsAlone) {
   const auto m = load(data_dir() + "/tiny-v3", 0, 0, 16);
   const int64_t vocab = m->config().vocab_size;
   constexpr int kSessions = 6, kSteps = 5;
   std::vector<std::vector<int32_t>> prompts;
   std::vector<Trace> alone;
-  for (int i = 0; i < kSessions; ++i) {
-    prompts.push_back(random_tokens(static_cast<size_t>(3 + 11 * i), vocab, 100 + i));
-    alone.push_back(run_alone(m, prompts.back(), kSteps));
-  }
+  run_each_alone(m, kSessions, 11, 100, kSteps, prompts, alone);
   // All sessions in every step through one forward; each round in a different order, and
   // the prompts of later sessions arrive while earlier ones decode (mixed steps).
   std::vector<std::unique_ptr<Session>> sessions;
@@ -130,10 +137,7 @@ TEST_P(RuntimeLanes, StepsSplitInLanesAreBitwiseEqualToSessionsAlone) {
   constexpr int kSessions = 9, kSteps = 3;
   std::vector<std::vector<int32_t>> prompts;
   std::vector<Trace> alone;
-  for (int i = 0; i < kSessions; ++i) {
-    prompts.push_back(random_tokens(static_cast<size_t>(3 + 5 * i), vocab, 300 + i));
-    alone.push_back(run_alone(m, prompts.back(), kSteps));
-  }
+  run_each_alone(m, kSessions, 5, 300, kSteps, prompts, alone);
   const int64_t lanes_before = m->lane_steps();
   std::vector<std::unique_ptr<Session>> sessions;
   for (int i = 0; i < kSessions; ++i) sessions.push_back(std::make_unique<Session>(m, SessionOptions{}));
