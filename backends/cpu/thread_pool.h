@@ -1,6 +1,7 @@
 // A fixed pool of worker threads running one parallel loop at a time. Callers from
 // several threads (sessions on different threads) take turns; the calling thread
-// works too. Loops must not nest. Between the loops of one step, and between steps, the
+// works too. Loops must not nest, except inside run_lanes, where a lane's loops run inline
+// on its thread. Between the loops of one step, and between steps, the
 // workers spin instead of sleeping (a step's ops follow each other within microseconds; a
 // futex wake-up costs more than most of them; a spinning thread yields to other runnable
 // threads), and sleep once no loop came for kSpin.
