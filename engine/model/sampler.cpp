@@ -64,8 +64,11 @@ int32_t plain_argmax(const float* logits, int64_t vocab, const SamplerParams& p)
   return id;
 }
 
+// A repetition penalty applies unless it is 1 (or not positive).
+bool penalty_active(const SamplerParams& p) { return p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f; }
+
 Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p, const std::vector<int32_t>& history) {
-  if (p.temperature <= 0.0f && p.logit_bias.empty() && !(p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f)) {
+  if (p.temperature <= 0.0f && p.logit_bias.empty() && !penalty_active(p)) {
     Candidates c;
     c.greedy = plain_argmax(logits, vocab, p);
     return c;
@@ -88,7 +91,7 @@ Candidates candidates(const float* logits, int64_t vocab, const SamplerParams& p
         if (!((word >> (i & 63)) & 1)) score[i] = neg_inf;
     }
   }
-  if (p.repetition_penalty != 1.0f && p.repetition_penalty > 0.0f) {
+  if (penalty_active(p)) {
     size_t from = p.repetition_last_n > 0 && history.size() > static_cast<size_t>(p.repetition_last_n)
                       ? history.size() - static_cast<size_t>(p.repetition_last_n)
                       : 0;
