@@ -83,7 +83,7 @@ std::vector<int32_t> tokens(size_t n, int32_t vocab, uint32_t salt) {
   return t;
 }
 
-// Decode through the scheduler: every session holds its prompt, then all generate at once.
+// Through the scheduler: every session's prompt at once, then all sessions decode at once.
 struct SessionsRun {
   double prompt_tokens_per_s = 0, gen_tokens_per_s = 0, latency_ms_p50 = 0, latency_ms_max = 0,
          first_token_ms_p50 = 0;

@@ -94,7 +94,9 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
-    auto started = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
+    auto started = [&] {
+      return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+    };
     if (!spin_until(started)) {
       std::unique_lock lock(mutex_);
       ++sleeping_;
@@ -144,19 +146,15 @@ void ThreadPool::parallel_for(int64_t n, int64_t cost, const std::function<void(
 }
 
 void ThreadPool::run_lanes(int n, const std::function<void(int)>& fn) {
-  const auto lanes = [&](int64_t begin, int64_t end) {
-    const bool outer = !tl_in_lane;
-    tl_in_lane = true;
-    try {
-      for (int64_t i = begin; i < end; ++i) fn(static_cast<int>(i));
-    } catch (...) {
-      if (outer) tl_in_lane = false;
-      throw;
-    }
-    if (outer) tl_in_lane = false;
+  const auto run_some = [&](int64_t begin, int64_t end) {
+    struct InLane {  // restored however the lane ends
+      bool was = std::exchange(tl_in_lane, true);
+      ~InLane() { tl_in_lane = was; }
+    } in_lane;
+    for (int64_t i = begin; i < end; ++i) fn(static_cast<int>(i));
   };
   // A lane is far more work than a wake-up: never inline for its size (one lane per chunk).
-  parallel_for(n, int64_t{1} << 40, lanes);
+  parallel_for(n, int64_t{1} << 40, run_some);
 }
 
 }  // namespace sibyl::backend::cpu

@@ -189,7 +189,7 @@ void Model::forward(const std::vector<SeqStep>& seqs, std::vector<float>& logits
                     std::vector<float>* hidden) {
   const ModelConfig& c = config();
   Backend& be = *backend_;
-  auto body = [&](StepPlan& a, const backend::StepBatch& batch, std::vector<float>& out, std::vector<float>* h) {
+  auto body = [&](StepPlan& a, const backend::StepBatch& batch, float* out, float* h) {
     Step s = step_of(be, c, kv_pages().pool(), batch, a, rope_, *inv_freq_, observer);
     be.embed(*a.x, *weights_.embed, *a.tokens);  // the residual stream [n, H]
     if (observer) observer->hidden(0, s.download(*a.x));
@@ -210,7 +210,7 @@ void Model::forward_mtp(const std::vector<SeqStep>& seqs, std::vector<float>& lo
   const ModelConfig& c = config();
   const MtpWeights& m = *weights_.mtp;
   Backend& be = *backend_;
-  auto body = [&](StepPlan& a, const backend::StepBatch& batch, std::vector<float>& out, std::vector<float>*) {
+  auto body = [&](StepPlan& a, const backend::StepBatch& batch, float* out, float*) {
     Step s = step_of(be, c, kv_pages().pool(), batch, a, rope_, *inv_freq_, nullptr);
     const auto eps = static_cast<float>(c.rms_norm_eps);
     // x = eh_proj([enorm(embed(t)) ; hnorm(h)]) as the sum of its two column halves
@@ -264,51 +264,53 @@ std::vector<size_t> lane_cuts(const std::vector<SeqStep>& seqs, int lanes) {
 
 void Model::run_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, const StepBody& body,
                      std::vector<float>& logits, std::vector<float>* hidden) {
+  const int64_t vocab = config().vocab_size, H = config().hidden_size;
   const std::vector<size_t> cuts =
       observed ? std::vector<size_t>{} : lane_cuts(seqs, std::min(backend_->step_lanes(), kMaxLanes));
   if (cuts.empty()) {
     backend::StepBatch batch;
     StepPlan& a = prepare_step(seqs, observed, mtp, batch, 0);
-    body(a, batch, logits, hidden);
+    logits.resize(static_cast<size_t>(a.key.logits_rows * vocab));
+    if (hidden) hidden->resize(static_cast<size_t>(a.key.rows * H));
+    body(a, batch, logits.data(), hidden ? hidden->data() : nullptr);
     return;
   }
   const int n = static_cast<int>(cuts.size()) - 1;
   lanes_.resize(static_cast<size_t>(n));
+  int64_t kept = 0, rows = 0;    // lanes are contiguous runs of sequences: their rows in order
   for (int i = 0; i < n; ++i) {  // plans and inputs on this thread
     Lane& lane = lanes_[static_cast<size_t>(i)];
     lane.seqs.assign(seqs.begin() + static_cast<std::ptrdiff_t>(cuts[i]),
                      seqs.begin() + static_cast<std::ptrdiff_t>(cuts[i + 1]));
     lane.batch = backend::StepBatch{};
     lane.plan = &prepare_step(lane.seqs, false, mtp, lane.batch, i);
+    lane.first_kept = kept;
+    lane.first_row = rows;
+    kept += lane.plan->key.logits_rows;
+    rows += lane.plan->key.rows;
   }
+  logits.resize(static_cast<size_t>(kept * vocab));
+  if (hidden) hidden->resize(static_cast<size_t>(rows * H));
   ++lane_steps_;
   backend_->run_lanes(n, [&](int i) {
-    Lane& lane = lanes_[static_cast<size_t>(i)];
-    body(*lane.plan, lane.batch, lane.logits, hidden ? &lane.hidden : nullptr);
+    const Lane& lane = lanes_[static_cast<size_t>(i)];
+    body(*lane.plan, lane.batch, logits.data() + lane.first_kept * vocab,
+         hidden ? hidden->data() + lane.first_row * H : nullptr);
   });
-  logits.clear();  // lanes are contiguous runs of sequences: their rows in order
-  if (hidden) hidden->clear();
-  for (const Lane& lane : lanes_) {
-    logits.insert(logits.end(), lane.logits.begin(), lane.logits.end());
-    if (hidden) hidden->insert(hidden->end(), lane.hidden.begin(), lane.hidden.end());
-  }
 }
 
-// The kept rows of a.h through `head`, the step submitted, logits (and all rows of a.h) read.
-void Model::finish_step(StepPlan& a, const Tensor& head, std::vector<float>& logits, std::vector<float>* hidden) {
+// The kept rows of a.h through `head`, the step submitted, logits (and all rows of a.h) read
+// into the caller's [logits_rows, vocab] (and [rows, hidden]).
+void Model::finish_step(StepPlan& a, const Tensor& head, float* logits, float* hidden) {
   Backend& be = *backend_;
   const int64_t n_out = a.key.logits_rows;
   if (n_out > 0) {
-    if (a.logit_rows) be.gather_rows(*a.kept, *a.h, *a.logit_rows);       // [n_out, H]
-    be.matmul(*a.logits, a.logit_rows ? *a.kept : *a.h, head);            // [n_out, vocab]
+    if (a.logit_rows) be.gather_rows(*a.kept, *a.h, *a.logit_rows);  // [n_out, H]
+    be.matmul(*a.logits, a.logit_rows ? *a.kept : *a.h, head);       // [n_out, vocab]
   }
   be.end_step();
-  logits.resize(static_cast<size_t>(n_out * config().vocab_size));
-  if (n_out > 0) be.read(*a.logits, logits.data(), logits.size() * 4);
-  if (hidden) {
-    hidden->resize(static_cast<size_t>(a.h->rows() * a.h->cols()));
-    be.read(*a.h, hidden->data(), hidden->size() * 4);
-  }
+  if (n_out > 0) be.read(*a.logits, logits, static_cast<size_t>(n_out * config().vocab_size) * 4);
+  if (hidden) be.read(*a.h, hidden, static_cast<size_t>(a.h->rows() * a.h->cols()) * 4);
 }
 
 StepPlan& Model::plan(const StepPlan::Key& key) {

@@ -115,14 +115,14 @@ class Model {
   StepPlan& plan(const StepPlan::Key& key);
   StepPlan& prepare_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, backend::StepBatch& batch,
                          int lane);
-  // The ops of a step on its plan, through finish_step.
-  using StepBody = std::function<void(StepPlan& a, const backend::StepBatch& batch, std::vector<float>& logits,
-                                      std::vector<float>* hidden)>;
+  // The ops of a step on its plan, through finish_step into logits [logits_rows, vocab] (and
+  // hidden [rows, hidden_size] when not null).
+  using StepBody = std::function<void(StepPlan& a, const backend::StepBatch& batch, float* logits, float* hidden)>;
   // Prepares and runs a step: in lanes side by side when the backend has them and the batch
   // splits evenly (see lane_cuts in deepseek.cpp), else as one.
   void run_step(const std::vector<SeqStep>& seqs, bool observed, bool mtp, const StepBody& body,
                 std::vector<float>& logits, std::vector<float>* hidden);
-  void finish_step(StepPlan& a, const backend::Tensor& head, std::vector<float>& logits, std::vector<float>* hidden);
+  void finish_step(StepPlan& a, const backend::Tensor& head, float* logits, float* hidden);
   static constexpr size_t kMaxPlans = 16;
   static constexpr int kMaxLanes = 8;  // a split step's plans all stay cached while it runs
   static_assert(static_cast<size_t>(kMaxLanes) < kMaxPlans);
@@ -147,7 +147,7 @@ class Model {
     std::vector<SeqStep> seqs;
     backend::StepBatch batch;
     StepPlan* plan = nullptr;
-    std::vector<float> logits, hidden;
+    int64_t first_kept = 0, first_row = 0;  // where its logits and hidden rows go in the step's
   };
   std::vector<Lane> lanes_;
   int64_t lane_steps_ = 0;
